@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Start a real TimescaleDB server for candleflow's tests and prints its DSN on the last line.
+#
+# Order of preference:
+#   1. CANDLEFLOW_TIMESCALE_DSN is already set: nothing to start, print it.
+#   2. A working Docker engine: run the official image timescale/timescaledb:latest-pg17.
+#   3. Root on Debian: build (once, cached) a minimal Debian trixie chroot holding
+#      postgresql-17-timescaledb (Apache edition) with debootstrap and run that postgres
+#      on 127.0.0.1.
+# Anything else is an error that says what to do.
+set -euo pipefail
+
+PORT="${CANDLEFLOW_TSDB_PORT:-55432}"
+ROOT="${CANDLEFLOW_TSDB_ROOT:-/var/cache/candleflow/tsdb-trixie}"
+PGDATA_IN_ROOT=/var/lib/candleflow-pg
+MIRROR="${CANDLEFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DSN="postgresql://candleflow:candleflow@127.0.0.1:${PORT}/candleflow"
+
+log() { echo "[timescale] $*" >&2; }
+
+if [[ -n "${CANDLEFLOW_TIMESCALE_DSN:-}" ]]; then
+  log "using the server given in CANDLEFLOW_TIMESCALE_DSN"
+  echo "${CANDLEFLOW_TIMESCALE_DSN}"
+  exit 0
+fi
+
+wait_ready() {
+  for _ in $(seq 1 60); do
+    if pg_isready_cmd >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "server on 127.0.0.1:${PORT} did not become ready in 60 s"
+  return 1
+}
+
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  pg_isready_cmd() { docker exec candleflow-tsdb pg_isready -U candleflow -d candleflow; }
+  if ! docker ps --format '{{.Names}}' | grep -qx candleflow-tsdb; then
+    log "starting the official image timescale/timescaledb:latest-pg17 on 127.0.0.1:${PORT}"
+    docker rm -f candleflow-tsdb >/dev/null 2>&1 || true
+    docker run -d --name candleflow-tsdb -p "127.0.0.1:${PORT}:5432" \
+      -e POSTGRES_USER=candleflow -e POSTGRES_PASSWORD=candleflow -e POSTGRES_DB=candleflow \
+      timescale/timescaledb:latest-pg17 >/dev/null
+  fi
+  wait_ready
+  echo "${DSN}"
+  exit 0
+fi
+
+if [[ "$(id -u)" != "0" ]]; then
+  log "no Docker engine and not root: set CANDLEFLOW_TIMESCALE_DSN to a TimescaleDB server"
+  exit 2
+fi
+
+if [[ ! -x "${ROOT}/usr/lib/postgresql/17/bin/postgres" ]]; then
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    log "installing debootstrap"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap) >&2
+  fi
+  log "building a Debian trixie chroot with postgresql-17-timescaledb in ${ROOT} (about a minute)"
+  rm -rf "${ROOT}.tmp"
+  mkdir -p "$(dirname "${ROOT}")"
+  debootstrap --variant=minbase --include=postgresql-17-timescaledb trixie "${ROOT}.tmp" "${MIRROR}" >&2
+  rm -rf "${ROOT}"
+  mv "${ROOT}.tmp" "${ROOT}"
+fi
+
+in_root() { chroot "${ROOT}" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"; }
+as_pg() { in_root /usr/sbin/runuser -u postgres -- "$@"; }
+pg_isready_cmd() { in_root /usr/lib/postgresql/17/bin/pg_isready -h 127.0.0.1 -p "${PORT}"; }
+BIN=/usr/lib/postgresql/17/bin
+
+if pg_isready_cmd >/dev/null 2>&1; then
+  log "a server is already answering on 127.0.0.1:${PORT}"
+  echo "${DSN}"
+  exit 0
+fi
+
+if [[ ! -f "${ROOT}${PGDATA_IN_ROOT}/PG_VERSION" ]]; then
+  log "initialising a cluster"
+  mkdir -p "${ROOT}${PGDATA_IN_ROOT}"
+  in_root chown postgres:postgres "${PGDATA_IN_ROOT}"
+  echo candleflow > "${ROOT}/tmp/pwfile"
+  in_root chown postgres "/tmp/pwfile"
+  as_pg "${BIN}/initdb" -D "${PGDATA_IN_ROOT}" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 --pwfile=/tmp/pwfile -E UTF8 >&2
+  rm -f "${ROOT}/tmp/pwfile"
+  cat >> "${ROOT}${PGDATA_IN_ROOT}/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = ${PORT}
+shared_preload_libraries = 'timescaledb'
+dynamic_shared_memory_type = mmap
+unix_socket_directories = '/tmp'
+timescaledb.telemetry_level = off
+max_connections = 100
+fsync = on
+CONF
+fi
+
+mkdir -p "${ROOT}/tmp"
+chmod 1777 "${ROOT}/tmp"
+log "starting postgres 17 + timescaledb on 127.0.0.1:${PORT}"
+as_pg "${BIN}/pg_ctl" -D "${PGDATA_IN_ROOT}" -l "${PGDATA_IN_ROOT}/server.log" -w start >&2
+wait_ready
+
+psql_root() { as_pg "${BIN}/../bin/psql" -h /tmp -p "${PORT}" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+if [[ "$(psql_root -c "select 1 from pg_roles where rolname='candleflow'")" != "1" ]]; then
+  psql_root -c "create role candleflow login password 'candleflow'" >&2
+fi
+if [[ "$(psql_root -c "select 1 from pg_database where datname='candleflow'")" != "1" ]]; then
+  psql_root -c "create database candleflow owner candleflow" >&2
+fi
+psql_root -d candleflow -c "create extension if not exists timescaledb" >&2
+log "ready: $(psql_root -d candleflow -c "select 'timescaledb ' || extversion from pg_extension where extname='timescaledb'") license=$(psql_root -d candleflow -c 'show timescaledb.license')"
+echo "${DSN}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ class SettingsError(ValueError):
     """A setting is missing or has a value candleflow cannot use."""
 
 
-class Environment(str, Enum):
+class Environment(StrEnum):
     LOCAL = "local"  # embedded Parquet store, local SQLite for Dagster and MLflow, paper broker
     TIMESCALE = "timescale"  # TimescaleDB store
 
 
-class Broker(str, Enum):
+class Broker(StrEnum):
     PAPER = "paper"
     MT5 = "mt5"
 

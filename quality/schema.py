@@ -17,6 +17,9 @@ __all__ = [
     "BAR_KEY",
     "BAR_SCHEMA",
     "PRICE_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "QUARANTINE_KEY",
+    "QUARANTINE_SCHEMA",
     "TIMEFRAMES",
     "UnknownTimeframeError",
     "empty_bars",
@@ -41,6 +44,26 @@ BAR_SCHEMA: Final = pa.schema(
 BAR_COLUMNS: Final = tuple(BAR_SCHEMA.names)
 BAR_KEY: Final = ("symbol", "timeframe", "ts")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
+
+# A row that failed the data contract, kept with the reason so nothing is ever silently dropped.
+# The raw values are kept as text because a quarantined row may not parse at all.
+QUARANTINE_SCHEMA: Final = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("timeframe", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("ns", tz="UTC"), nullable=True),  # null when unparseable
+        pa.field("raw", pa.string(), nullable=False),  # the row as received, JSON object text
+        pa.field("row_fingerprint", pa.string(), nullable=False),  # sha256 of source + raw
+        pa.field("reason", pa.string(), nullable=False),  # a quality.ReasonCode value
+        pa.field("detail", pa.string(), nullable=False),  # human-readable explanation
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),  # the ingest run that saw it
+        pa.field("quarantined_at", pa.timestamp("ns", tz="UTC"), nullable=False),
+    ]
+)
+QUARANTINE_COLUMNS: Final = tuple(QUARANTINE_SCHEMA.names)
+# Re-ingesting the same bad row for the same reason is idempotent.
+QUARANTINE_KEY: Final = ("symbol", "timeframe", "source", "row_fingerprint", "reason")
 
 # Timeframe code -> bar length. Codes are what users type and what stores partition by.
 TIMEFRAMES: Final = {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the whole suite against a real TimescaleDB: the one in CANDLEFLOW_TIMESCALE_DSN, or one
+# started here by infra/timescale/start_local.sh. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${CANDLEFLOW_TIMESCALE_DSN:-}" ]]; then
+  if DSN="$(bash infra/timescale/start_local.sh | tail -n 1)"; then
+    export CANDLEFLOW_TIMESCALE_DSN="${DSN}"
+  else
+    echo "[test] could not start TimescaleDB; tests marked 'timescale' will fail under CI" >&2
+  fi
+fi
+export PYTHONHASHSEED=0
+exec .venv/bin/pytest "$@"

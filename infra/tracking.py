@@ -1,0 +1,264 @@
+"""MLflow adapter: training runs, the model registry and alias-based promotion.
+
+The tracking store is real MLflow: local SQLite under CANDLEFLOW_HOME by default, or whatever
+MLFLOW_TRACKING_URI points at. Models are saved by their own `save(path)` and logged as run
+artifacts; registry versions point at them, and the aliases `challenger` and `champion` say which
+version is on trial and which one trades.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "ModelTracker",
+    "PromotionDecision",
+    "PromotionRule",
+    "TrackingConfig",
+    "TrainingRecord",
+    "data_fingerprint",
+    "git_revision",
+]
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def git_revision(cwd: Path | None = None) -> str:
+    """The checkout's commit (with a -dirty suffix when it has local changes), or 'unknown'."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH is intended
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}-dirty" if dirty else rev
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A stable sha256 of a frame's values and index (column order matters)."""
+    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    h = hashlib.sha256(hashed.tobytes())
+    h.update("|".join(map(str, frame.columns)).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tracking_uri: str  # e.g. sqlite:////abs/path/mlflow.db or http://mlflow:5000
+    artifact_root: Path  # where a new experiment keeps artifacts (local stores only)
+    experiment: str = "candleflow"
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    run_id: str
+    experiment_id: str
+    model_name: str
+    version: str | None  # registry version, when registered
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    """A challenger becomes champion when it passes the checks and beats the champion OOS."""
+
+    metric: str = "oos_sharpe"  # a metric logged on the run, higher is better
+    min_margin: float = 0.0  # challenger must exceed champion by more than this
+    min_trades: int = 10  # fewer OOS trades than this is not evidence
+    min_metric: float = 0.0  # a first champion must at least beat this
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promoted: bool
+    reason: str
+    challenger_version: str
+    champion_version: str | None  # the champion after the decision
+
+
+class ModelTracker:
+    """Logs training runs and manages registry aliases. One instance per process is enough."""
+
+    def __init__(self, config: TrackingConfig) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        self.config = config
+        self._client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+        exp = self._client.get_experiment_by_name(config.experiment)
+        if exp is None:
+            config.artifact_root.mkdir(parents=True, exist_ok=True)
+            self.experiment_id = self._client.create_experiment(
+                config.experiment, artifact_location=config.artifact_root.resolve().as_uri()
+            )
+        else:
+            self.experiment_id = exp.experiment_id
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def log_training(
+        self,
+        *,
+        run_name: str,
+        params: Mapping[str, Any],
+        fold_metrics: Sequence[Mapping[str, float]],
+        summary_metrics: Mapping[str, float],
+        model_dir: Path,
+        features: Sequence[str],
+        fingerprint: str,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, Path] | None = None,
+    ) -> str:
+        """Log one training run; returns its run id. The model directory goes under `model/`."""
+        client = self._client
+        run = client.create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags={
+                "candleflow.git_revision": git_revision(),
+                "candleflow.data_fingerprint": fingerprint,
+                **(tags or {}),
+            },
+        )
+        run_id = run.info.run_id
+        try:
+            for key, value in params.items():
+                client.log_param(run_id, key, str(value)[:6000])
+            for step, metrics in enumerate(fold_metrics):
+                for key, value in metrics.items():
+                    if _finite(value):
+                        client.log_metric(run_id, f"fold_{key}", float(value), step=step)
+            for key, value in summary_metrics.items():
+                if _finite(value):
+                    client.log_metric(run_id, key, float(value))
+            client.log_dict(run_id, {"features": list(features)}, "features.json")
+            client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+            for name, path in (artifacts or {}).items():
+                client.log_artifact(run_id, str(path), artifact_path=name)
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
+    def register(self, model_name: str, run_id: str) -> str:
+        """Register the run's model as a new version and point `challenger` at it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(model_name)
+        except MlflowException:
+            self._client.create_registered_model(model_name)
+        mv = self._client.create_model_version(
+            model_name, source=f"runs:/{run_id}/model", run_id=run_id
+        )
+        self._client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
+        return str(mv.version)
+
+    def alias_version(self, model_name: str, alias: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            return None
+
+    def run_metric(self, run_id: str, metric: str) -> float:
+        value = self._client.get_run(run_id).data.metrics.get(metric)
+        return float("nan") if value is None else float(value)
+
+    def promote(
+        self, model_name: str, challenger_version: str, rule: PromotionRule, *, oos_trades: int
+    ) -> PromotionDecision:
+        """Apply the promotion rule and move `champion` when it says so."""
+        client = self._client
+        challenger = client.get_model_version(model_name, challenger_version)
+        score = self.run_metric(challenger.run_id, rule.metric)
+        champion = self.alias_version(model_name, CHAMPION)
+        champ_version = None if champion is None else str(champion.version)
+        if oos_trades < rule.min_trades:
+            reason = f"not promoted: {oos_trades} OOS trades < min_trades {rule.min_trades}"
+        elif not _finite(score):
+            reason = f"not promoted: {rule.metric} is not a number"
+        elif champion is None:
+            if score > rule.min_metric:
+                client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
+                champ_version = challenger_version
+                reason = f"promoted: first champion, {rule.metric}={score:.4f} > {rule.min_metric}"
+            else:
+                reason = f"not promoted: {rule.metric}={score:.4f} <= {rule.min_metric}"
+        elif champ_version == challenger_version:
+            reason = "already champion"
+        else:
+            champ_score = self.run_metric(champion.run_id, rule.metric)
+            if not _finite(champ_score) or score > champ_score + rule.min_margin:
+                client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
+                reason = (
+                    f"promoted: {rule.metric} {score:.4f} beats champion v{champ_version} "
+                    f"{champ_score:.4f} by more than {rule.min_margin}"
+                )
+                champ_version = challenger_version
+            else:
+                reason = (
+                    f"not promoted: {rule.metric} {score:.4f} does not beat champion "
+                    f"v{champ_version} {champ_score:.4f} + {rule.min_margin}"
+                )
+        client.set_model_version_tag(model_name, challenger_version, "promotion", reason)
+        logger.info("model %s v%s: %s", model_name, challenger_version, reason)
+        return PromotionDecision(
+            promoted=reason.startswith("promoted"),
+            reason=reason,
+            challenger_version=challenger_version,
+            champion_version=champ_version,
+        )
+
+    def download_model(self, model_name: str, alias: str, dst: Path) -> tuple[Path, str]:
+        """Download the model directory behind an alias; returns (path, version)."""
+        mv = self.alias_version(model_name, alias)
+        if mv is None:
+            msg = (
+                f"registered model {model_name!r} has no {alias!r} alias yet; "
+                "run the research pipeline (`make demo`) so a model gets promoted"
+            )
+            raise LookupError(msg)
+        dst.mkdir(parents=True, exist_ok=True)
+        path = self._mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id,
+            artifact_path="model",
+            dst_path=str(dst),
+            tracking_uri=self.config.tracking_uri,
+        )
+        return Path(path), str(mv.version)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,90 @@
+"""ModelTracker against a real MLflow tracking store (SQLite) and registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from infra.tracking import ModelTracker, PromotionRule, TrackingConfig, data_fingerprint
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> ModelTracker:
+    return ModelTracker(
+        TrackingConfig(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifact_root=tmp_path / "artifacts",
+        )
+    )
+
+
+def _log(tracker: ModelTracker, tmp_path: Path, sharpe: float, tag: str) -> str:
+    model_dir = tmp_path / f"model-{tag}"
+    model_dir.mkdir()
+    (model_dir / "weights.json").write_text(json.dumps({"tag": tag}))
+    return tracker.log_training(
+        run_name=f"run-{tag}",
+        params={"max_depth": 3},
+        fold_metrics=[{"accuracy": 0.5}, {"accuracy": 0.6}],
+        summary_metrics={"oos_sharpe": sharpe},
+        model_dir=model_dir,
+        features=["f1", "f2"],
+        fingerprint="abc",
+    )
+
+
+def test_promote_when_first_challenger_beats_floor_then_becomes_champion(tracker, tmp_path):
+    run_id = _log(tracker, tmp_path, 0.8, "a")
+    version = tracker.register("m", run_id)
+
+    decision = tracker.promote("m", version, PromotionRule(), oos_trades=50)
+
+    assert decision.promoted
+    assert str(tracker.alias_version("m", "champion").version) == version
+    path, got = tracker.download_model("m", "champion", tmp_path / "dl")
+    assert got == version
+    assert json.loads((path / "weights.json").read_text()) == {"tag": "a"}
+    run = tracker.client.get_run(run_id)
+    assert run.data.tags["candleflow.data_fingerprint"] == "abc"
+    assert "candleflow.git_revision" in run.data.tags
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "fold_accuracy")] == [
+        0.5,
+        0.6,
+    ]
+
+
+def test_promote_when_challenger_is_worse_then_champion_stays(tracker, tmp_path):
+    v1 = tracker.register("m", _log(tracker, tmp_path, 1.0, "a"))
+    tracker.promote("m", v1, PromotionRule(), oos_trades=50)
+    v2 = tracker.register("m", _log(tracker, tmp_path, 0.5, "b"))
+
+    decision = tracker.promote("m", v2, PromotionRule(), oos_trades=50)
+
+    assert not decision.promoted
+    assert str(tracker.alias_version("m", "champion").version) == v1
+    assert str(tracker.alias_version("m", "challenger").version) == v2
+
+
+def test_promote_when_too_few_trades_then_refused(tracker, tmp_path):
+    v1 = tracker.register("m", _log(tracker, tmp_path, 3.0, "a"))
+
+    decision = tracker.promote("m", v1, PromotionRule(min_trades=10), oos_trades=3)
+
+    assert not decision.promoted
+    assert "min_trades" in decision.reason
+    assert tracker.alias_version("m", "champion") is None
+
+
+def test_download_when_no_champion_then_error_says_what_to_do(tracker, tmp_path):
+    with pytest.raises(LookupError, match="make demo"):
+        tracker.download_model("nope", "champion", tmp_path / "dl")
+
+
+def test_fingerprint_when_value_changes_then_differs():
+    a = pd.DataFrame({"x": [1.0, 2.0]})
+    b = pd.DataFrame({"x": [1.0, 2.5]})
+    assert data_fingerprint(a) == data_fingerprint(a.copy())
+    assert data_fingerprint(a) != data_fingerprint(b)

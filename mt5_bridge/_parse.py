@@ -1,0 +1,444 @@
+"""The boundary: MT5 structures in, domain values out (and the one outbound request shape).
+
+Only this module reads MT5 field names (`volume_step`, `price_open`, `time_msc`, `real_volume`,
+...). Everything else in the bridge works with the small frozen values defined here and with
+`execution.domain` types.
+
+Time: every MT5 timestamp (`time`, `time_msc`, `time_setup`, bar `time`) counts seconds of the
+broker server's wall clock, which is usually not UTC (many brokers run on UTC+2/UTC+3). The
+`server_utc_offset` argument is that clock's offset from UTC; UTC = server time - offset. The
+same offset shifts the UTC bounds we pass into history queries. It is a fixed offset: a server
+that follows daylight saving needs the setting changed when its clock changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from execution.domain import Fill, Order, OrderType, Position, Side
+from mt5_bridge import _codes as c
+
+__all__ = [
+    "MAX_COMMENT_LENGTH",
+    "RAW_BAR_COLUMNS",
+    "AccountState",
+    "CheckOutcome",
+    "Quote",
+    "SendOutcome",
+    "SymbolSpec",
+    "VenueRecord",
+    "VenueRecordError",
+    "build_deal_request",
+    "client_id_from_comment",
+    "comment_for",
+    "deal_ticket",
+    "deal_time_utc",
+    "deal_to_fill",
+    "order_record_to_order",
+    "parse_account_info",
+    "parse_check_result",
+    "parse_send_result",
+    "parse_symbol_info",
+    "parse_tick",
+    "positions_to_domain",
+    "rates_to_raw_frame",
+    "server_to_utc",
+    "terminal_trade_allowed",
+    "utc_to_server",
+    "venue_records",
+]
+
+# MqlTradeRequest.comment holds at most 31 characters; longer comments are cut by the terminal,
+# which would silently destroy the client id we recover fills by.
+MAX_COMMENT_LENGTH: Final = 31
+
+# The raw bar frame the data plane ingests: bar open time in UTC plus OHLCV, one row per bar.
+RAW_BAR_COLUMNS: Final = ("ts", "open", "high", "low", "close", "volume")
+
+
+class VenueRecordError(ValueError):
+    """An MT5 structure lacked a field or held a value the bridge cannot interpret."""
+
+
+def _field(record: Any, name: str) -> Any:
+    try:
+        return getattr(record, name)
+    except AttributeError:
+        kind = type(record).__name__
+        msg = f"MT5 {kind} record has no field {name!r}"
+        raise VenueRecordError(msg) from None
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+def server_to_utc(seconds: float, server_utc_offset: timedelta, *, msc: int = 0) -> datetime:
+    """UTC datetime of an MT5 server timestamp (seconds, or milliseconds via `msc` when > 0)."""
+    naive_utc = (
+        datetime.fromtimestamp(msc / 1000.0, tz=UTC)
+        if msc
+        else datetime.fromtimestamp(float(seconds), tz=UTC)
+    )
+    return naive_utc - server_utc_offset
+
+
+def utc_to_server(ts: datetime, server_utc_offset: timedelta) -> datetime:
+    """The datetime to hand an MT5 history function for the UTC instant `ts`.
+
+    The package reads a tz-aware datetime by its POSIX timestamp and compares it with server
+    timestamps, so the instant is shifted by the server's offset and kept tz-aware (a naive one
+    would be read in the local time zone of the machine running the terminal).
+    """
+    if ts.tzinfo is None:
+        msg = f"expected a tz-aware UTC datetime, got naive {ts!r}"
+        raise ValueError(msg)
+    return ts.astimezone(UTC) + server_utc_offset
+
+
+# --- symbols and quotes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """What the bridge needs to shape an order for one symbol."""
+
+    symbol: str
+    volume_min: float  # smallest order volume, lots
+    volume_step: float  # volumes must be a whole multiple of this, lots
+    volume_max: float  # largest single order volume, lots
+    filling_mode: int  # bitmask of SYMBOL_FILLING_FOK (1) / SYMBOL_FILLING_IOC (2)
+    stops_level: int  # minimum stop distance from the price, in points
+    point: float  # price of one point
+    digits: int  # price decimals
+    trade_mode: int  # SYMBOL_TRADE_MODE_*
+
+
+def parse_symbol_info(info: Any) -> SymbolSpec:
+    spec = SymbolSpec(
+        symbol=str(_field(info, "name")),
+        volume_min=float(_field(info, "volume_min")),
+        volume_step=float(_field(info, "volume_step")),
+        volume_max=float(_field(info, "volume_max")),
+        filling_mode=int(_field(info, "filling_mode")),
+        stops_level=int(_field(info, "trade_stops_level")),
+        point=float(_field(info, "point")),
+        digits=int(_field(info, "digits")),
+        trade_mode=int(_field(info, "trade_mode")),
+    )
+    if not (spec.volume_step > 0 and spec.volume_min > 0 and spec.volume_max >= spec.volume_min):
+        msg = (
+            f"symbol {spec.symbol}: unusable volume limits min={spec.volume_min} "
+            f"step={spec.volume_step} max={spec.volume_max}"
+        )
+        raise VenueRecordError(msg)
+    return spec
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    bid: float
+    ask: float
+    ts: datetime  # UTC
+
+
+def parse_tick(tick: Any, server_utc_offset: timedelta) -> Quote:
+    return Quote(
+        bid=float(_field(tick, "bid")),
+        ask=float(_field(tick, "ask")),
+        ts=server_to_utc(
+            _field(tick, "time"), server_utc_offset, msc=int(getattr(tick, "time_msc", 0) or 0)
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    hedging: bool  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING: several positions per symbol
+    real: bool  # ACCOUNT_TRADE_MODE_REAL, as opposed to demo or contest
+    currency: str
+
+
+def parse_account_info(info: Any) -> AccountState:
+    return AccountState(
+        hedging=int(_field(info, "margin_mode")) == c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+        real=int(_field(info, "trade_mode")) == c.ACCOUNT_TRADE_MODE_REAL,
+        currency=str(_field(info, "currency")),
+    )
+
+
+def terminal_trade_allowed(info: Any) -> bool:
+    """Whether the terminal's "Algo Trading" switch lets this process trade."""
+    return bool(_field(info, "trade_allowed"))
+
+
+# --- orders out, results in --------------------------------------------------------------------
+
+
+def comment_for(client_id: str, tag: str) -> str:
+    """The order comment that carries a client id to the venue and back."""
+    comment = f"{tag}{client_id}"
+    if len(comment) > MAX_COMMENT_LENGTH:
+        msg = (
+            f"comment {comment!r} is {len(comment)} characters; MT5 keeps {MAX_COMMENT_LENGTH}. "
+            "Shorten the comment tag or the client id"
+        )
+        raise ValueError(msg)
+    return comment
+
+
+def client_id_from_comment(comment: str, tag: str) -> str | None:
+    if comment.startswith(tag) and len(comment) > len(tag):
+        return comment[len(tag) :]
+    return None
+
+
+def build_deal_request(
+    *,
+    symbol: str,
+    side: Side,
+    volume: float,
+    price: float,
+    sl: float | None,
+    tp: float | None,
+    deviation: int,
+    magic: int,
+    comment: str,
+    filling: int,
+) -> dict[str, Any]:
+    """An MqlTradeRequest for an immediate (market) deal, as the Python package takes it."""
+    return {
+        "action": c.TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "volume": float(volume),
+        "type": c.ORDER_TYPE_BUY if side is Side.BUY else c.ORDER_TYPE_SELL,
+        "price": float(price),
+        "sl": float(sl) if sl is not None else 0.0,
+        "tp": float(tp) if tp is not None else 0.0,
+        "deviation": int(deviation),
+        "magic": int(magic),
+        "comment": comment,
+        "type_time": c.ORDER_TIME_GTC,
+        "type_filling": int(filling),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    retcode: int
+    comment: str
+
+
+def parse_check_result(result: Any) -> CheckOutcome:
+    return CheckOutcome(int(_field(result, "retcode")), str(_field(result, "comment")))
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    retcode: int
+    comment: str  # the server's comment, verbatim
+    order_ticket: int  # 0 when no order was created
+    deal_ticket: int  # 0 when no deal was executed
+    volume: float  # executed volume, lots
+    price: float  # execution price (0.0 when not executed)
+
+
+def parse_send_result(result: Any) -> SendOutcome:
+    return SendOutcome(
+        retcode=int(_field(result, "retcode")),
+        comment=str(_field(result, "comment")),
+        order_ticket=int(_field(result, "order")),
+        deal_ticket=int(_field(result, "deal")),
+        volume=float(_field(result, "volume")),
+        price=float(_field(result, "price")),
+    )
+
+
+# --- history, positions, orders ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VenueRecord:
+    """An order or deal of ours found on the venue, reduced to what reconciliation needs."""
+
+    kind: str  # "order" (active), "history_order" or "deal"
+    ticket: int
+    order_ticket: int  # the order a deal belongs to; the order's own ticket otherwise
+    client_id: str
+    symbol: str
+    executed: bool  # a deal, or an order the server filled
+
+
+def venue_records(records: Iterable[Any], *, kind: str, tag: str, magic: int) -> list[VenueRecord]:
+    """Our orders/deals (by magic and comment tag) among MT5 TradeOrder/TradeDeal records."""
+    out: list[VenueRecord] = []
+    for rec in records:
+        if int(_field(rec, "magic")) != magic:
+            continue
+        client_id = client_id_from_comment(str(_field(rec, "comment")), tag)
+        if client_id is None:
+            continue
+        ticket = int(_field(rec, "ticket"))
+        if kind == "deal":
+            order_ticket = int(_field(rec, "order"))
+            executed = True
+        else:
+            order_ticket = ticket
+            executed = int(_field(rec, "state")) in (c.ORDER_STATE_FILLED, c.ORDER_STATE_PARTIAL)
+        out.append(
+            VenueRecord(kind, ticket, order_ticket, client_id, str(_field(rec, "symbol")), executed)
+        )
+    return out
+
+
+def deal_to_fill(
+    deal: Any,
+    *,
+    tag: str,
+    magic: int,
+    server_utc_offset: timedelta,
+    client_ids_by_order: Mapping[int, str] | None = None,
+) -> Fill | None:
+    """A Fill for one of our buy/sell deals; None for other EAs' deals and balance operations.
+
+    The client id comes from the deal's comment; brokers that rewrite comments are covered by
+    `client_ids_by_order` (order ticket -> client id, learned when the order was sent).
+    Commission is reported as a non-negative cost: MT5 books charges as negative `commission`
+    and `fee`; a net rebate is reported as 0.
+    """
+    deal_type = int(_field(deal, "type"))
+    if deal_type not in (c.DEAL_TYPE_BUY, c.DEAL_TYPE_SELL):
+        return None
+    if int(_field(deal, "magic")) != magic:
+        return None
+    client_id = client_id_from_comment(str(_field(deal, "comment")), tag)
+    if client_id is None and client_ids_by_order:
+        client_id = client_ids_by_order.get(int(_field(deal, "order")))
+    if client_id is None:
+        return None
+    cost = -(float(_field(deal, "commission")) + float(getattr(deal, "fee", 0.0) or 0.0))
+    return Fill(
+        client_id=client_id,
+        symbol=str(_field(deal, "symbol")),
+        side=Side.BUY if deal_type == c.DEAL_TYPE_BUY else Side.SELL,
+        quantity=float(_field(deal, "volume")),
+        price=float(_field(deal, "price")),
+        commission=max(cost, 0.0),
+        ts=deal_time_utc(deal, server_utc_offset),
+        venue_fill_id=str(int(_field(deal, "ticket"))),
+    )
+
+
+def deal_time_utc(deal: Any, server_utc_offset: timedelta) -> datetime:
+    return server_to_utc(
+        _field(deal, "time"), server_utc_offset, msc=int(getattr(deal, "time_msc", 0) or 0)
+    )
+
+
+def deal_ticket(deal: Any) -> int:
+    return int(_field(deal, "ticket"))
+
+
+def positions_to_domain(records: Iterable[Any], *, magic: int) -> dict[str, Position]:
+    """Net position per symbol over our positions (by magic).
+
+    A netting account has one position per symbol. On a hedging account the quantities are
+    summed with sign; avg_price is the volume-weighted open price of the positions on the side
+    of the net quantity (0.0 when flat).
+    """
+    by_symbol: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        if int(_field(rec, "magic")) != magic:
+            continue
+        sign = 1.0 if int(_field(rec, "type")) == c.POSITION_TYPE_BUY else -1.0
+        by_symbol.setdefault(str(_field(rec, "symbol")), []).append(
+            (sign * float(_field(rec, "volume")), float(_field(rec, "price_open")))
+        )
+    out: dict[str, Position] = {}
+    for symbol, legs in by_symbol.items():
+        net = math.fsum(q for q, _ in legs)
+        side_legs = [(q, p) for q, p in legs if q * net > 0]
+        weight = math.fsum(abs(q) for q, _ in side_legs)
+        avg = math.fsum(abs(q) * p for q, p in side_legs) / weight if weight else 0.0
+        out[symbol] = Position(symbol=symbol, quantity=net, avg_price=avg)
+    return out
+
+
+_BUY_TYPES: Final = frozenset(
+    {c.ORDER_TYPE_BUY, c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_BUY_STOP_LIMIT}
+)
+_LIMIT_TYPES: Final = frozenset({c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT})
+
+
+def order_record_to_order(
+    rec: Any, *, tag: str, magic: int, server_utc_offset: timedelta
+) -> Order | None:
+    """A domain Order for one of our active MT5 orders (None when not ours by magic/comment).
+
+    MT5 does not know the order's intent or strategy; they come back as "venue" / "default".
+    """
+    if int(_field(rec, "magic")) != magic:
+        return None
+    client_id = client_id_from_comment(str(_field(rec, "comment")), tag)
+    if client_id is None:
+        return None
+    order_type = int(_field(rec, "type"))
+    is_limit = order_type in _LIMIT_TYPES
+    return Order(
+        client_id=client_id,
+        symbol=str(_field(rec, "symbol")),
+        side=Side.BUY if order_type in _BUY_TYPES else Side.SELL,
+        quantity=float(_field(rec, "volume_current")),
+        ts=server_to_utc(
+            _field(rec, "time_setup"),
+            server_utc_offset,
+            msc=int(getattr(rec, "time_setup_msc", 0) or 0),
+        ),
+        intent="venue",
+        order_type=OrderType.LIMIT if is_limit else OrderType.MARKET,
+        limit_price=float(_field(rec, "price_open")) if is_limit else None,
+        stop_loss=float(_field(rec, "sl")) or None,
+        take_profit=float(_field(rec, "tp")) or None,
+    )
+
+
+# --- bars --------------------------------------------------------------------------------------
+
+_RATE_FIELDS: Final = ("time", "open", "high", "low", "close", "tick_volume", "real_volume")
+
+
+def rates_to_raw_frame(rates: Any, server_utc_offset: timedelta) -> pd.DataFrame:
+    """copy_rates_* output (numpy structured array) -> raw bar frame with RAW_BAR_COLUMNS.
+
+    `ts` is the bar open time in UTC. `volume` is `real_volume` (exchange-traded units) where the
+    bar has one and `tick_volume` otherwise; decided per bar so a bar's value never depends on
+    which window it was fetched in (OTC forex/CFD feeds report real_volume 0 throughout).
+    """
+    arr = np.asarray(rates)
+    names = arr.dtype.names or ()
+    missing = [f for f in _RATE_FIELDS if f not in names]
+    if missing:
+        msg = f"MT5 rates lack fields: {', '.join(missing)}"
+        raise VenueRecordError(msg)
+    seconds = arr["time"].astype("int64")
+    ts = pd.to_datetime(seconds, unit="s", utc=True) - pd.Timedelta(server_utc_offset)
+    real = arr["real_volume"].astype("float64")
+    ticks = arr["tick_volume"].astype("float64")
+    frame = pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex(ts).as_unit("ns"),
+            "open": arr["open"].astype("float64"),
+            "high": arr["high"].astype("float64"),
+            "low": arr["low"].astype("float64"),
+            "close": arr["close"].astype("float64"),
+            "volume": np.where(real > 0, real, ticks),
+        },
+        columns=list(RAW_BAR_COLUMNS),
+    )
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)

@@ -27,11 +27,18 @@ __all__ = [
     "TrainingRecord",
     "data_fingerprint",
     "git_revision",
+    "registered_model_name",
 ]
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+
+
+def registered_model_name(symbol: str, timeframe: str) -> str:
+    """The registry name of the deployable model for one series, e.g. candleflow.SPX.1d."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in symbol)
+    return f"candleflow.{safe}.{timeframe}"
 CHALLENGER = "challenger"
 
 

@@ -1,0 +1,79 @@
+"""A deployable model: the fitted model plus everything needed to rebuild its inputs from bars.
+
+The research plane saves one bundle per registered model version; the live plane loads the
+bundle behind the registry alias `champion` and calls `predict_frame` on its rolling buffer of
+bars. Both planes therefore compute the model's inputs with the same function and the same
+configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.errors import ModelError
+from ml.features import FeatureConfig, compute_features, required_history
+from ml.models.base import PROBA_COLUMNS, BaseModel, load_model
+
+__all__ = ["BUNDLE_FILE", "ModelBundle", "load_bundle"]
+
+BUNDLE_FILE = "bundle.json"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    model: BaseModel
+    feature_config: FeatureConfig
+    columns: tuple[str, ...]  # the model's input columns, in training order
+    name: str  # the model family, e.g. "xgboost"
+
+    @property
+    def history(self) -> int:
+        """Bars a live buffer must hold so its last prediction equals the batch one."""
+        seq = int(self.model.params.get("seq_len", 1))
+        return required_history(self.feature_config) + seq
+
+    def predict_frame(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Probabilities for every bar of one symbol past warm-up, indexed by bar ts.
+
+        Row t uses bars up to and including t only (compute_features has no look-ahead).
+        """
+        feats = compute_features(bars, self.feature_config)
+        ready = feats.loc[~feats["warmup"], list(self.columns)]
+        if ready.empty:
+            return pd.DataFrame(columns=list(PROBA_COLUMNS), index=ready.index, dtype=float)
+        proba = np.asarray(self.model.predict_proba(ready), dtype=float)
+        return pd.DataFrame(proba, index=ready.index, columns=list(PROBA_COLUMNS))
+
+    def save(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save(path / "model")
+        cfg = asdict(self.feature_config)
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "columns": list(self.columns),
+            "feature_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        }
+        (path / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return path
+
+
+def load_bundle(path: Path) -> ModelBundle:
+    """Load a bundle saved by ModelBundle.save; a clear ModelError if `path` is not one."""
+    meta_path = path / BUNDLE_FILE
+    if not meta_path.exists():
+        msg = f"{path} is not a model bundle (no {BUNDLE_FILE}); was it saved by ModelBundle.save?"
+        raise ModelError(msg)
+    meta = json.loads(meta_path.read_text())
+    raw_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["feature_config"].items()}
+    return ModelBundle(
+        model=load_model(path / "model"),
+        feature_config=FeatureConfig.from_mapping(raw_cfg),
+        columns=tuple(meta["columns"]),
+        name=str(meta["name"]),
+    )

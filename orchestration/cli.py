@@ -1,0 +1,115 @@
+"""The `candleflow` command line. Output for people goes to stderr; machine output to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["main"]
+
+logger = logging.getLogger("candleflow")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"cannot parse time {value!r}; use ISO 8601, e.g. 2018-01-31 or 2018-01-31T14:00Z"
+        raise CliError(msg) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="candleflow",
+        description="Market bars to trading decisions: research (Dagster) and live (Bytewax).",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init-home", help="create CANDLEFLOW_HOME and its Dagster instance config")
+
+    demo = sub.add_parser("demo", help="run the whole research pipeline on bundled real data")
+    demo.add_argument("--series", nargs="*", help="series keys (default: the bundled ones)")
+
+    ing = sub.add_parser("ingest", help="ingest bars from a file or a source into the store")
+    ing.add_argument(
+        "--source", default=None, choices=["file", "bundled", "alphavantage", "binance"]
+    )
+    ing.add_argument("--file", type=Path, help="CSV or Parquet file (implies --source file)")
+    ing.add_argument("--dataset", help="bundled dataset name: sp500, nasdaq, goog, eurusd")
+    ing.add_argument("--symbol", required=True)
+    ing.add_argument("--timeframe", required=True, help="1m 5m 15m 30m 1h 4h 1d 1w")
+    ing.add_argument("--tz", help="time zone of naive timestamps in the file, e.g. UTC")
+    ing.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COL=FIELD",
+        help="column mapping, e.g. --map Datum=ts --map Schluss=close",
+    )
+    ing.add_argument("--instrument-class", default="equity", choices=["equity", "fx", "crypto"])
+    ing.add_argument("--start", help="first bar to fetch (HTTP sources)")
+
+    bars = sub.add_parser("bars", help="print stored bars")
+    bars.add_argument("--symbol", required=True)
+    bars.add_argument("--timeframe", required=True)
+    bars.add_argument("--start")
+    bars.add_argument("--end")
+    bars.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    bars.add_argument("--resample", help="aggregate to a coarser timeframe")
+
+    res = sub.add_parser("results", help="print the latest walk-forward backtest results")
+    res.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("stream", help="run the live streaming worker (paper broker by default)")
+    st.add_argument("--series", nargs="*", help="series keys to trade (default: all with a model)")
+    st.add_argument(
+        "--speed", type=float, default=0.0, help="replay speed, 0 = as fast as possible"
+    )
+    st.add_argument("--source", default="replay", choices=["replay", "binance", "mt5"])
+    st.add_argument("--workers", type=int, default=1)
+
+    ks = sub.add_parser("kill-switch", help="halt new orders (and optionally flatten)")
+    ks.add_argument("action", choices=["on", "off", "status"])
+    ks.add_argument("--flatten", action="store_true", help="also close open positions")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from orchestration import commands
+
+    handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
+    try:
+        return int(handler(args) or 0)
+    except CliError as exc:
+        print(f"candleflow: error: {exc}", file=sys.stderr)
+        return 2
+    except commands.USER_ERRORS as exc:
+        print(f"candleflow: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def emit_json(obj: object) -> None:
+    print(json.dumps(obj, default=str, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

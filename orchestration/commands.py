@@ -1,0 +1,239 @@
+"""The CLI's commands. Each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
+from infra.settings import Environment, Settings, SettingsError
+
+__all__ = ["USER_ERRORS"]
+
+logger = logging.getLogger("candleflow")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [SettingsError, SeriesSpecError, FileNotFoundError]
+    try:
+        from infra.sources import SourceError
+
+        errors.append(SourceError)
+    except ImportError:  # pragma: no cover - sources are part of the package
+        pass
+    try:
+        from infra.stores import StoreError
+
+        errors.append(StoreError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+USER_ERRORS = _user_errors()
+
+BUNDLED_SERIES = (
+    SeriesSpec("SPX", "1d", "bundled", "equity", {"dataset": "sp500"}),
+    SeriesSpec("IXIC", "1d", "bundled", "equity", {"dataset": "nasdaq"}),
+)
+SAMPLE_SERIES = (
+    SeriesSpec("GOOG", "1d", "bundled", "equity", {"dataset": "goog"}),
+    SeriesSpec("EURUSD", "1h", "bundled", "fx", {"dataset": "eurusd"}),
+)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _say(msg: str) -> None:
+    print(f"[candleflow] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Any]:
+    from infra.stores import open_store as _open
+
+    kind = "timescale" if settings.env is Environment.TIMESCALE else "parquet"
+    store = _open(kind, data_dir=settings.data_dir, dsn=settings.timescale_dsn)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def init_home(settings: Settings) -> None:
+    """Create CANDLEFLOW_HOME with a Dagster instance config whose storage lives inside it."""
+    for d in (
+        settings.home,
+        settings.data_dir,
+        settings.dagster_home,
+        settings.reports_dir,
+        settings.home / "drop",
+        settings.mlflow_artifacts_dir,
+    ):
+        d.mkdir(parents=True, exist_ok=True)
+    cfg = settings.dagster_home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(
+            "telemetry:\n  enabled: false\n"
+            "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+            "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 2\n"
+        )
+
+
+def cmd_init_home(args: argparse.Namespace) -> int:
+    settings = _settings()
+    init_home(settings)
+    _say(f"CANDLEFLOW_HOME={settings.home} (Dagster instance in {settings.dagster_home})")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from infra.ingest import fetch_raw, prepare_ingest, write_ingest
+
+    settings = _settings()
+    init_home(settings)
+    source = args.source or ("file" if args.file else None)
+    if source is None:
+        msg = "give --file PATH or --source bundled|alphavantage|binance"
+        raise SeriesSpecError(msg)
+    options: dict[str, Any] = {}
+    if source == "file":
+        if args.file is None:
+            msg = "--source file needs --file PATH"
+            raise SeriesSpecError(msg)
+        if not args.file.exists():
+            msg = f"file not found: {args.file}"
+            raise FileNotFoundError(msg)
+        options["path"] = str(args.file.resolve())
+        if args.tz:
+            options["tz"] = args.tz
+        if args.map:
+            options["column_map"] = _parse_map(args.map)
+    elif source == "bundled":
+        options["dataset"] = args.dataset or args.symbol.lower()
+    spec = SeriesSpec(args.symbol, args.timeframe, source, args.instrument_class, options)
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    with open_store(settings) as store:
+        since = _parse_since(args.start) or (
+            store.last_ts(spec.symbol, spec.timeframe)
+            if source in ("alphavantage", "binance")
+            else None
+        )
+        raw = fetch_raw(spec, since=since)
+        prepared = prepare_ingest(raw, run_id=run_id, now=datetime.now(UTC))
+        report = write_ingest(prepared, store)
+    SeriesRegistry(settings.home / "series.json").put(spec)
+    print(json.dumps(report.to_dict(), default=str, sort_keys=True))
+    return 0
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    ts = datetime.fromisoformat(value)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        src, sep, dst = item.partition("=")
+        if not sep or not src or not dst:
+            msg = f"--map expects COLUMN=FIELD (e.g. Datum=ts), got {item!r}"
+            raise SeriesSpecError(msg)
+        out[dst] = src  # sources take {canonical field: file header}
+    return out
+
+
+def cmd_bars(args: argparse.Namespace) -> int:
+    from orchestration.cli import _parse_time
+
+    settings = _settings()
+    start, end = _parse_time(args.start), _parse_time(args.end)
+    with open_store(settings) as store:
+        if args.resample:
+            frame = store.resample(args.symbol, args.timeframe, args.resample, start, end)
+        else:
+            frame = store.read_bars(args.symbol, args.timeframe, start, end)
+    if frame.empty:
+        _say(f"no bars stored for {args.symbol}@{args.timeframe} in that range")
+    if args.format == "csv":
+        out = frame.copy()
+        for col in ("ts", "ingested_at"):
+            if col in out:
+                out[col] = out[col].map(lambda t: t.isoformat())
+        out.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        records = json.loads(frame.to_json(orient="records", date_format="iso"))
+        print(json.dumps(records))
+    else:
+        cols = [c for c in ("ts", "open", "high", "low", "close", "volume") if c in frame]
+        print(frame[cols].to_string(index=False) if not frame.empty else "(no bars)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+
+    return run_demo(_settings(), series=args.series, say=_say)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from orchestration.demo import print_results
+
+    return print_results(_settings(), as_json=args.json)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from streaming.worker import run_from_cli
+
+    return int(run_from_cli(_settings(), args) or 0)
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    from streaming.worker import engage_kill_switch, kill_switch_status, release_kill_switch
+
+    settings = _settings()
+    if args.action == "on":
+        engage_kill_switch(settings.home, flatten=args.flatten)
+        _say(
+            "kill switch ON: the worker sends no new orders"
+            + (" and flattens open positions" if args.flatten else "")
+        )
+    elif args.action == "off":
+        release_kill_switch(settings.home)
+        _say("kill switch OFF")
+    print(json.dumps(kill_switch_status(settings.home), default=str))
+    return 0
+
+
+def series_specs_for_demo(requested: list[str] | None) -> list[SeriesSpec]:
+    specs = list(BUNDLED_SERIES)
+    try:
+        import backtesting  # noqa: F401
+
+        specs += list(SAMPLE_SERIES)
+    except ImportError:
+        _say("optional samples (GOOG, EURUSD) need `pip install 'candleflow[samples]'`; skipped")
+    if requested:
+        by_key = {s.key: s for s in specs}
+        missing = [k for k in requested if k not in by_key]
+        if missing:
+            msg = f"unknown demo series {missing}; choose from {sorted(by_key)}"
+            raise SeriesSpecError(msg)
+        specs = [by_key[k] for k in requested]
+    return specs
+
+
+def home_path(settings: Settings, *parts: str) -> Path:
+    return settings.home.joinpath(*parts)

@@ -1,0 +1,140 @@
+"""`candleflow demo` and `candleflow results`: the research pipeline end to end, through Dagster."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from infra.series import SeriesRegistry
+from infra.settings import Settings
+from orchestration.commands import init_home, series_specs_for_demo
+
+__all__ = ["print_results", "run_demo"]
+
+RESULT_COLUMNS = (
+    ("strategy", "strategy", "{}"),
+    ("ann_return", "ann.ret", "{:+.2%}"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("deflated_sharpe", "DSR", "{:.2f}"),
+    ("sortino", "Sortino", "{:.2f}"),
+    ("max_drawdown", "maxDD", "{:.2%}"),
+    ("n_trades", "trades", "{:d}"),
+    ("win_rate", "win", "{:.1%}"),
+    ("profit_factor", "PF", "{:.2f}"),
+)
+
+
+def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str], None]) -> int:
+    import dagster as dg
+
+    started = time.monotonic()
+    init_home(settings)
+    # The demo's runs must land in the same instance `make ui` opens.
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    specs = series_specs_for_demo(series)
+    registry = SeriesRegistry(settings.home / "series.json")
+    for spec in specs:
+        registry.put(spec)
+
+    from orchestration.definitions import RESEARCH_JOB, build_defs
+
+    defs = build_defs(settings)
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("series"))
+    new = [s.key for s in specs if s.key not in known]
+    if new:
+        instance.add_dynamic_partitions("series", new)
+    job = defs.resolve_job_def(RESEARCH_JOB)
+    failures = []
+    for i, spec in enumerate(specs, start=1):
+        t0 = time.monotonic()
+        say(
+            f"[{i}/{len(specs)}] {spec.key}: ingest → validate → features → labels → "
+            "walk-forward training → backtest → report"
+        )
+        result = job.execute_in_process(
+            partition_key=spec.key, instance=instance, raise_on_error=False
+        )
+        if result.success:
+            say(
+                f"[{i}/{len(specs)}] {spec.key}: done in {time.monotonic() - t0:.0f}s "
+                f"(Dagster run {result.run_id})"
+            )
+        else:
+            failures.append(spec.key)
+            for event in result.all_events:
+                if event.is_step_failure:
+                    err = event.step_failure_data.error
+                    say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
+    print_results(settings, as_json=False)
+    say(f"finished in {time.monotonic() - started:.0f}s")
+    say(f"reports:      {settings.reports_dir}/<series>/report.html")
+    say(f"bars store:   {settings.data_dir}  (try: candleflow bars --symbol SPX --timeframe 1d)")
+    say(f"MLflow store: {settings.mlflow_uri}")
+    say("Dagster UI:   make ui  → http://127.0.0.1:3000 (runs, materializations, checks)")
+    if failures:
+        say(f"FAILED series: {', '.join(failures)}")
+        return 1
+    return 0
+
+
+def _summaries(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted(settings.reports_dir.glob("*/summary.json")):
+        out.append((path.parent.name, json.loads(path.read_text())))
+    return out
+
+
+def print_results(settings: Settings, *, as_json: bool) -> int:
+    summaries = _summaries(settings)
+    if as_json:
+        print(json.dumps({k: v for k, v in summaries}, default=str, indent=2))
+        return 0 if summaries else 1
+    if not summaries:
+        print(
+            "no results yet: run `make demo` (or materialize the research job in Dagster)",
+            file=sys.stderr,
+        )
+        return 1
+    for key, summary in summaries:
+        print(
+            f"\n== {key}  out-of-sample {summary.get('oos_start', '?')} → "
+            f"{summary.get('oos_end', '?')}  ({summary.get('n_folds', '?')} folds)"
+        )
+        header = "".join(
+            f"{title:>12}" if i else f"{title:<16}"
+            for i, (_, title, _) in enumerate(RESULT_COLUMNS)
+        )
+        print(header)
+        for row in summary.get("strategies", []):
+            cells = []
+            for i, (field, _, fmt) in enumerate(RESULT_COLUMNS):
+                value = row.get(field)
+                cells.append(_fmt(value, fmt, first=i == 0))
+            print("".join(cells))
+        print(f"report: {Path(summary.get('report_path', ''))}")
+        runs = summary.get("mlflow_runs", {})
+        if runs:
+            print("MLflow runs: " + ", ".join(f"{k}={v}" for k, v in runs.items()))
+        if summary.get("champion"):
+            print(f"registry: {summary['champion']}")
+    return 0
+
+
+def _fmt(value: Any, fmt: str, *, first: bool) -> str:
+    if first:
+        return f"{value!s:<16}"
+    if value is None:
+        return f"{'n/a':>12}"
+    try:
+        if fmt == "{:d}":
+            return f"{int(value):>12d}"
+        text = fmt.format(float(value))
+    except (TypeError, ValueError):
+        text = str(value)
+    return f"{text:>12}"

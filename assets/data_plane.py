@@ -81,7 +81,7 @@ def raw_bars(
 def validated_bars(
     context: dg.AssetExecutionContext, raw_bars: RawBars, bar_store: BarStoreResource
 ) -> Iterator[Any]:
-    prepared = prepare_ingest(raw_bars, run_id=context.run_id, now=datetime.now(UTC))
+    prepared = prepare_ingest(raw_bars, run_id=context.run.run_id, now=datetime.now(UTC))
     if prepared.blocking_failures:
         report = build_report(prepared, written=0)
     else:

@@ -107,6 +107,7 @@ class Fill:
     commission: float  # >= 0, in account currency
     ts: datetime  # execution time, UTC
     venue_fill_id: str = ""  # the venue's deal id, if any
+    slippage_cost: float = 0.0  # spread + slippage paid vs the reference price; already in price
 
     def __post_init__(self) -> None:
         _require_utc(self.ts, "fill ts")

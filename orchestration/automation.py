@@ -10,10 +10,16 @@ import dagster as dg
 
 from assets.partitions import SERIES
 from infra.series import SeriesSpec
-from orchestration.jobs import ingest_job
+from orchestration.jobs import ingest_job, report_job, retrain_job
 from orchestration.resources import SeriesRegistryResource
 
-__all__ = ["build_drop_folder_sensor", "daily_ingest_schedule"]
+__all__ = [
+    "build_drop_folder_sensor",
+    "daily_ingest_schedule",
+    "report_after_retrain",
+    "retrain_on_new_bars",
+    "weekly_retrain_schedule",
+]
 
 
 @dg.schedule(
@@ -79,3 +85,55 @@ def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
         )
 
     return drop_folder_sensor
+
+
+@dg.schedule(
+    job=retrain_job,
+    cron_schedule="0 7 * * 6",
+    execution_timezone="UTC",
+    description="Every Saturday at 07:00 UTC: retrain every registered series.",
+)
+def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    week = context.scheduled_execution_time.strftime("%G-W%V")
+    for key in context.instance.get_dynamic_partitions(SERIES.name):
+        yield dg.RunRequest(run_key=f"weekly-{week}-{key}", partition_key=key)
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("validated_bars"),
+    job=retrain_job,
+    name="retrain_on_new_bars",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retrains a series when validated_bars materializes with new bars written.",
+)
+def retrain_on_new_bars(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    mat = asset_event.asset_materialization
+    if mat is None or mat.partition is None:
+        yield dg.SkipReason("materialization without a partition")
+        return
+    written = mat.metadata.get("written")
+    if written is None or int(written.value) == 0:  # type: ignore[arg-type]
+        yield dg.SkipReason(f"{mat.partition}: no new bars written; nothing to retrain")
+        return
+    # The research job trains in the same run that wrote the bars: no second training.
+    run = context.instance.get_run_by_id(asset_event.run_id) if asset_event.run_id else None
+    if run is not None and run.job_name == "research":
+        yield dg.SkipReason(f"{mat.partition}: trained in the same research run")
+        return
+    yield dg.RunRequest(run_key=f"retrain-{asset_event.run_id}-{mat.partition}",
+                        partition_key=mat.partition)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    request_job=report_job,
+    name="report_after_retrain",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rebuilds the portfolio backtests and reports after a retrain succeeds.",
+)
+def report_after_retrain(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    return dg.RunRequest(run_key=f"report-after-{context.dagster_run.run_id}")

@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Great Expectations logs its own internals at INFO; users need its results, not that.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from orchestration import commands
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))

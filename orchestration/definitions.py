@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import data_plane
+from assets import data_plane, research
 from infra.settings import Environment, Settings
-from orchestration.automation import build_drop_folder_sensor, daily_ingest_schedule
-from orchestration.jobs import ingest_job
-from orchestration.resources import BarStoreResource, MlflowResource, SeriesRegistryResource
+from orchestration.automation import (
+    build_drop_folder_sensor,
+    daily_ingest_schedule,
+    report_after_retrain,
+    retrain_on_new_bars,
+    weekly_retrain_schedule,
+)
+from orchestration.jobs import (
+    REPORT_JOB,
+    RESEARCH_JOB,
+    RETRAIN_JOB,
+    ingest_job,
+    report_job,
+    research_job,
+    retrain_job,
+)
+from orchestration.resources import (
+    BarStoreResource,
+    MlflowResource,
+    ResearchResource,
+    SeriesRegistryResource,
+)
 
-__all__ = ["build_defs", "defs"]
+__all__ = ["REPORT_JOB", "RESEARCH_JOB", "RETRAIN_JOB", "build_defs", "build_resources", "defs"]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -25,16 +44,22 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_uri,
             artifact_root=str(settings.mlflow_artifacts_dir),
         ),
+        "research": ResearchResource(reports_dir=str(settings.reports_dir)),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster" / "storage")),
     }
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([data_plane]),
-        jobs=[ingest_job],
-        schedules=[daily_ingest_schedule],
-        sensors=[build_drop_folder_sensor(settings.home / "drop")],
+        assets=dg.load_assets_from_modules([data_plane, research]),
+        asset_checks=dg.load_asset_checks_from_modules([data_plane, research]),
+        jobs=[ingest_job, research_job, retrain_job, report_job],
+        schedules=[daily_ingest_schedule, weekly_retrain_schedule],
+        sensors=[
+            build_drop_folder_sensor(settings.home / "drop"),
+            retrain_on_new_bars,
+            report_after_retrain,
+        ],
         resources=build_resources(settings),
     )
 

@@ -29,6 +29,10 @@ RESULT_COLUMNS = (
 )
 
 
+# The console shows progress lines at INFO; Dagster's per-event DEBUG lines stay in the UI.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str], None]) -> int:
     import dagster as dg
 
@@ -41,7 +45,7 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
     for spec in specs:
         registry.put(spec)
 
-    from orchestration.definitions import RESEARCH_JOB, build_defs
+    from orchestration.definitions import REPORT_JOB, RESEARCH_JOB, build_defs
 
     defs = build_defs(settings)
     instance = dg.DagsterInstance.get()
@@ -55,10 +59,10 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
         t0 = time.monotonic()
         say(
             f"[{i}/{len(specs)}] {spec.key}: ingest → validate → features → labels → "
-            "walk-forward training → backtest → report"
+            "walk-forward training (MLflow) → OOS predictions → deployable model"
         )
         result = job.execute_in_process(
-            partition_key=spec.key, instance=instance, raise_on_error=False
+            partition_key=spec.key, instance=instance, raise_on_error=False, run_config=_QUIET
         )
         if result.success:
             say(
@@ -71,9 +75,20 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
                 if event.is_step_failure:
                     err = event.step_failure_data.error
                     say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
+    if len(failures) < len(specs):
+        say("portfolio backtests (shared cash per timeframe) → HTML reports")
+        report = defs.resolve_job_def(REPORT_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_QUIET
+        )
+        if not report.success:
+            failures.append("portfolio_report")
+            for event in report.all_events:
+                if event.is_step_failure:
+                    err = event.step_failure_data.error
+                    say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
     print_results(settings, as_json=False)
     say(f"finished in {time.monotonic() - started:.0f}s")
-    say(f"reports:      {settings.reports_dir}/<series>/report.html")
+    say(f"reports:      {settings.reports_dir}/portfolio_<timeframe>/report.html")
     say(f"bars store:   {settings.data_dir}  (try: candleflow bars --symbol SPX --timeframe 1d)")
     say(f"MLflow store: {settings.mlflow_uri}")
     say("Dagster UI:   make ui  → http://127.0.0.1:3000 (runs, materializations, checks)")
@@ -85,7 +100,7 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
 
 def _summaries(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for path in sorted(settings.reports_dir.glob("*/summary.json")):
+    for path in sorted(settings.reports_dir.glob("*/results.json")):
         out.append((path.parent.name, json.loads(path.read_text())))
     return out
 
@@ -117,6 +132,7 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
                 value = row.get(field)
                 cells.append(_fmt(value, fmt, first=i == 0))
             print("".join(cells))
+        print(f"series: {', '.join(summary.get('series', []))}")
         print(f"report: {Path(summary.get('report_path', ''))}")
         runs = summary.get("mlflow_runs", {})
         if runs:

@@ -12,7 +12,7 @@ import dagster as dg
 from infra.series import SeriesRegistry, SeriesSpec
 from infra.tracking import ModelTracker, TrackingConfig
 
-__all__ = ["BarStoreResource", "MlflowResource", "SeriesRegistryResource"]
+__all__ = ["BarStoreResource", "MlflowResource", "ResearchResource", "SeriesRegistryResource"]
 
 
 class BarStoreResource(dg.ConfigurableResource):
@@ -62,4 +62,46 @@ class MlflowResource(dg.ConfigurableResource):
                 artifact_root=Path(self.artifact_root),
                 experiment=self.experiment,
             )
+        )
+
+
+class ResearchResource(dg.ConfigurableResource):
+    """The research recipe and the trading rules every backtest (and the live plane) uses."""
+
+    models: list[str] = ["xgboost", "xgboost_garch", "lstm", "meta"]
+    n_folds: int = 5
+    oos_fraction: float = 0.5
+    lstm_epochs: int = 6
+    min_trades: int = 10
+    initial_cash: float = 100_000.0
+    commission_bps: float = 1.0
+    spread_bps: float = 1.0
+    slippage_bps: float = 1.0
+    risk_per_trade: float = 0.01
+    stop_kind: str = "atr"
+    atr_mult: float = 2.0
+    reports_dir: str = "var/reports"
+
+    def config(self) -> Any:
+        from ml.pipeline import ResearchConfig
+
+        return ResearchConfig(
+            models=tuple(self.models),
+            n_folds=self.n_folds,
+            oos_fraction=self.oos_fraction,
+            lstm_epochs=self.lstm_epochs,
+        )
+
+    def strategy(self, spec: SeriesSpec) -> Any:
+        from infra.strategy import strategy_for
+
+        return strategy_for(
+            spec,
+            initial_cash=self.initial_cash,
+            commission_bps=self.commission_bps,
+            spread_bps=self.spread_bps,
+            slippage_bps=self.slippage_bps,
+            risk_per_trade=self.risk_per_trade,
+            stop_kind=self.stop_kind,
+            atr_mult=self.atr_mult,
         )

@@ -1,0 +1,203 @@
+"""Benchmark: bulk bar ingestion into each store vs a naive executemany baseline.
+
+    python -m bench.ingest [--symbols 4] [--bars 250000] [--baseline-rows 50000]
+
+Writes 1,000,000 synthetic 1m bars (4 symbols x 250k) with ParquetBarStore.upsert_bars and
+TimescaleBarStore.upsert_bars (binary COPY into staging + one INSERT ... ON CONFLICT), and a
+naive psycopg `executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run and the
+same (fresh, dropped afterwards) schema. Prints a table and writes var/bench/ingest.json
+(under CANDLEFLOW_HOME). Goal: COPY >= 100k rows/s and >= 20x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from infra.stores import ParquetBarStore, TimescaleBarStore
+
+GOAL_ROWS_PER_S = 100_000
+GOAL_RATIO = 20.0
+
+_INSERT = """
+INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close, volume, source,
+                       ingested_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
+WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
+    IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                      EXCLUDED.volume, EXCLUDED.source)
+"""
+
+
+def synthetic_bars(symbols: list[str], bars: int, seed: int = 11) -> pd.DataFrame:
+    """Random-walk 1m bars from 2020-01-01 UTC for each symbol."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    ts = pd.date_range("2020-01-01", periods=bars, freq="1min", tz="UTC")
+    now = pd.Timestamp(datetime.now(UTC))
+    for symbol in symbols:
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, bars)))
+        open_ = np.concatenate([[100.0], close[:-1]])
+        spread = np.abs(rng.normal(0.0, 5e-4, bars))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbol,
+                    "timeframe": "1m",
+                    "ts": ts,
+                    "open": open_,
+                    "high": np.maximum(open_, close) * (1 + spread),
+                    "low": np.minimum(open_, close) * (1 - spread),
+                    "close": close,
+                    "volume": rng.lognormal(8.0, 0.5, bars),
+                    "source": "bench",
+                    "ingested_at": now,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _say(msg: str) -> None:
+    print(f"[bench.ingest] {msg}", flush=True)
+
+
+def _timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=4)
+    parser.add_argument("--bars", type=int, default=250_000, help="bars per symbol")
+    parser.add_argument("--baseline-rows", type=int, default=50_000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    dsn = os.environ.get("CANDLEFLOW_TIMESCALE_DSN")
+    if not dsn:
+        _say("CANDLEFLOW_TIMESCALE_DSN is not set; run infra/timescale/start_local.sh first")
+        return 2
+    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    out_path = args.out or home / "bench" / "ingest.json"
+
+    symbols = [f"BENCH{i}" for i in range(args.symbols)]
+    _say(f"generating {args.symbols} x {args.bars:,} 1m bars")
+    frame = synthetic_bars(symbols, args.bars)
+    rows = len(frame)
+    results: dict[str, dict[str, float]] = {}
+
+    _say(f"phase 1/3: ParquetBarStore.upsert_bars, {rows:,} rows into a fresh directory")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ParquetBarStore(Path(tmp))
+        secs, written = _timed(lambda: store.upsert_bars(frame))
+        assert written == rows, f"parquet wrote {written} of {rows}"
+        results["parquet_upsert"] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs}
+        secs2, again = _timed(lambda: store.upsert_bars(frame))
+        results["parquet_rerun_noop"] = {"rows": rows, "seconds": secs2, "rows_per_s": rows / secs2}
+        assert again == 0
+        store.close()
+
+    schema = f"cf_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        store = TimescaleBarStore(dsn, schema=schema)
+        _say(f"phase 2/3: TimescaleBarStore.upsert_bars (binary COPY), {rows:,} rows")
+        secs, written = _timed(lambda: store.upsert_bars(frame))
+        assert written == rows, f"timescale wrote {written} of {rows}"
+        assert store.count_bars(symbols[0], "1m") == args.bars
+        results["timescale_copy_upsert"] = {
+            "rows": rows,
+            "seconds": secs,
+            "rows_per_s": rows / secs,
+        }
+        secs2, again = _timed(lambda: store.upsert_bars(frame))
+        assert again == 0
+        results["timescale_copy_rerun_noop"] = {
+            "rows": rows,
+            "seconds": secs2,
+            "rows_per_s": rows / secs2,
+        }
+        store.close()
+
+        n = min(args.baseline_rows, rows)
+        sample = frame.iloc[:n].assign(symbol="BASELINE")
+        params = [
+            (r.symbol, r.timeframe, r.ts.to_pydatetime(), r.open, r.high, r.low, r.close,
+             r.volume, r.source, r.ingested_at.to_pydatetime())
+            for r in sample.itertuples(index=False)
+        ]  # fmt: skip
+        _say(f"phase 3/3: baseline executemany INSERT ... ON CONFLICT, {n:,}-row sample")
+        with psycopg.connect(dsn, autocommit=False) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+
+            def naive() -> None:
+                with conn.cursor() as cur:
+                    cur.executemany(_INSERT, params)
+                conn.commit()
+
+            secs, _ = _timed(naive)
+        results["baseline_executemany"] = {
+            "rows": n,
+            "seconds": secs,
+            "rows_per_s": n / secs,
+            "extrapolated_from_sample": n < rows,
+        }
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+    copy_rps = results["timescale_copy_upsert"]["rows_per_s"]
+    base_rps = results["baseline_executemany"]["rows_per_s"]
+    ratio = copy_rps / base_rps
+    summary = {
+        "rows": rows,
+        "copy_vs_baseline": ratio,
+        "parquet_vs_baseline": results["parquet_upsert"]["rows_per_s"] / base_rps,
+        "goal_copy_rows_per_s": GOAL_ROWS_PER_S,
+        "goal_ratio": GOAL_RATIO,
+        "copy_goal_met": copy_rps >= GOAL_ROWS_PER_S,
+        "ratio_goal_met": ratio >= GOAL_RATIO,
+    }
+
+    print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>14}")
+    for name, r in results.items():
+        print(f"{name:<28}{r['rows']:>12,}{r['seconds']:>10.2f}{r['rows_per_s']:>14,.0f}")
+    if results["baseline_executemany"]["extrapolated_from_sample"]:
+        print(f"(baseline measured on a {n:,}-row sample; its rows/s is extrapolated to {rows:,})")
+    print(f"COPY / baseline = {ratio:.1f}x (goal >= {GOAL_RATIO:.0f}x): "
+          f"{'met' if summary['ratio_goal_met'] else 'NOT met'}")  # fmt: skip
+    print(f"COPY = {copy_rps:,.0f} rows/s (goal >= {GOAL_ROWS_PER_S:,}): "
+          f"{'met' if summary['copy_goal_met'] else 'NOT met'}")  # fmt: skip
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "ingest",
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "results": results,
+        "summary": summary,
+    }
+    out_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    _say(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,354 @@
+"""The per-bar step shared by the backtest and the live dataflow.
+
+Per bar, in this order: the broker fills what was queued (`PaperBroker.on_bar` or a venue),
+each fill goes through `on_fill`, then `on_bar` runs at the bar's close: it marks to market,
+updates the ATR / volatility estimators and trailing stops, asks `decide` for a target direction,
+sizes the new position, asks the RiskGovernor, and returns the orders to submit.
+
+State lives in one plain, picklable `EngineState`. For speed the step functions update the state
+they are given in place and return it; treat the state passed in as consumed (snapshot it with
+`copy.deepcopy` or pickle when a copy is needed, e.g. for a streaming snapshot).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from execution.config import StrategyConfig
+from execution.costs import EwmaVol
+from execution.decision import decide
+from execution.domain import Fill, Order, Position, Side, make_client_id
+from execution.ledger import OpenTrade, TradeRecord, apply_to_position
+from execution.risk import OrderIntent, PortfolioView, RiskGovernor
+from execution.signal import Bar, Prediction
+from execution.sizing import target_quantity
+from execution.stops import AtrEstimator, initial_levels, stop_distance, trail
+from quality.schema import TIMEFRAMES
+
+__all__ = [
+    "EngineError",
+    "EngineState",
+    "PendingOrder",
+    "SymbolState",
+    "bar_close_ts",
+    "equity",
+    "new_state",
+    "on_bar",
+    "on_fill",
+    "unrealized_pnl",
+]
+
+# Remainders below this many units are dust from float arithmetic, not quantities to trade.
+_DUST = 1e-9
+
+
+class EngineError(ValueError):
+    """An input the engine refuses: a prediction for another bar, a bar out of order."""
+
+
+@dataclass(slots=True)
+class PendingOrder:
+    client_id: str
+    sign: int  # +1 buy, -1 sell
+    remaining: float  # units not filled yet
+    intent: str
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
+@dataclass(slots=True)
+class SymbolState:
+    atr: AtrEstimator
+    vol: EwmaVol
+    direction: int = 0  # direction committed to: position plus queued orders
+    pending: dict[str, PendingOrder] = field(default_factory=dict)
+    stop: float | None = None  # protective levels mirrored from the broker
+    take_profit: float | None = None
+    extreme: float = math.nan  # best price since entry, for trailing stops
+    protect_ts: datetime | None = None  # ts of the fill that set the levels
+    last_ts: datetime | None = None
+
+
+@dataclass(slots=True)
+class EngineState:
+    cash: float
+    positions: dict[str, Position] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)  # last close per symbol
+    symbols: dict[str, SymbolState] = field(default_factory=dict)
+    open_trades: dict[str, OpenTrade] = field(default_factory=dict)
+    peak_equity: float = 0.0
+    last_equity: float = 0.0
+    day: date | None = None  # UTC day of the latest bar
+    day_start_equity: float = 0.0
+    trades_today: int = 0
+    seq: int = 0  # bumped by every on_fill / on_bar, strictly increasing
+
+
+def new_state(config: StrategyConfig) -> EngineState:
+    cash = float(config.initial_cash)
+    return EngineState(cash=cash, peak_equity=cash, last_equity=cash, day_start_equity=cash)
+
+
+def equity(state: EngineState) -> float:
+    """Cash plus every position marked at its symbol's last close (or last fill price)."""
+    total = state.cash
+    for sym, pos in state.positions.items():
+        total += pos.quantity * state.marks[sym]
+    return total
+
+
+def unrealized_pnl(state: EngineState) -> float:
+    """P&L of the open trades at the marks, net of the commissions they already paid."""
+    total = 0.0
+    for sym, trade in state.open_trades.items():
+        pos = state.positions.get(sym)
+        qty, avg = (pos.quantity, pos.avg_price) if pos else (0.0, 0.0)
+        total += trade.unrealized(qty, avg, state.marks[sym])
+    return total
+
+
+def _symbol_state(state: EngineState, symbol: str, config: StrategyConfig) -> SymbolState:
+    ss = state.symbols.get(symbol)
+    if ss is None:
+        ss = SymbolState(AtrEstimator(config.stops.atr_period), EwmaVol(config.vol_window))
+        state.symbols[symbol] = ss
+    return ss
+
+
+def _clear_protection(ss: SymbolState) -> None:
+    ss.stop = ss.take_profit = None
+    ss.extreme = math.nan
+    ss.protect_ts = None
+
+
+def on_fill(
+    state: EngineState, fill: Fill, config: StrategyConfig
+) -> tuple[EngineState, list[TradeRecord]]:
+    """Apply one broker fill to cash, position and trade bookkeeping; return closed trades."""
+    state.seq += 1
+    sym = fill.symbol
+    ss = _symbol_state(state, sym, config)
+    sign = fill.side.sign
+    q = fill.quantity
+    price = fill.price
+    state.cash -= sign * q * price + fill.commission
+    if sym not in state.marks:
+        state.marks[sym] = price
+
+    pos = state.positions.get(sym)
+    qty, avg = (pos.quantity, pos.avg_price) if pos is not None else (0.0, 0.0)
+    closed: list[TradeRecord] = []
+    trade = state.open_trades.get(sym)
+    close_q = min(q, abs(qty)) if qty * sign < 0 else 0.0
+    if close_q > 0.0 and trade is not None:
+        share = close_q / q
+        trade.exit_qty += close_q
+        trade.exit_notional += close_q * price
+        trade.realized += close_q * (price - avg) * trade.direction
+        trade.commission += fill.commission * share
+        trade.slippage += fill.slippage_cost * share
+    open_q = q - close_q
+    new_qty, new_avg = apply_to_position(qty, avg, sign * q, price)
+    if close_q > 0.0 and (new_qty == 0.0 or new_qty * qty < 0.0) and trade is not None:
+        closed.append(trade.close(fill.ts))
+        del state.open_trades[sym]
+        trade = None
+    if open_q > 0.0:
+        if trade is None:
+            trade = OpenTrade(sym, sign, fill.ts)
+            state.open_trades[sym] = trade
+        share = open_q / q
+        trade.entry_qty += open_q
+        trade.entry_notional += open_q * price
+        trade.commission += fill.commission * share
+        trade.slippage += fill.slippage_cost * share
+    if new_qty == 0.0:
+        state.positions.pop(sym, None)
+    else:
+        state.positions[sym] = Position(sym, new_qty, new_avg)
+
+    pending = ss.pending.get(fill.client_id)
+    if pending is None:
+        # Not ours: a protective stop or take profit the broker triggered. The broker cancels
+        # whatever was still queued for the symbol, so nothing is pending any more.
+        ss.pending.clear()
+        ss.direction = 0
+    else:
+        pending.remaining -= q
+        if pending.remaining <= _DUST:
+            del ss.pending[fill.client_id]
+        if (
+            pending.intent == "entry"
+            and ss.stop is None
+            and ss.take_profit is None
+            and new_qty * pending.sign > 0.0
+            and (pending.stop_loss is not None or pending.take_profit is not None)
+        ):
+            ss.stop, ss.take_profit = pending.stop_loss, pending.take_profit
+            ss.extreme = price
+            ss.protect_ts = fill.ts
+    if new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0):
+        _clear_protection(ss)
+    return state, closed
+
+
+def _expected(state: EngineState, sym: str) -> float:
+    pos = state.positions.get(sym)
+    qty = pos.quantity if pos is not None else 0.0
+    ss = state.symbols.get(sym)
+    if ss is not None:
+        for p in ss.pending.values():
+            qty += p.sign * p.remaining
+    return qty
+
+
+def on_bar(
+    state: EngineState,
+    bar: Bar,
+    prediction: Prediction | None,
+    config: StrategyConfig,
+    governor: RiskGovernor,
+) -> tuple[EngineState, list[Order]]:
+    """The step at `bar`'s close, after the bar's fills were applied; returns orders to submit.
+
+    `prediction` must be the one made from this bar's close (same symbol and ts), or None to
+    hold. Orders are only sent when the decided direction differs from the committed one.
+    """
+    state.seq += 1
+    sym = bar.symbol
+    ss = _symbol_state(state, sym, config)
+    if ss.last_ts is not None and bar.ts <= ss.last_ts:
+        msg = f"bar {sym} {bar.ts.isoformat()} is not after the previous one ({ss.last_ts})"
+        raise EngineError(msg)
+    ss.last_ts = bar.ts
+    state.marks[sym] = bar.close
+    ss.atr.update(bar.high, bar.low, bar.close)
+    ss.vol.update(bar.close)
+    pos = state.positions.get(sym)
+    if (
+        ss.stop is not None
+        and pos is not None
+        and not (config.fill == "next_close" and ss.protect_ts == bar.ts)
+    ):
+        ss.stop, ss.extreme = trail(
+            config.stops, 1 if pos.quantity > 0 else -1, ss.stop, ss.extreme, bar.high, bar.low
+        )
+
+    day = bar.ts.date()
+    if state.day != day:
+        if state.day is not None:
+            state.day_start_equity = state.last_equity
+        state.day = day
+        state.trades_today = 0
+    eq = equity(state)
+    state.last_equity = eq
+    state.peak_equity = max(state.peak_equity, eq)
+
+    if prediction is None:
+        return state, []
+    if prediction.symbol != sym or prediction.ts != bar.ts:
+        msg = (
+            f"prediction {prediction.symbol} {prediction.ts.isoformat()} does not belong to "
+            f"bar {sym} {bar.ts.isoformat()}"
+        )
+        raise EngineError(msg)
+    direction = decide(prediction, config.decision)
+    if direction == ss.direction:
+        return state, []
+
+    orders: list[Order] = []
+    expected = _expected(state, sym)
+    if abs(expected) > _DUST:
+        side = Side.SELL if expected > 0 else Side.BUY
+        orders.append(
+            _order(
+                config, ss, sym, bar.ts, bar_close_ts(bar), side, abs(expected), "exit", None, None
+            )
+        )
+    ss.direction = 0
+    if direction != 0:
+        price = bar.close
+        dist = stop_distance(config.stops, price, ss.atr.value)
+        risk_dist = dist if dist is not None else config.stops.stop_pct * price
+        p_win, p_loss = (
+            (prediction.p_up, prediction.p_down)
+            if direction > 0
+            else (prediction.p_down, prediction.p_up)
+        )
+        qty = target_quantity(
+            config.sizing,
+            equity=eq,
+            price=price,
+            stop_distance=risk_dist,
+            vol=ss.vol.value,
+            p_win=p_win,
+            p_loss=p_loss,
+            periods_per_year=config.periods_per_year,
+        )
+        if qty > _DUST:
+            positions = {s: _expected(state, s) for s in state.symbols}
+            positions[sym] = 0.0  # the exit above flattens it first
+            view = PortfolioView(
+                equity=eq,
+                peak_equity=state.peak_equity,
+                day_start_equity=state.day_start_equity,
+                positions=positions,
+                prices=state.marks,
+                trades_today=state.trades_today,
+            )
+            side = Side.BUY if direction > 0 else Side.SELL
+            approved, _reason = governor.check(OrderIntent(sym, side, qty, price, risk_dist), view)
+            if approved > _DUST:
+                stop, tp = initial_levels(config.stops, direction, price, dist)
+                orders.append(
+                    _order(
+                        config,
+                        ss,
+                        sym,
+                        bar.ts,
+                        bar_close_ts(bar),
+                        side,
+                        approved,
+                        "entry",
+                        stop,
+                        tp,
+                    )
+                )
+                ss.direction = direction
+                state.trades_today += 1
+    return state, orders
+
+
+def bar_close_ts(bar: Bar) -> datetime:
+    """When `bar` closed: ts + its timeframe's length (ts itself when the timeframe is unknown)."""
+    length = TIMEFRAMES.get(bar.timeframe)
+    return bar.ts + length if length is not None else bar.ts
+
+
+def _order(
+    config: StrategyConfig,
+    ss: SymbolState,
+    sym: str,
+    ts: datetime,
+    decided_at: datetime,
+    side: Side,
+    qty: float,
+    intent: str,
+    stop: float | None,
+    tp: float | None,
+) -> Order:
+    cid = make_client_id(config.strategy, sym, ts, intent)
+    ss.pending[cid] = PendingOrder(cid, side.sign, qty, intent, stop, tp)
+    return Order(
+        client_id=cid,
+        symbol=sym,
+        side=side,
+        quantity=qty,
+        ts=decided_at,
+        intent=intent,
+        stop_loss=stop,
+        take_profit=tp,
+        strategy=config.strategy,
+    )

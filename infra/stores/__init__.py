@@ -1,0 +1,50 @@
+"""Bar stores: where canonical bars, quarantined rows and backtest/live records are kept.
+
+`open_store("parquet", data_dir=...)` is the embedded default; `open_store("timescale",
+dsn=...)` uses TimescaleDB through psycopg 3. Both implement the same `BarStore` contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra.stores._base import BarStore, StoreError, StoreUnavailableError
+from infra.stores._parquet import ParquetBarStore
+from infra.stores._timescale import TimescaleBarStore
+
+__all__ = [
+    "BarStore",
+    "ParquetBarStore",
+    "StoreError",
+    "StoreUnavailableError",
+    "TimescaleBarStore",
+    "open_store",
+]
+
+STORE_KINDS = ("parquet", "timescale")
+
+
+def open_store(
+    kind: str,
+    *,
+    data_dir: Path | None = None,
+    dsn: str | None = None,
+    schema: str = "public",
+) -> BarStore:
+    """Open the store of `kind` ("parquet" or "timescale"); close it (or use `with`) when done."""
+    if kind == "parquet":
+        if data_dir is None:
+            msg = "the parquet store needs data_dir (CANDLEFLOW_HOME/data by default)"
+            raise StoreError(msg)
+        return ParquetBarStore(Path(data_dir))
+    if kind == "timescale":
+        if not dsn:
+            msg = (
+                "the timescale store needs a DSN: set CANDLEFLOW_TIMESCALE_DSN "
+                "(postgresql://user:password@host:5432/db) or start a local server with "
+                "`bash infra/timescale/start_local.sh`, which prints one"
+            )
+            raise StoreError(msg)
+        return TimescaleBarStore(dsn, schema=schema)
+    msg = f"unknown store kind {kind!r}; use one of {', '.join(STORE_KINDS)}"
+    raise StoreError(msg)

@@ -1,0 +1,563 @@
+"""The TimescaleDB store, on psycopg 3.
+
+Bulk upserts run in one transaction per batch: binary COPY into a temporary staging table,
+then one INSERT ... SELECT ... ON CONFLICT DO UPDATE that only touches rows whose values
+differ. A connection lost mid-batch therefore leaves either the whole batch or none of it.
+Timestamps are stored with microsecond precision (PostgreSQL's timestamptz).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from infra.stores._base import (
+    BarStore,
+    StoreError,
+    StoreUnavailableError,
+    bars_from_columns,
+    canonical_bars,
+    canonical_quarantine,
+    check_range,
+    check_resample,
+    check_symbol,
+    check_timeframe,
+    empty_quarantine,
+    ts_to_ns,
+)
+from infra.stores._records import (
+    check_table,
+    decode_frame,
+    encode_rows,
+    key_text,
+    merge_kinds,
+    prepare_records,
+)
+from quality.schema import BAR_COLUMNS, QUARANTINE_COLUMNS, TIMEFRAMES, empty_bars
+
+__all__ = ["TimescaleBarStore"]
+
+logger = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_LICENSE_HEADER = re.compile(r"^--\s*requires-license:\s*(\w+)", re.MULTILINE)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since the Unix epoch
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_CHUNK_ROWS = 131_072
+_CAGGS = {"1h": "bars_1h", "1d": "bars_1d"}
+
+# One staged bar in PostgreSQL's binary COPY layout: a field count, then (length, value) per
+# field, big-endian. Text columns go through a small dictionary table so every row is fixed
+# width and a whole batch encodes with numpy instead of a Python loop.
+_STAGE_DTYPE = np.dtype(
+    [
+        ("nfields", ">i2"),
+        ("l_sid", ">i4"), ("sid", ">i4"),
+        ("l_ts", ">i4"), ("ts", ">i8"),
+        ("l_open", ">i4"), ("open", ">f8"),
+        ("l_high", ">i4"), ("high", ">f8"),
+        ("l_low", ">i4"), ("low", ">f8"),
+        ("l_close", ">i4"), ("close", ">f8"),
+        ("l_volume", ">i4"), ("volume", ">f8"),
+        ("l_ing", ">i4"), ("ingested_at", ">i8"),
+    ]
+)  # fmt: skip
+
+
+@contextmanager
+def _mapped_errors(where: str) -> Iterator[None]:
+    """Map psycopg's errors onto the store's hierarchy (the one place that does it)."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        msg = (
+            f"lost the connection to TimescaleDB at {where}: {exc.__class__.__name__}: "
+            f"{str(exc).strip()}; nothing of the interrupted batch was kept; check the "
+            "server (infra/timescale/start_local.sh) and re-run, writes are idempotent"
+        )
+        raise StoreUnavailableError(msg) from exc
+    except psycopg.Error as exc:
+        msg = f"TimescaleDB at {where} refused the operation: {str(exc).strip()}"
+        raise StoreError(msg) from exc
+
+
+def _us(series: pd.Series) -> np.ndarray:
+    """Microseconds since 2000-01-01 (PostgreSQL's binary timestamptz), floored."""
+    return np.floor_divide(ts_to_ns(series), 1000) - _PG_EPOCH_US
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    out = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            msg = f"migration file {path.name} must be named NNN_name.sql"
+            raise StoreError(msg)
+        out.append((int(match.group(1)), match.group(2), path.read_text()))
+    return out
+
+
+class TimescaleBarStore(BarStore):
+    """Bars, quarantine and records in one schema of a TimescaleDB database."""
+
+    def __init__(self, dsn: str, schema: str = "public") -> None:
+        if not _SCHEMA_NAME.match(schema):
+            msg = f"schema name {schema!r} is not valid; use lowercase letters, digits, _"
+            raise StoreError(msg)
+        self._dsn = dsn
+        self._schema = schema
+        self._where = self._describe(dsn)
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection | None = None
+        self._closed = False
+        # Test seam: called after a batch is staged and before it is merged.
+        self._after_stage: Callable[[], None] | None = None
+        with self._lock:
+            self._license, applied = self._migrate(self._connection())
+        self._capabilities = {
+            "license": self._license,
+            "compression": 4 in applied,
+            "continuous_aggregates": 5 in applied,
+        }
+        path = (
+            "continuous aggregates"
+            if self._capabilities["continuous_aggregates"]
+            else ("time_bucket queries")
+        )
+        logger.info(
+            "TimescaleDB at %s schema %s: license=%s, resample uses %s, compression %s",
+            self._where,
+            schema,
+            self._license,
+            path,
+            "on" if self._capabilities["compression"] else "off",
+        )
+
+    @staticmethod
+    def _describe(dsn: str) -> str:
+        try:
+            info = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            msg = "CANDLEFLOW_TIMESCALE_DSN is not a valid DSN; use postgresql://user@host:port/db"
+            raise StoreError(msg) from None
+        return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+
+    @property
+    def capabilities(self) -> dict[str, Any]:
+        return dict(self._capabilities)
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    # connection ------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        if self._closed:
+            msg = "this store is closed; open a new one with open_store()"
+            raise StoreError(msg)
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            msg = (
+                f"cannot connect to TimescaleDB at {self._where} ({reason}); start one with "
+                "`bash infra/timescale/start_local.sh` or fix CANDLEFLOW_TIMESCALE_DSN"
+            )
+            raise StoreUnavailableError(msg) from None
+        with _mapped_errors(self._where):
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute("SET temp_buffers = '256MB'")
+            conn.execute(
+                sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema))
+            )
+        self._conn = conn
+        return conn
+
+    def _migrate(self, conn: psycopg.Connection) -> tuple[str, set[int]]:
+        with _mapped_errors(self._where):
+            row = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            ).fetchone()
+            if row is None:
+                try:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public")
+                except psycopg.errors.InsufficientPrivilege:
+                    msg = (
+                        f"the database at {self._where} lacks the timescaledb extension; ask "
+                        "its owner to run CREATE EXTENSION timescaledb"
+                    )
+                    raise StoreError(msg) from None
+            license_ = conn.execute("SELECT current_setting('timescaledb.license')").fetchone()[0]
+            schema = sql.Identifier(self._schema)
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    (f"candleflow.migrate:{self._schema}",),
+                )
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                        "version integer PRIMARY KEY, name text NOT NULL, "
+                        "applied_at timestamptz NOT NULL DEFAULT now())"
+                    ).format(schema)
+                )
+                applied = {
+                    r[0]
+                    for r in conn.execute(
+                        sql.SQL("SELECT version FROM {}.schema_migrations").format(schema)
+                    )
+                }
+                for version, name, text in _migrations():
+                    if version in applied:
+                        continue
+                    needs = _LICENSE_HEADER.search(text)
+                    if needs and needs.group(1) != license_:
+                        logger.debug("skipping migration %03d_%s (needs %s)", version, name, needs)
+                        continue
+                    logger.info(
+                        "applying migration %03d_%s to schema %s", version, name, self._schema
+                    )
+                    conn.execute(text.encode())
+                    conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)"
+                        ).format(schema),
+                        (version, name),
+                    )
+                    applied.add(version)
+        return str(license_), applied
+
+    def applied_migrations(self) -> list[int]:
+        with self._lock, _mapped_errors(self._where):
+            rows = self._connection().execute(
+                "SELECT version FROM schema_migrations ORDER BY version"
+            )
+            return [r[0] for r in rows]
+
+    # bars ------------------------------------------------------------------------------------
+
+    def upsert_bars(self, frame: pd.DataFrame) -> int:
+        bars = canonical_bars(frame)
+        if bars.empty:
+            return 0
+        series = bars[["symbol", "timeframe", "source"]]
+        codes, uniques = pd.MultiIndex.from_frame(series).factorize()
+        rows = np.empty(len(bars), dtype=_STAGE_DTYPE)
+        rows["nfields"] = 8
+        for name, size in (("sid", 4), ("ts", 8), ("open", 8), ("high", 8), ("low", 8)):
+            rows[f"l_{name}"] = size
+        for name in ("l_close", "l_volume", "l_ing"):
+            rows[name] = 8
+        rows["sid"] = codes
+        rows["ts"] = _us(bars["ts"])
+        rows["ingested_at"] = _us(bars["ingested_at"])
+        for col in ("open", "high", "low", "close", "volume"):
+            rows[col] = bars[col].to_numpy(np.float64)
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TEMP TABLE cf_stage_series (sid int4, symbol text, timeframe text, "
+                    "source text) ON COMMIT DROP"
+                )
+                cur.execute(
+                    "CREATE TEMP TABLE cf_stage_bars (sid int4, ts timestamptz, open float8, "
+                    "high float8, low float8, close float8, volume float8, "
+                    "ingested_at timestamptz) ON COMMIT DROP"
+                )
+                with cur.copy("COPY cf_stage_series FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int4", "text", "text", "text"])
+                    for sid, (symbol, timeframe, source) in enumerate(uniques):
+                        copy.write_row((sid, symbol, timeframe, source))
+                with cur.copy("COPY cf_stage_bars FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(_COPY_HEADER)
+                    for i in range(0, len(rows), _CHUNK_ROWS):
+                        copy.write(rows[i : i + _CHUNK_ROWS].tobytes())
+                    copy.write(_COPY_TRAILER)
+                if self._after_stage is not None:
+                    self._after_stage()
+                cur.execute(
+                    """
+                    INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close,
+                                           volume, source, ingested_at)
+                    SELECT d.symbol, d.timeframe, s.ts, s.open, s.high, s.low, s.close,
+                           s.volume, d.source, s.ingested_at
+                    FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
+                    ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
+                        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+                        close = EXCLUDED.close, volume = EXCLUDED.volume,
+                        source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
+                    WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
+                        IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low,
+                                          EXCLUDED.close, EXCLUDED.volume, EXCLUDED.source)
+                    """
+                )
+                written = cur.rowcount
+                cur.execute(
+                    "INSERT INTO series (symbol, timeframe) SELECT DISTINCT symbol, timeframe "
+                    "FROM cf_stage_series ON CONFLICT DO NOTHING"
+                )
+        return int(written)
+
+    def read_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pd.DataFrame:
+        check_symbol(symbol)
+        check_timeframe(timeframe)
+        check_range(start, end)
+        query = sql.SQL(
+            "SELECT {} FROM bars WHERE symbol = %s AND timeframe = %s"
+            " AND ts >= coalesce(%s, '-infinity'::timestamptz)"
+            " AND ts < coalesce(%s, 'infinity'::timestamptz) ORDER BY ts"
+        ).format(sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS)))
+        rows = self._fetch(query, (symbol, timeframe, start, end))
+        if not rows:
+            return empty_bars()
+        return bars_from_columns(dict(zip(BAR_COLUMNS, zip(*rows, strict=True), strict=True)))
+
+    def _fetch(self, query: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock, _mapped_errors(self._where):
+            with self._connection().cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+
+    def last_ts(self, symbol: str, timeframe: str) -> datetime | None:
+        check_symbol(symbol)
+        check_timeframe(timeframe)
+        rows = self._fetch(
+            "SELECT max(ts) FROM bars WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+        )
+        value = rows[0][0]
+        return value.astimezone(UTC) if value is not None else None
+
+    def list_series(self) -> list[tuple[str, str]]:
+        rows = self._fetch("SELECT symbol, timeframe FROM series ORDER BY symbol, timeframe")
+        return [(str(s), str(t)) for s, t in rows]
+
+    def count_bars(self, symbol: str, timeframe: str) -> int:
+        check_symbol(symbol)
+        check_timeframe(timeframe)
+        rows = self._fetch(
+            "SELECT count(*) FROM bars WHERE symbol = %s AND timeframe = %s", (symbol, timeframe)
+        )
+        return int(rows[0][0])
+
+    def resample(
+        self,
+        symbol: str,
+        timeframe: str,
+        to_timeframe: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pd.DataFrame:
+        check_symbol(symbol)
+        check_range(start, end)
+        _, width_ns = check_resample(timeframe, to_timeframe)
+        view = _CAGGS.get(to_timeframe) if self._capabilities["continuous_aggregates"] else None
+        aligned = all(t is None or pd.Timestamp(t).value % width_ns == 0 for t in (start, end))
+        if view is not None and aligned:
+            rows = self._resample_cagg(view, symbol, timeframe, start, end)
+        else:
+            rows = self._fetch(
+                """
+                SELECT time_bucket(%s::interval, ts, '1970-01-01T00:00:00Z'::timestamptz) AS bk,
+                       first(open, ts), max(high), min(low), last(close, ts), sum(volume),
+                       max(ingested_at)
+                FROM bars
+                WHERE symbol = %s AND timeframe = %s
+                  AND ts >= coalesce(%s, '-infinity'::timestamptz)
+                  AND ts < coalesce(%s, 'infinity'::timestamptz)
+                GROUP BY bk ORDER BY bk
+                """,
+                (TIMEFRAMES[to_timeframe], symbol, timeframe, start, end),
+            )
+        if not rows:
+            return empty_bars()
+        cols = list(zip(*rows, strict=True))
+        n = len(rows)
+        return bars_from_columns(
+            {
+                "symbol": [symbol] * n,
+                "timeframe": [to_timeframe] * n,
+                "ts": cols[0],
+                "open": cols[1],
+                "high": cols[2],
+                "low": cols[3],
+                "close": cols[4],
+                "volume": cols[5],
+                "source": [f"resample:{timeframe}"] * n,
+                "ingested_at": cols[6],
+            }
+        )
+
+    def _resample_cagg(
+        self,
+        view: str,
+        symbol: str,
+        timeframe: str,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[tuple[Any, ...]]:
+        qualified = f"{self._schema}.{view}"
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            # Materialize invalidated buckets of the window first, so the answer is exact.
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (qualified, start, end))
+        return self._fetch(
+            sql.SQL(
+                "SELECT bucket, open, high, low, close, volume, ingested_at FROM {} "
+                "WHERE symbol = %s AND timeframe = %s"
+                " AND bucket >= coalesce(%s, '-infinity'::timestamptz)"
+                " AND bucket < coalesce(%s, 'infinity'::timestamptz) ORDER BY bucket"
+            ).format(sql.Identifier(view)),
+            (symbol, timeframe, start, end),
+        )
+
+    # quarantine ------------------------------------------------------------------------------
+
+    def upsert_quarantine(self, frame: pd.DataFrame) -> int:
+        rows = canonical_quarantine(frame)
+        if rows.empty:
+            return 0
+        cols = list(QUARANTINE_COLUMNS)
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TEMP TABLE cf_stage_quarantine (LIKE quarantine) ON COMMIT DROP"
+                )
+                with cur.copy("COPY cf_stage_quarantine FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(
+                        ["text", "text", "timestamptz", "text", "text", "text", "text", "text",
+                         "text", "timestamptz"]
+                    )  # fmt: skip
+                    for rec in rows.itertuples(index=False, name=None):
+                        copy.write_row(
+                            [None if (c in ("ts",) and pd.isna(v)) else v
+                             for c, v in zip(cols, rec, strict=True)]
+                        )  # fmt: skip
+                cur.execute(
+                    """
+                    INSERT INTO quarantine AS q SELECT * FROM cf_stage_quarantine
+                    ON CONFLICT (symbol, timeframe, source, row_fingerprint, reason)
+                    DO UPDATE SET ts = EXCLUDED.ts, raw = EXCLUDED.raw,
+                        detail = EXCLUDED.detail, run_id = EXCLUDED.run_id,
+                        quarantined_at = EXCLUDED.quarantined_at
+                    WHERE (q.ts, q.raw, q.detail) IS DISTINCT FROM
+                          (EXCLUDED.ts, EXCLUDED.raw, EXCLUDED.detail)
+                    """
+                )
+                return int(cur.rowcount)
+
+    def read_quarantine(
+        self, symbol: str | None = None, timeframe: str | None = None
+    ) -> pd.DataFrame:
+        if symbol is not None:
+            check_symbol(symbol)
+        if timeframe is not None:
+            check_timeframe(timeframe)
+        rows = self._fetch(
+            sql.SQL(
+                "SELECT {} FROM quarantine WHERE (%s::text IS NULL OR symbol = %s)"
+                " AND (%s::text IS NULL OR timeframe = %s)"
+                " ORDER BY symbol, timeframe, quarantined_at, row_fingerprint, reason"
+            ).format(sql.SQL(", ").join(map(sql.Identifier, QUARANTINE_COLUMNS))),
+            (symbol, symbol, timeframe, timeframe),
+        )
+        if not rows:
+            return empty_quarantine()
+        frame = pd.DataFrame.from_records(rows, columns=list(QUARANTINE_COLUMNS))
+        for col in ("ts", "quarantined_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        return canonical_quarantine(frame)
+
+    # records ---------------------------------------------------------------------------------
+
+    def upsert_records(self, table: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
+        batch, key_cols, kinds = prepare_records(table, frame, key)
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO cf_record_tables (tbl, key_columns, kinds) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (tbl) DO NOTHING",
+                    (table, json.dumps(key_cols), json.dumps(list(kinds.items()))),
+                )
+                cur.execute(
+                    "SELECT key_columns, kinds FROM cf_record_tables WHERE tbl = %s FOR UPDATE",
+                    (table,),
+                )
+                stored_key, stored_pairs = cur.fetchone()
+                stored_kinds = dict(stored_pairs)  # pairs: jsonb objects do not keep order
+                if list(stored_key) != key_cols:
+                    msg = (
+                        f"records table {table!r} is keyed on {list(stored_key)}, not "
+                        f"{key_cols}; use the same key or a new table"
+                    )
+                    raise StoreError(msg)
+                merged = merge_kinds(stored_kinds, kinds)
+                if merged != stored_kinds:
+                    cur.execute(
+                        "UPDATE cf_record_tables SET kinds = %s WHERE tbl = %s",
+                        (json.dumps(list(merged.items())), table),
+                    )
+                cur.execute(
+                    "CREATE TEMP TABLE cf_stage_records (key text, payload jsonb) ON COMMIT DROP"
+                )
+                with cur.copy("COPY cf_stage_records (key, payload) FROM STDIN") as copy:
+                    for row in encode_rows(batch, merged):
+                        payload = {c: v for c, v in row.items() if v is not None}
+                        copy.write_row((key_text(row, key_cols), json.dumps(payload)))
+                cur.execute(
+                    """
+                    INSERT INTO cf_records AS r (tbl, key, payload)
+                    SELECT %s, key, payload FROM cf_stage_records
+                    ON CONFLICT (tbl, key) DO UPDATE SET payload = EXCLUDED.payload
+                    WHERE r.payload IS DISTINCT FROM EXCLUDED.payload
+                    """,
+                    (table,),
+                )
+                return int(cur.rowcount)
+
+    def read_records(self, table: str) -> pd.DataFrame:
+        check_table(table)
+        meta = self._fetch(
+            "SELECT key_columns, kinds FROM cf_record_tables WHERE tbl = %s", (table,)
+        )
+        if not meta:
+            return pd.DataFrame()
+        key_cols, kind_pairs = meta[0]
+        kinds = dict(kind_pairs)
+        rows = self._fetch("SELECT payload FROM cf_records WHERE tbl = %s", (table,))
+        return decode_frame([r[0] for r in rows], kinds, key_cols)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,179 @@
+"""The research recipe: which models run, how they are split and labelled, as one typed config.
+
+The Dagster assets call these functions; nothing here knows about Dagster or MLflow. The
+deployable family (`DEPLOYABLE`) is trained without the per-fold GARCH feature, so the model the
+live plane loads is built from exactly the inputs its walk-forward backtest saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pandas as pd
+
+from ml.bundle import ModelBundle
+from ml.errors import ConfigError
+from ml.features import FeatureConfig, compute_features, feature_columns
+from ml.labels import Labels, direction_labels
+from ml.models.base import Model
+from ml.walkforward import Fold, WalkForwardResult, run_walk_forward, walk_forward_splits
+
+__all__ = [
+    "BASELINES",
+    "DEPLOYABLE",
+    "MODEL_FAMILIES",
+    "ResearchConfig",
+    "fit_deployable",
+    "make_factory",
+    "research_folds",
+    "research_labels",
+    "run_family",
+]
+
+DEPLOYABLE = "xgboost"
+# family -> (uses the per-fold GARCH volatility feature)
+MODEL_FAMILIES: Mapping[str, bool] = {
+    "xgboost": False,
+    "xgboost_garch": True,
+    "lstm": False,
+    "meta": False,
+}
+BASELINES = ("buy_and_hold", "sma_crossover", "flat")
+
+
+@dataclass(frozen=True)
+class ResearchConfig:
+    models: tuple[str, ...] = ("xgboost", "xgboost_garch", "lstm", "meta")
+    baselines: tuple[str, ...] = BASELINES
+    n_folds: int = 5
+    oos_fraction: float = 0.5  # share of the usable rows that are out of sample
+    horizon: int = 1  # label horizon in bars; the purge is at least this
+    embargo: int = 5  # extra bars between training and test (feature memory)
+    dead_zone_k: float = 0.25  # flat-label dead zone in units of rolling volatility
+    round_trip_cost: float = 0.0006  # log-return cost of a round trip (fees + spread)
+    lstm_epochs: int = 6
+    lstm_seq_len: int = 16
+    xgb_estimators: int = 150
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in MODEL_FAMILIES]
+        unknown += [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            msg = f"unknown model families {unknown}; choose from {[*MODEL_FAMILIES, *BASELINES]}"
+            raise ConfigError(msg)
+        if self.n_folds < 1 or self.horizon < 1 or self.embargo < 0:
+            msg = "n_folds and horizon must be >= 1, embargo >= 0"
+            raise ConfigError(msg)
+        if not 0.05 <= self.oos_fraction <= 0.9:
+            msg = f"oos_fraction must be in [0.05, 0.9], got {self.oos_fraction}"
+            raise ConfigError(msg)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ResearchConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            msg = f"unknown ResearchConfig keys {unknown}; known: {sorted(names)}"
+            raise ConfigError(msg)
+        vals = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**vals)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def n_trials(self) -> int:
+        """Model configurations tried: what the deflated Sharpe ratio deflates for."""
+        return len(self.models)
+
+
+def research_labels(bars: pd.DataFrame, config: ResearchConfig) -> Labels:
+    return direction_labels(
+        bars, config.horizon, k=config.dead_zone_k, round_trip_cost=config.round_trip_cost
+    )
+
+
+def research_folds(features: pd.DataFrame, config: ResearchConfig) -> list[Fold]:
+    """Expanding forward-only folds over the last `oos_fraction` of the post-warm-up rows."""
+    usable = int((~features["warmup"]).sum())
+    test_size = max(1, int(usable * config.oos_fraction) // config.n_folds)
+    return walk_forward_splits(
+        features.index,
+        n_folds=config.n_folds,
+        test_size=test_size,
+        purge=config.horizon,
+        embargo=config.embargo,
+        min_train_size=50,
+    )
+
+
+def make_factory(family: str, config: ResearchConfig) -> Callable[[dict[str, Any]], Model]:
+    from ml import models
+
+    def xgb(params: dict[str, Any]) -> Model:
+        return models.XGBoostModel(
+            n_estimators=config.xgb_estimators, seed=config.seed, **params
+        )
+
+    def lstm(params: dict[str, Any]) -> Model:
+        return models.LSTMModel(
+            epochs=config.lstm_epochs, seq_len=config.lstm_seq_len, seed=config.seed, **params
+        )
+
+    factories: dict[str, Callable[[dict[str, Any]], Model]] = {
+        "xgboost": xgb,
+        "xgboost_garch": xgb,
+        "lstm": lstm,
+        "meta": lambda p: models.MetaAgent([xgb({}), lstm({})], **p),
+        "buy_and_hold": lambda p: models.BuyAndHoldModel(**p),
+        "flat": lambda p: models.FlatModel(**p),
+        "sma_crossover": lambda p: models.SmaCrossoverModel(**p),
+    }
+    if family not in factories:
+        msg = f"no factory for model family {family!r}"
+        raise ConfigError(msg)
+    return factories[family]
+
+
+def run_family(
+    family: str,
+    features: pd.DataFrame,
+    labels: Labels,
+    folds: list[Fold],
+    config: ResearchConfig,
+) -> WalkForwardResult:
+    """Purged walk-forward of one family: a fresh model per fold, OOS predictions only."""
+    return run_walk_forward(
+        features,
+        labels,
+        make_factory(family, config),
+        folds,
+        garch=MODEL_FAMILIES.get(family, False),
+        feature_columns=list(feature_columns(FeatureConfig())),
+    )
+
+
+def fit_deployable(
+    bars: pd.DataFrame, config: ResearchConfig, feature_config: FeatureConfig | None = None
+) -> ModelBundle:
+    """Fit the deployable family on every labelled post-warm-up row: the live model."""
+    feature_config = feature_config or FeatureConfig()
+    features = compute_features(bars, feature_config)
+    labels = research_labels(bars, config)
+    cols = list(feature_columns(feature_config))
+    rows = (~features["warmup"].to_numpy(dtype=bool)) & labels.valid.to_numpy()
+    if int(rows.sum()) < 100:
+        msg = f"only {int(rows.sum())} labelled rows past warm-up; need >= 100 to fit a model"
+        raise ConfigError(msg)
+    model = make_factory(DEPLOYABLE, config)({})
+    index = features.index[rows]
+    model.fit(features.loc[index, cols], labels.values.loc[index])
+    return ModelBundle(
+        model=model,  # type: ignore[arg-type]
+        feature_config=feature_config,
+        columns=tuple(cols),
+        name=DEPLOYABLE,
+    )

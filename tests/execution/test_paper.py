@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from execution.broker import DuplicateOrderError
+from execution.config import CostModel, StopConfig, StrategyConfig
+from execution.costs import cost_fraction
+from execution.domain import Order, Side, make_client_id
+from execution.paper import PaperBroker
+from execution.signal import Bar
+
+T0 = datetime(2024, 1, 2, 14, tzinfo=UTC)
+NO_COSTS = CostModel(commission_bps=0.0, spread_bps=0.0, slippage_bps=0.0, max_volume_share=None)
+
+
+def _bar(i: int, o: float, h: float, lo: float, c: float, v: float = 1e6) -> Bar:
+    return Bar("X", "1h", T0 + timedelta(hours=i), o, h, lo, c, v)
+
+
+def _order(i: int, side: Side, qty: float, intent: str = "entry", **kw: object) -> Order:
+    ts = T0 + timedelta(hours=i)
+    return Order(make_client_id("t", "X", ts, intent), "X", side, qty, ts, intent, **kw)  # type: ignore[arg-type]
+
+
+def test_submit_when_client_id_seen_then_duplicate_error() -> None:
+    broker = PaperBroker(StrategyConfig(strategy="t"))
+    broker.submit(_order(0, Side.BUY, 1.0))
+
+    with pytest.raises(DuplicateOrderError):
+        broker.submit(_order(0, Side.BUY, 1.0))
+
+
+def test_restart_when_state_path_given_then_continues_and_refuses_seen_ids(tmp_path: Path) -> None:
+    path = tmp_path / "paper.json"
+    config = StrategyConfig(strategy="t", costs=NO_COSTS)
+    first = PaperBroker(config, state_path=path)
+    first.submit(_order(0, Side.BUY, 2.0))
+    first.submit(_order(0, Side.SELL, 1.0, intent="exit"))
+    first.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.5))
+    first.submit(_order(1, Side.BUY, 3.0))
+
+    second = PaperBroker(config, state_path=path)
+
+    assert [f.quantity for f in second.poll_fills()] == [2.0, 1.0]
+    assert second.positions()["X"].quantity == pytest.approx(1.0)
+    assert [o.quantity for o in second.open_orders()] == [3.0]
+    with pytest.raises(DuplicateOrderError):
+        second.submit(_order(0, Side.BUY, 2.0))
+    fills = second.on_bar(_bar(2, 102.0, 103.0, 101.0, 102.0))
+    assert [(f.quantity, f.price) for f in fills] == [(3.0, 102.0)]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_on_bar_when_volume_cap_then_partial_fills_until_done() -> None:
+    config = StrategyConfig(strategy="t", costs=CostModel(max_volume_share=0.1))
+    broker = PaperBroker(config)
+    broker.submit(_order(0, Side.BUY, 25.0))
+
+    filled = [
+        sum(f.quantity for f in broker.on_bar(_bar(i, 100, 101, 99, 100, v=100.0)))
+        for i in (1, 2, 3, 4)
+    ]
+
+    assert filled == [pytest.approx(10.0), pytest.approx(10.0), pytest.approx(5.0), 0]
+    assert broker.open_orders() == []
+
+
+def test_on_bar_when_market_order_then_fills_at_open_with_costs() -> None:
+    costs = CostModel(
+        commission_bps=5.0,
+        commission_min=2.0,
+        spread_bps=4.0,
+        slippage_bps=1.0,
+        max_volume_share=None,
+    )
+    broker = PaperBroker(StrategyConfig(strategy="t", costs=costs))
+    broker.submit(_order(0, Side.SELL, 10.0))
+
+    (fill,) = broker.on_bar(_bar(1, 100.0, 105.0, 95.0, 104.0))
+
+    assert fill.price == pytest.approx(100.0 * (1 - 3e-4))
+    assert fill.commission == pytest.approx(2.0)  # 5 bps of ~1000 is below the minimum
+    assert fill.slippage_cost == pytest.approx(10 * 100.0 * 3e-4)
+    assert fill.ts == T0 + timedelta(hours=1)
+
+
+def test_on_bar_when_next_close_fill_model_then_fills_at_close() -> None:
+    broker = PaperBroker(StrategyConfig(strategy="t", costs=NO_COSTS, fill="next_close"))
+    broker.submit(_order(0, Side.BUY, 1.0))
+
+    (fill,) = broker.on_bar(_bar(1, 100.0, 105.0, 95.0, 104.0))
+
+    assert fill.price == 104.0
+    assert fill.ts == T0 + timedelta(hours=2)
+
+
+def test_on_bar_when_gap_through_resting_stop_then_fills_at_open() -> None:
+    costs = CostModel(commission_bps=0.0, spread_bps=2.0, slippage_bps=1.0, max_volume_share=None)
+    config = StrategyConfig(strategy="t", costs=costs, stops=StopConfig(kind="fixed"))
+    broker = PaperBroker(config)
+    broker.submit(_order(0, Side.BUY, 5.0, stop_loss=95.0, take_profit=110.0))
+    broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
+    assert broker.resting_levels() == {"X": (95.0, 110.0)}
+
+    (fill,) = broker.on_bar(_bar(2, 90.0, 92.0, 89.0, 91.0))
+
+    assert fill.side is Side.SELL
+    assert fill.quantity == 5.0
+    assert fill.price == pytest.approx(90.0 * (1 - cost_fraction(costs, None)))
+    assert broker.positions() == {}
+    assert broker.resting_levels() == {}
+
+
+def test_on_bar_when_low_touches_stop_then_fills_at_stop_price() -> None:
+    config = StrategyConfig(strategy="t", costs=NO_COSTS, stops=StopConfig(kind="fixed"))
+    broker = PaperBroker(config)
+    broker.submit(_order(0, Side.SELL, 5.0, stop_loss=105.0, take_profit=90.0))
+    broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
+
+    (fill,) = broker.on_bar(_bar(2, 101.0, 106.0, 100.0, 104.0))
+
+    assert (fill.side, fill.quantity, fill.price) == (Side.BUY, 5.0, 105.0)
+
+
+def test_on_bar_when_bar_replayed_then_nothing_happens() -> None:
+    broker = PaperBroker(StrategyConfig(strategy="t", costs=NO_COSTS))
+    broker.submit(_order(0, Side.BUY, 1.0))
+    assert len(broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))) == 1
+
+    assert broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0)) == []

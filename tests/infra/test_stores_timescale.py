@@ -1,0 +1,170 @@
+"""TimescaleBarStore specifics: migrations, hypertable, capabilities, a killed connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from infra.stores import StoreError, StoreUnavailableError, TimescaleBarStore
+from tests.infra.test_stores_contract import drop_schema, make_bars
+
+
+@pytest.fixture
+def schema(timescale_dsn) -> Iterator[str]:
+    name = f"cf_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    drop_schema(timescale_dsn, name)
+
+
+def scalar(dsn: str, query: str, params: tuple = ()) -> object:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+@pytest.mark.timescale
+def test_open_when_fresh_schema_then_bars_is_a_hypertable(timescale_dsn, schema):
+    with TimescaleBarStore(timescale_dsn, schema=schema):
+        found = scalar(
+            timescale_dsn,
+            "SELECT count(*) FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = %s AND hypertable_name = 'bars'",
+            (schema,),
+        )
+
+    assert found == 1
+
+
+@pytest.mark.timescale
+def test_open_when_opened_twice_then_migrations_apply_once(timescale_dsn, schema):
+    with TimescaleBarStore(timescale_dsn, schema=schema) as first:
+        applied = first.applied_migrations()
+        first.upsert_bars(make_bars(n=5))
+
+    with TimescaleBarStore(timescale_dsn, schema=schema) as second:
+        assert second.applied_migrations() == applied
+        assert second.count_bars("BTC/USDT", "1h") == 5
+    assert applied[:3] == [1, 2, 3]
+
+
+@pytest.mark.timescale
+def test_open_when_concurrent_starts_on_fresh_schema_then_both_succeed(timescale_dsn, schema):
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            TimescaleBarStore(timescale_dsn, schema=schema).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    count = scalar(timescale_dsn, f"SELECT count(*) FROM {schema}.schema_migrations")
+    assert count == len(TimescaleBarStore(timescale_dsn, schema=schema).applied_migrations())
+
+
+@pytest.mark.timescale
+def test_capabilities_when_opened_then_report_the_server_license(timescale_dsn, schema):
+    license_ = scalar(timescale_dsn, "SELECT current_setting('timescaledb.license')")
+
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        caps = store.capabilities
+
+    assert caps["license"] == license_
+    assert caps["compression"] is (license_ == "timescale")
+    assert caps["continuous_aggregates"] is (license_ == "timescale")
+
+
+@pytest.mark.timescale
+def test_upsert_bars_when_connection_killed_mid_batch_then_all_or_nothing(timescale_dsn, schema):
+    n = 20_000
+    bars = make_bars("KILL", n=n, timeframe="1m")
+    store = TimescaleBarStore(timescale_dsn, schema=schema)
+    writer_pid = store._connection().info.backend_pid
+
+    def kill_writer() -> None:
+        # The batch is staged (COPY done) and not yet merged: kill the writer's backend.
+        assert scalar(timescale_dsn, "SELECT pg_terminate_backend(%s)", (writer_pid,)) is True
+
+    store._after_stage = kill_writer
+    with pytest.raises(StoreUnavailableError, match="lost the connection"):
+        store.upsert_bars(bars)
+    store.close()
+
+    visible = scalar(timescale_dsn, f"SELECT count(*) FROM {schema}.bars WHERE symbol = 'KILL'")
+    assert visible in (0, n)
+    assert visible == 0  # the kill came before the merge, so nothing may be visible
+
+    with TimescaleBarStore(timescale_dsn, schema=schema) as fresh:
+        assert fresh.upsert_bars(bars) == n
+        assert fresh.count_bars("KILL", "1m") == n
+
+
+@pytest.mark.timescale
+def test_upsert_bars_when_connection_killed_during_copy_then_count_is_zero_or_n(
+    timescale_dsn, schema
+):
+    n = 200_000
+    bars = make_bars("KILL2", n=n, timeframe="1m")
+    store = TimescaleBarStore(timescale_dsn, schema=schema)
+    writer_pid = store._connection().info.backend_pid
+    outcome: list[BaseException | int] = []
+    killed = False
+
+    def write() -> None:
+        try:
+            outcome.append(store.upsert_bars(bars))
+        except StoreError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    with psycopg.connect(timescale_dsn, autocommit=True) as killer:
+        deadline = time.monotonic() + 30
+        while thread.is_alive() and time.monotonic() < deadline:
+            state = killer.execute(
+                "SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                (writer_pid,),
+            ).fetchone()
+            if state and ("COPY" in state[0] or "INSERT" in state[0]):
+                killer.execute("SELECT pg_terminate_backend(%s)", (writer_pid,))
+                killed = True
+                break
+    thread.join(timeout=60)
+    store.close()
+
+    visible = scalar(timescale_dsn, f"SELECT count(*) FROM {schema}.bars WHERE symbol = 'KILL2'")
+    assert killed, "the writer was never seen copying or merging"
+    assert visible in (0, n)
+    assert len(outcome) == 1
+    if isinstance(outcome[0], BaseException):
+        assert isinstance(outcome[0], StoreUnavailableError)
+    with TimescaleBarStore(timescale_dsn, schema=schema) as fresh:
+        fresh.upsert_bars(bars)
+        assert fresh.count_bars("KILL2", "1m") == n
+
+
+def test_open_when_server_unreachable_then_unavailable_without_password():
+    dsn = "postgresql://someone:s3cret-pw@127.0.0.1:1/candleflow"
+
+    with pytest.raises(StoreUnavailableError) as info:
+        TimescaleBarStore(dsn)
+
+    message = str(info.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret-pw" not in message
+    assert "start_local.sh" in message
+
+
+def test_open_when_schema_name_unsafe_then_store_error():
+    with pytest.raises(StoreError, match="schema name"):
+        TimescaleBarStore("postgresql://u@127.0.0.1:1/db", schema='x"; drop table bars; --')

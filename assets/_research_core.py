@@ -286,9 +286,16 @@ def register_deployable(
     m = oos["metrics"]
     bundle = fit_deployable(bars, cfg)
     model_name = registered_model_name(spec.symbol, spec.timeframe)
+    oos_frame = oos_predictions[DEPLOYABLE]
+    labelled = oos_frame[oos_frame["label"].notna()]
+    hits = (labelled[PROBA].to_numpy().argmax(axis=1) - 1) == labelled["label"].to_numpy()
+    oos_accuracy = float(hits.mean()) if len(labelled) else float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         bundle.save(Path(tmp))
         (Path(tmp) / "strategy.json").write_text(json.dumps(strategy.to_dict(), indent=2))
+        # The drift sensor compares live predictions with these, and live hit rate with the
+        # walk-forward accuracy: both travel with the model version.
+        oos_frame.to_parquet(Path(tmp) / "oos_predictions.parquet")
         run_id = tracker.log_training(
             run_name=f"{spec.key} {DEPLOYABLE} deployable",
             params={"series": spec.key, "family": DEPLOYABLE, **bundle.model.params},
@@ -298,11 +305,16 @@ def register_deployable(
                 "oos_trades": m["n_trades"],
                 "oos_total_return": m["total_return"],
                 "oos_max_drawdown": m["max_drawdown"],
+                "oos_accuracy": oos_accuracy,
             },
             model_dir=Path(tmp),
             features=list(bundle.columns),
             fingerprint=fingerprint(bars),
-            tags={"candleflow.series": spec.key, "candleflow.role": "deployable"},
+            tags={
+                "candleflow.series": spec.key,
+                "candleflow.role": "deployable",
+                "candleflow.train_end": bars["ts"].iloc[-1].isoformat(),
+            },
         )
     version = tracker.register(model_name, run_id)
     decision = tracker.promote(model_name, version, rule, oos_trades=int(m["n_trades"]))
@@ -345,6 +357,8 @@ def portfolio_backtests(
         rets = pd.DataFrame(
             {f: results[f]["equity"].pct_change().dropna() for f in cfg.models}
         ).dropna()
+        # A family that never traded has no Sharpe ratio to rank; CSCV needs >= 2 that did.
+        rets = rets.loc[:, rets.std() > 0]
         for family in cfg.models:
             res = results[family]
             res["metrics"] = compute_metrics(
@@ -355,7 +369,7 @@ def portfolio_backtests(
                 turnover_notional=res["turnover_notional"],
                 costs_paid=res["costs_paid"],
                 n_trials=cfg.n_trials,
-                trial_returns=rets if len(cfg.models) > 1 else None,
+                trial_returns=rets if rets.shape[1] > 1 else None,
             ).to_dict()
         first = min(oos_predictions[s.key][DEPLOYABLE].index[0] for s in specs)
         last = max(oos_predictions[s.key][DEPLOYABLE].index[-1] for s in specs)

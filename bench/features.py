@@ -15,13 +15,15 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import talib
 
-from ml import _kernels
+from ml import _kernels, features
+from ml._bars import validated_bar_arrays
 from ml.features import FeatureConfig, compute_features, feature_columns
 
 GOAL_RATIO = 2.0
@@ -81,7 +83,7 @@ def bare_talib(bars: pd.DataFrame, config: FeatureConfig) -> None:
 
 
 def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) -> dict[str, float]:
-    """Median seconds of each numba kernel alone, writing into pre-touched output rows."""
+    """Median seconds of each statistical numba kernel alone, writing into pre-touched rows."""
     c = config
     h = bars["high"].to_numpy(np.float64)
     lo = bars["low"].to_numpy(np.float64)
@@ -89,19 +91,28 @@ def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) ->
     v = bars["volume"].to_numpy(np.float64)
     lp = np.log(cl)
     n = len(cl)
+    pad = features._return_pad(c)
+    rp = _kernels.padded_returns(lp, pad)
     rows = np.zeros((c.autocorr_lags, n))
     one, two, three, four = (np.zeros(n) for _ in range(4))
+    flags = np.zeros(n, dtype=np.bool_)
     lags = np.asarray(sorted(set(c.hurst_lags)), dtype=np.int64)
+    log_range = np.log(h / lo)
     calls: dict[str, Callable[[], object]] = {
-        "return_moments": lambda: _kernels.return_moments(lp, c.stat_window, one, two, three, four),
-        "acf_features": lambda: _kernels.acf_features(lp, c.autocorr_window, c.autocorr_lags, rows),
-        "hurst_feature": lambda: _kernels.hurst_feature(lp, c.hurst_window, lags, one),
+        "return_moments": lambda: _kernels.return_moments(
+            rp, pad, c.stat_window, one, two, three, four, flags
+        ),
+        "acf_features": lambda: _kernels.acf_features(
+            rp, pad, c.autocorr_window, c.autocorr_lags, rows, flags
+        ),
+        "hurst_feature": lambda: _kernels.hurst_feature(lp, c.hurst_window, lags, one, flags),
         "volatility_features": lambda: _kernels.volatility_features(
-            lp, h, lo, c.vol_window, c.sharpe_window, one, two, three
+            rp, pad, log_range, c.vol_window, c.sharpe_window, one, two, three, flags
         ),
         "liquidity_features": lambda: _kernels.liquidity_features(
             cl,
-            lp,
+            rp,
+            pad,
             h,
             lo,
             v,
@@ -113,13 +124,64 @@ def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) ->
             two,
             three,
             four,
+            flags,
         ),
         "shifted_zscore_x2": lambda: (
-            _kernels.shifted_zscore(cl, c.zscore_window, one),
-            _kernels.shifted_zscore(v, c.volume_z_window, two),
+            _kernels.shifted_zscore(cl, c.zscore_window, one, flags),
+            _kernels.shifted_zscore(v, c.volume_z_window, two, flags),
         ),
     }
     return {name: round(statistics.median(_time(fn, repeats)), 4) for name, fn in calls.items()}
+
+
+def group_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) -> dict[str, float]:
+    """Median seconds of each feature group of compute_features, run alone on one thread.
+
+    Each run writes into a fresh output matrix, as compute_features does, so first-touch page
+    faults are counted where they happen. The groups are the units compute_features splits
+    between its two threads on a large frame.
+    """
+    c = config
+    cols = feature_columns(c)
+    pos = {name: i for i, name in enumerate(cols)}
+    timings: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, arrays = validated_bar_arrays(bars)
+        timings.setdefault("validate", []).append(time.perf_counter() - start)
+        n = len(arrays["close"])
+        out = np.empty((len(cols), n))
+        flags = np.zeros(n, dtype=np.bool_)
+        rows = {name: out[pos[name]] for name in cols}
+        acf_rows = out[pos["ret_acf_1"] : pos["ret_acf_1"] + c.autocorr_lags]
+        start = time.perf_counter()
+        lp = np.log(arrays["close"])
+        rp = _kernels.padded_returns(lp, features._return_pad(c))
+        timings.setdefault("log_returns", []).append(time.perf_counter() - start)
+        groups: dict[str, Callable[[], object]] = {
+            "close_indicators (talib)": partial(
+                features._close_indicators, c, arrays, rows.__getitem__, flags
+            ),
+            "range_indicators (talib)": partial(
+                features._range_indicators, c, arrays, rows.__getitem__, flags
+            ),
+            "return_features": partial(features._return_features, c, arrays, lp, rp, rows, flags),
+            "liquidity_features": partial(features._liquidity_features, c, arrays, rp, rows, flags),
+            "dependence_features (acf, hurst)": partial(
+                features._dependence_features, c, lp, rp, rows, acf_rows, flags
+            ),
+        }
+        for name, fn in groups.items():
+            timings.setdefault(name, []).extend(_time(fn, 1))
+        del out
+    return {name: round(statistics.median(ts), 4) for name, ts in timings.items()}
+
+
+def live_buffer_latency(config: FeatureConfig, rows: int = 600, calls: int = 200) -> float:
+    """Median seconds of compute_features on a live-plane-sized buffer (one call per bar)."""
+    buffer = synthetic_bars(rows, seed=11)
+    compute_features(buffer, config)
+    return statistics.median(_time(lambda: compute_features(buffer, config), calls))
 
 
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -144,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     talib_times = _time(lambda: bare_talib(bars, config), args.repeats)
     feature_times = _time(lambda: compute_features(bars, config), args.repeats)
     kernels = kernel_breakdown(bars, config, args.repeats)
+    groups = group_breakdown(bars, config, args.repeats)
+    live_s = live_buffer_latency(config)
     # Floor: allocating and writing once a fresh (features, rows) float64 matrix, which any
     # implementation returning these columns pays (page faults dominate on small VMs).
     n_cols = len(feature_columns(config)) + 1
@@ -161,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "features_times_s": [round(t, 4) for t in feature_times],
         "ratio": round(ratio, 3),
         "kernel_median_s": kernels,
+        "group_median_s": groups,
+        "live_buffer_rows": 600,
+        "live_buffer_median_ms": round(live_s * 1e3, 4),
         "output_alloc_floor_s": round(floor_s, 4),
         "goal_ratio": GOAL_RATIO,
         "goal_met": ratio <= GOAL_RATIO,
@@ -170,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"allocating + writing the output matrix once: {floor_s:.3f}s")
     print("numba kernels alone (median s): " + ", ".join(f"{k}={t}" for k, t in kernels.items()))
+    print("feature groups alone (median s): " + ", ".join(f"{k}={t}" for k, t in groups.items()))
+    print(f"live buffer (600 bars): median {live_s * 1e3:.3f} ms per call")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(

@@ -8,23 +8,38 @@ bars and predictions give the same orders, fills and equity.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, fields
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from execution import _fast
 from execution.config import StrategyConfig
-from execution.domain import Fill, Order
-from execution.engine import EngineState, equity, new_state, on_bar, on_fill, unrealized_pnl
-from execution.ledger import TradeRecord
+from execution.costs import EwmaVol
+from execution.domain import Fill, Order, Position
+from execution.engine import (
+    EngineState,
+    PendingOrder,
+    SymbolState,
+    equity,
+    new_state,
+    on_bar,
+    on_fill,
+    unrealized_pnl,
+)
+from execution.ledger import OpenTrade, TradeRecord
 from execution.metrics import Metrics, compute_metrics
 from execution.paper import PaperBroker
 from execution.risk import RiskGovernor
 from execution.signal import Bar, Prediction
+from execution.stops import AtrEstimator
 
 __all__ = [
+    "BACKTEST_PATHS",
     "FILL_COLUMNS",
     "ORDER_COLUMNS",
     "POSITION_COLUMNS",
@@ -62,6 +77,7 @@ POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "mark", "unrealized_pnl")
 _BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 _PRED_COLUMNS = ("symbol", "ts", "p_down", "p_flat", "p_up")
 _TS_COLUMNS = {"ts", "entry_ts", "exit_ts"}
+BACKTEST_PATHS = ("auto", "reference", "fast")
 
 
 class BacktestError(ValueError):
@@ -145,15 +161,44 @@ def _prepare(bars: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFram
 
 
 def run_backtest(
-    bars: pd.DataFrame, predictions: pd.DataFrame, config: StrategyConfig
+    bars: pd.DataFrame,
+    predictions: pd.DataFrame,
+    config: StrategyConfig,
+    *,
+    path: str = "auto",
 ) -> BacktestResult:
     """Replay bars (one or several symbols) with predictions through engine + PaperBroker.
 
     A prediction at (symbol, ts) was made from that bar's close and is acted on at that close;
     its orders fill at the next bar of the symbol (open or close per `config.fill`). The input
     frames are not modified.
+
+    `path` picks the implementation: "auto" runs the compiled single-symbol kernel of
+    `execution._fast` where it applies (one symbol, numba importable) and the reference loop
+    otherwise; "reference" always runs the loop; "fast" runs the kernel or raises BacktestError
+    saying why it does not apply. Both give identical results; the choice is logged at DEBUG.
     """
+    if path not in BACKTEST_PATHS:
+        msg = f"path must be one of {BACKTEST_PATHS}, got {path!r}"
+        raise BacktestError(msg)
+    if path != "reference":
+        result, reason = _try_fast(bars, predictions, config)
+        if result is not None:
+            logger.debug("backtest %s ran the compiled fast path", config.strategy)
+            return result
+        if path == "fast":
+            msg = f"the fast backtest path does not apply: {reason}"
+            raise BacktestError(msg)
+        logger.debug("backtest %s runs the reference loop: %s", config.strategy, reason)
+    else:
+        logger.debug("backtest %s runs the reference loop: requested", config.strategy)
     frame, proba = _prepare(bars, predictions)
+    return _run_reference(frame, proba, config)
+
+
+def _run_reference(
+    frame: pd.DataFrame, proba: np.ndarray, config: StrategyConfig
+) -> BacktestResult:
     n = len(frame)
     symbols = frame["symbol"].tolist()
     times = list(frame["ts"].dt.to_pydatetime())
@@ -241,6 +286,19 @@ def _result(
         for f in fills
     ]
     trade_rows = [{k: getattr(t, k) for k in TRADE_COLUMNS} for t in trades]
+    return BacktestResult(
+        orders=_frame(order_rows, ORDER_COLUMNS),
+        fills=_frame(fill_rows, FILL_COLUMNS),
+        trades=_frame(trade_rows, TRADE_COLUMNS),
+        positions=_positions_frame(state),
+        equity=pd.Series(eq_values, index=index, name="equity", dtype=np.float64),
+        exposure=pd.Series(exposure, index=index, name="exposure", dtype=np.float64),
+        config=config,
+        final_state=state,
+    )
+
+
+def _positions_frame(state: EngineState) -> pd.DataFrame:
     pos_rows = []
     for sym, pos in sorted(state.positions.items()):
         trade = state.open_trades.get(sym)
@@ -256,13 +314,224 @@ def _result(
                 else 0.0,
             }
         )
+    return _frame(pos_rows, POSITION_COLUMNS)
+
+
+# -- the compiled fast path --------------------------------------------------------------------
+
+
+def _try_fast(
+    bars: pd.DataFrame, predictions: pd.DataFrame, config: StrategyConfig
+) -> tuple[BacktestResult | None, str]:
+    """The fast path's result, or (None, why it does not apply)."""
+    if not _fast.available():
+        return None, "numba is not installed"
+    inputs, reason = _fast.prepare_single_symbol(bars, predictions)
+    if inputs is None:
+        return None, reason
+    if inputs.unmatched:
+        logger.warning("%d predictions match no bar and are ignored", inputs.unmatched)
+    n = len(inputs.ts)
+    logger.info(
+        "backtest %s: %d bars, %d predictions", config.strategy, n, int(inputs.has_pred.sum())
+    )
+    out = _fast.run_kernel(inputs, config)
+    if out.status != _fast.STATUS_OK:
+        return None, f"the kernel stopped with status {out.status}; the reference loop decides"
+    return _fast_result(inputs, out, config), ""
+
+
+def _iso_utc(ns: np.ndarray) -> np.ndarray:
+    """datetime.isoformat() of UTC instants given in whole microseconds as ns since the epoch."""
+    us = ns // 1000
+    secs = np.datetime_as_string(us.astype("datetime64[us]").astype("datetime64[s]"), unit="s")
+    frac = us % 1_000_000
+    iso = secs.astype(object) + "+00:00"
+    has_frac = frac != 0
+    if has_frac.any():
+        iso[has_frac] = (
+            secs[has_frac].astype(object)
+            + "."
+            + np.char.zfill(frac[has_frac].astype(str), 6).astype(object)
+            + "+00:00"
+        )
+    return iso
+
+
+def _client_ids(strategy: str, symbol: str, bar_ns: np.ndarray, intents: np.ndarray) -> list[str]:
+    """make_client_id for many (bar ts, intent) pairs at once."""
+    prefix = f"{strategy}|{symbol}|"
+    sha = hashlib.sha256
+    return [
+        "cf" + sha(f"{prefix}{iso}|{intent}".encode()).hexdigest()[:16]
+        for iso, intent in zip(_iso_utc(bar_ns), intents, strict=True)
+    ]
+
+
+def _utc_us(ns: np.ndarray) -> pd.DatetimeIndex:
+    # The reference frames hold Python datetimes, which pandas stores at microsecond resolution.
+    return pd.DatetimeIndex(ns.astype("datetime64[ns]").astype("datetime64[us]")).tz_localize("UTC")
+
+
+def _levels(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """A stop / take-profit column as the reference builds it: float with NaN, or all None."""
+    if present.any():
+        return np.where(present, values, np.nan)
+    return np.full(len(values), None, dtype=object)
+
+
+def _fast_result(
+    inputs: _fast.FastInputs, out: _fast.FastOutputs, config: StrategyConfig
+) -> BacktestResult:
+    sym = inputs.symbol
+    ts = inputs.ts
+    n_ord, n_fill, n_trade = len(out.orders_f), len(out.fills_f), len(out.trades_f)
+    sides = np.array(["sell", "buy"], dtype=object)
+
+    order_bar = out.orders_i[:, 0]
+    order_intent = np.where(out.orders_i[:, 2] == 1, "entry", "exit").astype(object)
+    order_cids = _client_ids(config.strategy, sym, ts[order_bar], order_intent)
+    if n_ord:
+        orders = pd.DataFrame(
+            {
+                "client_id": order_cids,
+                "symbol": [sym] * n_ord,
+                "side": sides[(out.orders_i[:, 1] > 0).astype(np.int64)].tolist(),
+                "quantity": out.orders_f[:, 0],
+                "ts": _utc_us(inputs.close_ts[order_bar]),
+                "intent": order_intent.tolist(),
+                "stop_loss": _levels(out.orders_f[:, 1], out.orders_i[:, 3] == 1),
+                "take_profit": _levels(out.orders_f[:, 2], out.orders_i[:, 4] == 1),
+            },
+            columns=list(ORDER_COLUMNS),
+        )
+    else:
+        orders = _frame([], ORDER_COLUMNS)
+
+    if n_fill:
+        source = out.fills_i[:, 2]
+        fill_cids = np.empty(n_fill, dtype=object)
+        mine = source >= 0
+        fill_cids[mine] = np.asarray(order_cids, dtype=object)[source[mine]]
+        trig = ~mine
+        if trig.any():
+            kinds = np.where(source[trig] == _fast.SOURCE_STOP, "stop", "take_profit")
+            fill_cids[trig] = _client_ids(
+                config.strategy, sym, ts[out.fills_i[trig, 0]], kinds.astype(object)
+            )
+        fills = pd.DataFrame(
+            {
+                "client_id": fill_cids.tolist(),
+                "symbol": [sym] * n_fill,
+                "side": sides[(out.fills_i[:, 1] > 0).astype(np.int64)].tolist(),
+                "quantity": out.fills_f[:, 0],
+                "price": out.fills_f[:, 1],
+                "commission": out.fills_f[:, 2],
+                "slippage_cost": out.fills_f[:, 3],
+                "ts": _utc_us(out.fills_i[:, 3]),
+                "venue_fill_id": [f"paper-{k}" for k in range(1, n_fill + 1)],
+            },
+            columns=list(FILL_COLUMNS),
+        )
+    else:
+        fills = _frame([], FILL_COLUMNS)
+
+    if n_trade:
+        trades = pd.DataFrame(
+            {
+                "symbol": [sym] * n_trade,
+                "side": np.where(out.trades_i[:, 0] > 0, "long", "short").tolist(),
+                "quantity": out.trades_f[:, 0],
+                "entry_ts": _utc_us(out.trades_i[:, 1]),
+                "exit_ts": _utc_us(out.trades_i[:, 2]),
+                "entry_price": out.trades_f[:, 1],
+                "exit_price": out.trades_f[:, 2],
+                "pnl": out.trades_f[:, 3],
+                "commission": out.trades_f[:, 4],
+                "costs": out.trades_f[:, 5],
+            },
+            columns=list(TRADE_COLUMNS),
+        )
+    else:
+        trades = _frame([], TRADE_COLUMNS)
+
+    state = _fast_state(inputs, out, config, order_cids)
+    index = pd.DatetimeIndex(ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
     return BacktestResult(
-        orders=_frame(order_rows, ORDER_COLUMNS),
-        fills=_frame(fill_rows, FILL_COLUMNS),
-        trades=_frame(trade_rows, TRADE_COLUMNS),
-        positions=_frame(pos_rows, POSITION_COLUMNS),
-        equity=pd.Series(eq_values, index=index, name="equity", dtype=np.float64),
-        exposure=pd.Series(exposure, index=index, name="exposure", dtype=np.float64),
+        orders=orders,
+        fills=fills,
+        trades=trades,
+        positions=_positions_frame(state),
+        equity=pd.Series(out.equity, index=index, name="equity", dtype=np.float64),
+        exposure=pd.Series(out.exposure, index=index, name="exposure", dtype=np.float64),
         config=config,
         final_state=state,
     )
+
+
+def _py_utc(ns: int) -> datetime:
+    return pd.Timestamp(int(ns), tz="UTC").to_pydatetime()
+
+
+def _fast_state(
+    inputs: _fast.FastInputs,
+    out: _fast.FastOutputs,
+    config: StrategyConfig,
+    order_cids: list[str],
+) -> EngineState:
+    """The EngineState the reference loop would end with, from the kernel's final state."""
+    sym = inputs.symbol
+    sf, si = out.state_f, out.state_i
+    state = new_state(config)
+    state.cash = float(sf[_fast.SF_CASH])
+    if sf[_fast.SF_POS_Q] != 0.0:
+        state.positions[sym] = Position(sym, float(sf[_fast.SF_POS_Q]), float(sf[_fast.SF_POS_AVG]))
+    state.marks[sym] = float(sf[_fast.SF_MARK])
+    atr = AtrEstimator(config.stops.atr_period)
+    atr.prev_close, atr.atr, atr.count = (
+        float(sf[_fast.SF_ATR_PC]),
+        float(sf[_fast.SF_ATR]),
+        int(si[_fast.SI_ATR_CNT]),
+    )
+    vol = EwmaVol(config.vol_window, float(sf[_fast.SF_V_LAST]), float(sf[_fast.SF_V_VAR]))
+    vol.count = int(si[_fast.SI_V_CNT])
+    ss = SymbolState(atr, vol, direction=int(si[_fast.SI_E_DIR]))
+    for k in out.pending.tolist():
+        entry = out.orders_i[k, 2] == 1
+        ss.pending[order_cids[k]] = PendingOrder(
+            order_cids[k],
+            int(out.orders_i[k, 1]),
+            float(out.orders_f[k, 4]),
+            "entry" if entry else "exit",
+            float(out.orders_f[k, 1]) if out.orders_i[k, 3] else None,
+            float(out.orders_f[k, 2]) if out.orders_i[k, 4] else None,
+        )
+    ss.stop = float(sf[_fast.SF_E_STOP]) if si[_fast.SI_E_HAS_STOP] else None
+    ss.take_profit = float(sf[_fast.SF_E_TP]) if si[_fast.SI_E_HAS_TP] else None
+    ss.extreme = float(sf[_fast.SF_E_EXT])
+    ss.protect_ts = _py_utc(si[_fast.SI_E_PROT_TS]) if si[_fast.SI_E_HAS_PROT_TS] else None
+    ss.last_ts = _py_utc(inputs.ts[-1])
+    state.symbols[sym] = ss
+    if si[_fast.SI_HAS_TRADE]:
+        state.open_trades[sym] = OpenTrade(
+            sym,
+            int(si[_fast.SI_T_DIR]),
+            _py_utc(si[_fast.SI_T_ETS]),
+            float(sf[_fast.SF_T_EQ]),
+            float(sf[_fast.SF_T_EN]),
+            float(sf[_fast.SF_T_XQ]),
+            float(sf[_fast.SF_T_XN]),
+            float(sf[_fast.SF_T_REAL]),
+            float(sf[_fast.SF_T_COM]),
+            float(sf[_fast.SF_T_SLIP]),
+        )
+    state.peak_equity = float(sf[_fast.SF_PEAK])
+    state.last_equity = float(sf[_fast.SF_LAST_EQ])
+    state.day = date.fromordinal(_EPOCH_ORDINAL + int(si[_fast.SI_CUR_DAY]))
+    state.day_start_equity = float(sf[_fast.SF_DSE])
+    state.trades_today = int(si[_fast.SI_TRADES_TODAY])
+    state.seq = len(out.fills_f) + len(inputs.ts)
+    return state
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

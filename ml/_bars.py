@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ml._kernels import bars_look_valid
 from ml.errors import FeatureInputError
 
 __all__ = ["OHLCV", "validated_bar_arrays"]
@@ -36,15 +37,28 @@ def validated_bar_arrays(bars: pd.DataFrame) -> tuple[pd.DatetimeIndex, dict[str
         msg = "bar timestamps must be tz-aware (UTC); got naive timestamps"
         raise FeatureInputError(msg)
     index = index.tz_convert("UTC")
-    if len(index) > 1 and not (index[1:] > index[:-1]).all():
+    arrays = {col: np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64)) for col in OHLCV}
+    # One fused pass decides; only a frame that fails it pays for the checks that name the fault.
+    valid = bars_look_valid(np.asarray(index.asi8), *arrays.values())
+    if not valid and len(index) > 1 and not (index[1:] > index[:-1]).all():
         msg = "bars must be sorted by ts with unique timestamps"
         raise FeatureInputError(msg)
-    symbols = bars["symbol"].unique() if "symbol" in bars.columns else ()
-    if len(symbols) > 1:
-        symbols = sorted(map(str, symbols))[:5]
-        msg = f"compute_features takes one symbol at a time, got {symbols}"
-        raise FeatureInputError(msg)
-    arrays = {col: np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64)) for col in OHLCV}
+    if "symbol" in bars.columns and len(bars) > 0:
+        symbol = bars["symbol"]
+        # A vectorised compare is far cheaper than unique() on a long frame; unique() decides
+        # only when it fails (an all-NaN symbol column, say, is still one symbol).
+        same = (symbol == symbol.iloc[0]).fillna(False).all()  # a missing symbol is not the same
+        if not same and len(symbols := symbol.unique()) > 1:
+            names = sorted(map(str, symbols))[:5]
+            msg = f"compute_features takes one symbol at a time, got {names}"
+            raise FeatureInputError(msg)
+    if not valid:
+        _check_values(arrays)
+    return index, arrays
+
+
+def _check_values(arrays: dict[str, np.ndarray]) -> None:
+    """Raise FeatureInputError naming the first bad column of a frame that failed the fast pass."""
     for col, values in arrays.items():
         if not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).sum())
@@ -60,4 +74,3 @@ def validated_bar_arrays(bars: pd.DataFrame) -> tuple[pd.DatetimeIndex, dict[str
     if (arrays["high"] < arrays["low"]).any():
         msg = "high < low in some bars"
         raise FeatureInputError(msg)
-    return index, arrays

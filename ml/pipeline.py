@@ -114,9 +114,7 @@ def make_factory(family: str, config: ResearchConfig) -> Callable[[dict[str, Any
     from ml import models
 
     def xgb(params: dict[str, Any]) -> Model:
-        return models.XGBoostModel(
-            n_estimators=config.xgb_estimators, seed=config.seed, **params
-        )
+        return models.XGBoostModel(n_estimators=config.xgb_estimators, seed=config.seed, **params)
 
     def lstm(params: dict[str, Any]) -> Model:
         return models.LSTMModel(

@@ -74,12 +74,22 @@ def _build_parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true")
 
     st = sub.add_parser("stream", help="run the live streaming worker (paper broker by default)")
-    st.add_argument("--series", nargs="*", help="series keys to trade (default: all with a model)")
     st.add_argument(
-        "--speed", type=float, default=0.0, help="replay speed, 0 = as fast as possible"
+        "--series",
+        dest="symbols",
+        nargs="*",
+        help="SYMBOL@TIMEFRAME keys to trade (default: every stored series with a champion)",
     )
-    st.add_argument("--source", default="replay", choices=["replay", "binance", "mt5"])
+    st.add_argument(
+        "--speed", type=float, default=0.0, help="replay bars per second, 0 = as fast as possible"
+    )
     st.add_argument("--workers", type=int, default=1)
+    st.add_argument("--max-bars", type=int, help="stop after this many bars")
+    st.add_argument("--snapshot-s", type=float, default=5.0, help="recovery snapshot interval")
+    st.add_argument("--recovery-dir", type=Path, help="default $CANDLEFLOW_HOME/live/recovery")
+    st.add_argument("--bundle", type=Path, help="trade this saved model bundle, not the champion")
+    st.add_argument("--strategy", type=Path, help="StrategyConfig JSON (default: the champion's)")
+    st.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464, 0 = off)")
 
     ks = sub.add_parser("kill-switch", help="halt new orders (and optionally flatten)")
     ks.add_argument("action", choices=["on", "off", "status"])

@@ -13,6 +13,7 @@ from orchestration.automation import (
     retrain_on_new_bars,
     weekly_retrain_schedule,
 )
+from orchestration.drift import build_drift_sensor
 from orchestration.jobs import (
     REPORT_JOB,
     RESEARCH_JOB,
@@ -59,6 +60,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             build_drop_folder_sensor(settings.home / "drop"),
             retrain_on_new_bars,
             report_after_retrain,
+            build_drift_sensor(retrain_job),
         ],
         resources=build_resources(settings),
     )

@@ -84,7 +84,7 @@ class XGBoostModel(BaseModel):
         self, X: pd.DataFrame, y: pd.Series, sample_weight: pd.Series | np.ndarray | None = None
     ) -> Self:
         features, target, weights = self._fit_inputs(X, y, sample_weight)
-        dtrain = xgb.DMatrix(features, label=target, weight=weights)
+        dtrain = xgb.DMatrix(features, label=target, weight=weights, nthread=self._params["n_jobs"])
         self.booster_ = xgb.train(
             self._booster_params(), dtrain, num_boost_round=self._params["n_estimators"]
         )
@@ -95,7 +95,7 @@ class XGBoostModel(BaseModel):
         if self.booster_ is None:
             msg = "xgboost: predict_proba called before fit"
             raise NotFittedError(msg)
-        proba = self.booster_.predict(xgb.DMatrix(features))
+        proba = self.booster_.predict(xgb.DMatrix(features, nthread=self._params["n_jobs"]))
         return np.asarray(proba, dtype=np.float64).reshape(len(X), 3)
 
     def save(self, path: Path) -> None:

@@ -303,3 +303,133 @@ def test_feature_config_when_from_mapping_with_lists_then_tuples():
     config = FeatureConfig.from_mapping({"sma_periods": [5, 20], "rsi_period": 7})
     assert config.sma_periods == (5, 20)
     assert "rsi_7" in feature_columns(config)
+
+
+def _stress_bars(n: int, seed: int) -> pd.DataFrame:
+    """High price level, tiny moves, a flat stretch and zero-volume bars: hard cases for sums."""
+    bars = synthetic_bars(n, seed, vol=2e-4)
+    for col in ("open", "high", "low", "close"):
+        bars[col] *= 250.0
+    bars.loc[n // 3 : n // 3 + 30, "volume"] = 0.0
+    flat = bars.loc[n // 2, "close"]
+    bars.loc[n // 2 : n // 2 + 120, ["open", "high", "low", "close"]] = flat
+    return bars
+
+
+def _pandas_reference(bars: pd.DataFrame) -> dict[str, pd.Series]:
+    """The statistical features from plain pandas rolling windows (default config)."""
+    close = bars["close"].reset_index(drop=True)
+    volume = bars["volume"].reset_index(drop=True)
+    hl = np.log(bars["high"] / bars["low"]).reset_index(drop=True)
+    r = np.log(close).diff()
+    w = 20
+    mean = r.rolling(w).mean()
+    var = r.rolling(w).var(ddof=0)
+    ref = {"ret_mean_20": mean, "ret_std_20": np.sqrt(var)}
+    # pandas gives the bias-corrected skew / excess kurtosis; undo the corrections.
+    ref["ret_skew_20"] = r.rolling(w).skew() * (w - 2) / np.sqrt(w * (w - 1))
+    g2 = r.rolling(w).kurt() * (w - 2) * (w - 3) / (w - 1)
+    ref["ret_kurt_20"] = (g2 - 6) / (w + 1)
+    mean_100 = r.rolling(100).mean()
+    var_100 = r.rolling(100).var(ddof=0)
+    for k in (1, 4, 10):
+        ref[f"ret_acf_{k}"] = ((r * r.shift(k)).rolling(100).mean() - mean_100**2) / var_100
+    # Two-pass z-scores: pandas' one-pass rolling std loses ~1e-8 on near-flat price windows.
+    for name, x in (("close_z_20", close), ("volume_z_20", volume)):
+        win = np.lib.stride_tricks.sliding_window_view(x.to_numpy(), 20)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (win[:, -1] - win.mean(axis=1)) / win.std(axis=1)
+        ref[name] = pd.Series(np.concatenate([np.full(19, np.nan), z]))
+    ref["rv_20"] = np.sqrt((r**2).rolling(20).mean())
+    ref["parkinson_20"] = np.sqrt((hl**2).rolling(20).mean() / (4 * np.log(2)))
+    ref["sharpe_60"] = r.rolling(60).mean() / r.rolling(60).std(ddof=0)
+    sign = np.sign(close.diff())
+    ref["obv_flow_20"] = (sign * volume).rolling(20).sum() / volume.rolling(20).sum()
+    cov = (r * r.shift(1)).rolling(20).mean() - r.rolling(20).mean() * r.shift(1).rolling(20).mean()
+    ref["roll_spread_20"] = 2 * np.sqrt(np.maximum(-cov, 0.0))
+    return ref
+
+
+@pytest.mark.parametrize("source", ["spx", "stress"])
+def test_statistical_features_when_compared_with_pandas_rolling_then_match_on_every_row(
+    spx, source
+):
+    # Arrange: rows where the reference is well conditioned (a non-flat window) are compared.
+    bars = spx.iloc[:2500] if source == "spx" else _stress_bars(2500, seed=3)
+    ref = _pandas_reference(bars)
+    # Act
+    feats = compute_features(bars).reset_index(drop=True)
+    # Assert
+    for name, expected in ref.items():
+        got = feats[name].to_numpy()
+        want = expected.to_numpy()
+        ok = np.isfinite(want) & ~feats["warmup"].to_numpy()
+        assert ok.sum() > 1000, name
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), zero_from=st.integers(0, 400))
+def test_warmup_when_features_computed_then_equals_any_nan_in_row(seed, n, zero_from):
+    # Arrange: a zero-volume tail makes volume features NaN after the warm-up too.
+    bars = synthetic_bars(n, seed)
+    bars.loc[bars.index >= zero_from, "volume"] = 0.0
+    # Act
+    feats = compute_features(bars, SMALL)
+    # Assert
+    any_nan = feats[list(feature_columns(SMALL))].isna().any(axis=1).to_numpy()
+    np.testing.assert_array_equal(feats["warmup"].to_numpy(), any_nan)
+
+
+def test_features_when_threaded_path_used_then_identical_to_sequential(spx, monkeypatch):
+    # Arrange: long frames split the work over two threads; force both paths on one frame.
+    import ml.features as features_module
+
+    bars = _stress_bars(3000, seed=9)
+    monkeypatch.setattr(features_module, "_THREAD_MIN_ROWS", 10**9)
+    sequential = compute_features(bars)
+    monkeypatch.setattr(features_module, "_THREAD_MIN_ROWS", 1)
+    # Act
+    threaded = compute_features(bars)
+    # Assert
+    _assert_rows_equal(threaded, sequential)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("close", np.nan, "'close' has NaN or infinite values in 1 rows"),
+        ("volume", np.inf, "'volume' has NaN or infinite values in 1 rows"),
+        ("low", -1.0, "'low' must be > 0"),
+        ("volume", -5.0, "'volume' must be >= 0"),
+        ("high", 1e-3, "high < low"),
+    ],
+)
+def test_compute_features_when_bad_value_then_feature_input_error_names_it(
+    spx, column, value, message
+):
+    # Arrange
+    bars = spx.iloc[:300].copy()
+    bars.loc[123, column] = value
+    # Act / Assert
+    with pytest.raises(FeatureInputError, match=message):
+        compute_features(bars)
+
+
+def test_compute_features_when_symbol_column_all_missing_then_one_symbol(spx):
+    # Arrange: unique() of an all-NaN column is one value, as before the fast symbol check.
+    bars = spx.iloc[:300].copy()
+    bars["symbol"] = np.nan
+    # Act
+    feats = compute_features(bars)
+    # Assert
+    assert len(feats) == 300
+
+
+def test_compute_features_when_one_symbol_missing_then_feature_input_error(spx):
+    # Arrange: a missing symbol beside a real one is two values, as unique() counts them.
+    bars = spx.iloc[:300].copy()
+    bars.loc[7, "symbol"] = None
+    # Act / Assert
+    with pytest.raises(FeatureInputError, match="one symbol"):
+        compute_features(bars)

@@ -1,0 +1,558 @@
+"""The live plane's stateful steps as pure mappers `(state | None, item) -> (state, emit)`.
+
+Bytewax holds and snapshots the states; everything here is plain Python over picklable
+dataclasses and runs without a dataflow, so the steps are tested in microseconds.
+
+- `feature_step`: per symbol, a rolling buffer of the last `bundle.history` bars and the
+  prediction for the newest one, equal to the batch plane's
+  (`bundle.predict_frame(buffer).iloc[-1]`).
+- `portfolio_step`: one portfolio for all symbols; runs per bar the sequence of
+  `execution.backtest.run_backtest`: broker fills for the bar, `on_fill` for each, `on_bar`, and
+  every order to the broker through the order router.
+- `aggregate_ticks`: trades/quotes into bars of one timeframe.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from execution.broker import Broker, BrokerUnavailableError
+from execution.config import StrategyConfig
+from execution.domain import Fill, Order, Position, Side, make_client_id
+from execution.signal import Bar, Prediction
+from ml.bundle import ModelBundle
+from ml.features import compute_features
+from streaming.killswitch import read_kill_switch
+from streaming.metrics import LiveMetrics
+from streaming.models import ModelProvider
+from streaming.router import OrderRouter, RouteOutcome
+
+__all__ = [
+    "Arrival",
+    "FeatureState",
+    "PortfolioRuntime",
+    "PortfolioState",
+    "Record",
+    "Scored",
+    "Tick",
+    "TickBarState",
+    "aggregate_ticks",
+    "feature_step",
+    "make_feature_mapper",
+    "make_portfolio_mapper",
+    "portfolio_step",
+]
+
+logger = logging.getLogger(__name__)
+
+_OHLCV = ("open", "high", "low", "close", "volume")
+_QTY_EPS = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A bar as it entered the dataflow."""
+
+    bar: Bar
+    received_ns: int  # time.perf_counter_ns() at arrival (CLOCK_MONOTONIC: one clock per host)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A bar with the prediction its close produced (None while the buffer warms up)."""
+
+    bar: Bar
+    prediction: Prediction | None
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One row for the store: upserted into `table` on `key`, so a re-emit changes nothing."""
+
+    table: str
+    key: tuple[str, ...]
+    row: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# per-symbol feature step
+
+
+@dataclass(eq=False)
+class FeatureState:
+    symbol: str
+    ts_ns: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # bar open ts
+    ohlcv: np.ndarray = field(default_factory=lambda: np.empty((0, 5), dtype=np.float64))
+    last_prediction: Prediction | None = None
+    bars_seen: int = 0
+
+
+def _ts_ns(ts: datetime) -> int:
+    return pd.Timestamp(ts).as_unit("ns").value
+
+
+def _predict_last(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray | None:
+    """[p_down, p_flat, p_up] of the buffer's newest bar, None while it is in warm-up.
+
+    Equal to `bundle.predict_frame(frame).iloc[-1]`: the same feature rows, and a row-wise
+    model predicts each row on its own, so only the newest row is handed to the model (a
+    quarter of the per-bar cost with a 500-bar buffer). Sequence models (seq_len > 1) read
+    the rows before it too and go through predict_frame.
+    """
+    if int(bundle.model.params.get("seq_len", 1)) > 1:
+        proba = bundle.predict_frame(frame)
+        if len(proba) and proba.index[-1] == frame.index[-1]:
+            return proba.iloc[-1].to_numpy(dtype=np.float64)
+        return None
+    feats = compute_features(frame, bundle.feature_config)
+    if bool(feats["warmup"].iloc[-1]):
+        return None
+    last = feats.iloc[-1:][list(bundle.columns)]
+    return np.asarray(bundle.model.predict_proba(last), dtype=np.float64)[0]
+
+
+def feature_step(
+    state: FeatureState | None, arrival: Arrival, provider: ModelProvider
+) -> tuple[FeatureState, Scored | None]:
+    """Append the bar to the buffer and predict for it. A bar not newer than the last is dropped
+    (a live source may deliver a candle twice); the emit is then None."""
+    bar = arrival.bar
+    st = state if state is not None else FeatureState(symbol=bar.symbol)
+    ts = _ts_ns(bar.ts)
+    if len(st.ts_ns) and ts <= int(st.ts_ns[-1]):
+        logger.warning("event=bar_not_newer symbol=%s ts=%s", bar.symbol, bar.ts.isoformat())
+        return st, None
+    bundle = provider.bundle()
+    keep = max(int(bundle.history), 1)
+    row = np.array([[bar.open, bar.high, bar.low, bar.close, bar.volume]], dtype=np.float64)
+    st.ts_ns = np.append(st.ts_ns, np.int64(ts))[-keep:]
+    st.ohlcv = np.concatenate([st.ohlcv, row])[-keep:]
+    st.bars_seen += 1
+    index = pd.DatetimeIndex(st.ts_ns.view("datetime64[ns]"), name="ts").tz_localize(UTC)
+    frame = pd.DataFrame(st.ohlcv, index=index, columns=list(_OHLCV))
+    p = _predict_last(bundle, frame)
+    prediction = None
+    if p is not None:
+        prediction = Prediction(
+            symbol=bar.symbol,
+            ts=bar.ts,
+            p_down=float(p[0]),
+            p_flat=float(p[1]),
+            p_up=float(p[2]),
+            model=provider.version,
+        )
+    st.last_prediction = prediction
+    return st, Scored(bar=bar, prediction=prediction, received_ns=arrival.received_ns)
+
+
+def make_feature_mapper(
+    providers: Mapping[str, ModelProvider] | Callable[[str], ModelProvider],
+) -> Callable[[FeatureState | None, Arrival], tuple[FeatureState, Scored | None]]:
+    """The mapper for op.stateful_map, with the provider of each symbol bound."""
+    lookup = providers.__getitem__ if isinstance(providers, Mapping) else providers
+
+    def mapper(state: FeatureState | None, arrival: Arrival) -> tuple[FeatureState, Scored | None]:
+        return feature_step(state, arrival, lookup(arrival.bar.symbol))
+
+    return mapper
+
+
+# --------------------------------------------------------------------------------------------
+# portfolio step
+
+
+@dataclass(eq=False)
+class PortfolioState:
+    """What a snapshot must hold so that a resumed worker continues exactly where it was."""
+
+    engine: Any  # execution.engine.EngineState
+    paper: Any | None  # the simulated venue (PaperBroker) whose fills this ledger has applied
+    pending: list[Scored] = field(default_factory=list)  # reorder buffer (several workers)
+    last_ts: dict[str, int] = field(default_factory=dict)  # per symbol, ns
+    flattened_since: datetime | None = None  # the kill-switch engagement already flattened
+    bars: int = 0
+
+
+@dataclass
+class PortfolioRuntime:
+    """Per-process context of the portfolio step; not snapshotted.
+
+    `live_broker` is the external venue (MT5) or None for the paper broker, which then lives in
+    the snapshotted state so that ledger and simulated venue always roll back together.
+    """
+
+    config: StrategyConfig
+    governor: Any  # execution.risk.RiskGovernor
+    symbols: tuple[str, ...]  # every symbol the portfolio trades (the reorder buffer waits for all)
+    router: OrderRouter
+    live_broker: Broker | None = None
+    paper_state_path: Path | None = None
+    home: Path | None = None  # kill switch lives under home/live/KILL; None: no kill switch
+    reorder: bool = False  # items may arrive out of (ts, symbol) order (several workers/partitions)
+    metrics: LiveMetrics | None = None
+    reconcile_backoff_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    progress_every: int = 1000
+    clock: Callable[[], float] = time.monotonic
+    on_bar_done: Callable[[Scored, int], None] | None = None  # (item, done perf_counter_ns)
+    # process-local bookkeeping
+    reconciled: bool = False
+    halted: str | None = None  # reason trading is halted (ledger disagrees with the venue)
+    _next_reconcile: float = float("-inf")
+    _reconcile_attempt: int = 0
+
+
+def _new_portfolio(rt: PortfolioRuntime) -> PortfolioState:
+    from execution.engine import new_state
+    from execution.paper import PaperBroker
+
+    paper = None
+    if rt.live_broker is None:
+        paper = PaperBroker(rt.config, state_path=rt.paper_state_path)
+    return PortfolioState(engine=new_state(rt.config), paper=paper)
+
+
+def _broker(state: PortfolioState, rt: PortfolioRuntime) -> Broker:
+    return rt.live_broker if rt.live_broker is not None else state.paper
+
+
+def _ledger_positions(engine: Any) -> dict[str, float]:
+    return {s: float(p.quantity) for s, p in engine.positions.items() if abs(p.quantity) > _QTY_EPS}
+
+
+def _reconcile(state: PortfolioState, rt: PortfolioRuntime) -> bool:
+    """Compare the ledger with the venue once per process start; True when trading may go on."""
+    if rt.reconciled:
+        return True
+    now = rt.clock()
+    if now < rt._next_reconcile:
+        return False
+    broker = _broker(state, rt)
+    try:
+        venue: Mapping[str, Position] = broker.positions()
+    except BrokerUnavailableError as exc:
+        delay = rt.reconcile_backoff_s[min(rt._reconcile_attempt, len(rt.reconcile_backoff_s) - 1)]
+        rt._reconcile_attempt += 1
+        rt._next_reconcile = now + delay
+        logger.warning(
+            "event=reconcile_unavailable attempt=%d retry_in_s=%.1f error=%s",
+            rt._reconcile_attempt,
+            delay,
+            exc,
+        )
+        return False
+    ledger = _ledger_positions(state.engine)
+    theirs = {s: float(p.quantity) for s, p in venue.items() if abs(p.quantity) > _QTY_EPS}
+    diff = {
+        s: (ledger.get(s, 0.0), theirs.get(s, 0.0))
+        for s in sorted(set(ledger) | set(theirs))
+        if not math.isclose(ledger.get(s, 0.0), theirs.get(s, 0.0), rel_tol=1e-9, abs_tol=1e-9)
+    }
+    rt.reconciled = True
+    if diff:
+        rt.halted = f"ledger and {broker.name} disagree on positions (ledger, venue): {diff}"
+        logger.error("event=reconcile_mismatch halted=true detail=%s", rt.halted)
+    else:
+        logger.info("event=reconciled broker=%s positions=%s", broker.name, ledger or "flat")
+    return True
+
+
+def _signed(order: Order) -> float:
+    return order.side.sign * order.quantity
+
+
+def _flatten_orders(
+    state: PortfolioState, broker: Broker, bar: Bar, rt: PortfolioRuntime
+) -> list[Order]:
+    pending: dict[str, float] = {}
+    for order in broker.open_orders():
+        pending[order.symbol] = pending.get(order.symbol, 0.0) + _signed(order)
+    out = []
+    for symbol, pos in sorted(state.engine.positions.items()):
+        remaining = float(pos.quantity) + pending.get(symbol, 0.0)
+        if abs(remaining) <= _QTY_EPS:
+            continue
+        out.append(
+            Order(
+                client_id=make_client_id(rt.config.strategy, symbol, bar.ts, "flatten"),
+                symbol=symbol,
+                side=Side.SELL if remaining > 0 else Side.BUY,
+                quantity=abs(remaining),
+                ts=bar.ts,
+                intent="flatten",
+                strategy=rt.config.strategy,
+            )
+        )
+    return out
+
+
+def _ready(state: PortfolioState, item: Scored, rt: PortfolioRuntime) -> list[Scored]:
+    """Items to process now, in (ts, symbol) order."""
+    if not rt.reorder:
+        return [item]
+    state.pending.append(item)
+    seen = state.last_ts
+    seen[item.bar.symbol] = max(seen.get(item.bar.symbol, -1), _ts_ns(item.bar.ts))
+    if any(s not in seen for s in rt.symbols):
+        return []
+    watermark = min(seen[s] for s in rt.symbols)
+    # Every symbol has reached `watermark`, and each symbol's bars arrive in order, so nothing
+    # at or before it can still come.
+    state.pending.sort(key=lambda s: (s.bar.ts, s.bar.symbol))
+    ready = [s for s in state.pending if _ts_ns(s.bar.ts) <= watermark]
+    state.pending = state.pending[len(ready) :]
+    return ready
+
+
+def portfolio_step(
+    state: PortfolioState | None, item: Scored, rt: PortfolioRuntime
+) -> tuple[PortfolioState, list[Record]]:
+    from execution.engine import equity, on_bar, on_fill
+
+    st = state if state is not None else _new_portfolio(rt)
+    records: list[Record] = []
+    for scored in _ready(st, item, rt):
+        records.extend(_process(st, scored, rt, on_bar, on_fill, equity))
+    return st, records
+
+
+def _process(
+    st: PortfolioState,
+    scored: Scored,
+    rt: PortfolioRuntime,
+    on_bar: Any,
+    on_fill: Any,
+    equity: Any,
+) -> list[Record]:
+    bar, prediction = scored.bar, scored.prediction
+    broker = _broker(st, rt)
+    records: list[Record] = []
+    can_trade = _reconcile(st, rt)
+
+    if rt.live_broker is None:
+        fills: list[Fill] = list(st.paper.on_bar(bar))
+        if fills:
+            st.paper.poll_fills()  # the ledger took them from on_bar; drain the unpolled queue
+    elif can_trade:
+        fills = list(broker.poll_fills())
+    else:
+        fills = []
+    for fill in fills:
+        st.engine, _trades = on_fill(st.engine, fill, rt.config)
+        records.append(_fill_record(fill))
+    kill = read_kill_switch(rt.home) if rt.home is not None else None
+    if not can_trade or rt.halted:
+        # Hold: the engine must not book a decision whose orders cannot be sent.
+        if prediction is not None:
+            logger.warning(
+                "event=decision_skipped symbol=%s ts=%s reason=%s",
+                bar.symbol,
+                bar.ts.isoformat(),
+                rt.halted or "venue unavailable",
+            )
+        st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
+    elif kill is None or not kill.engaged:
+        st.engine, orders = on_bar(st.engine, bar, prediction, rt.config, rt.governor)
+    elif kill.flatten:
+        # Hold (no decisions), and close everything once per engagement.
+        st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
+        if st.flattened_since != kill.since:
+            orders = _flatten_orders(st, broker, bar, rt)
+            st.flattened_since = kill.since
+            logger.warning("event=flatten orders=%d since=%s", len(orders), kill.since)
+    else:
+        # No new entries: take the decision on a copy and keep it only if it opens nothing,
+        # so the engine never books an entry that was not sent.
+        trial, orders = on_bar(copy.deepcopy(st.engine), bar, prediction, rt.config, rt.governor)
+        if any(o.intent == "entry" for o in orders):
+            logger.info("event=entry_blocked reason=kill_switch symbol=%s", bar.symbol)
+            st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
+        else:
+            st.engine = trial
+    for order in orders:
+        outcome = rt.router.submit(broker, order, received_ns=scored.received_ns)
+        if outcome is not RouteOutcome.REJECTED:
+            records.append(_order_record(order))
+    st.bars += 1
+    if rt.metrics is not None:
+        rt.metrics.bars_processed.labels(symbol=bar.symbol).inc()
+    records.append(_equity_record(bar.ts, equity(st.engine), st.engine))
+    pos = st.engine.positions.get(bar.symbol)
+    records.append(_position_record(bar, pos))
+    if prediction is not None:
+        records.append(_prediction_record(prediction))
+    if rt.on_bar_done is not None:
+        rt.on_bar_done(scored, time.perf_counter_ns())
+    if rt.progress_every and st.bars % rt.progress_every == 0:
+        logger.info(
+            "event=progress bars=%d ts=%s equity=%.2f",
+            st.bars,
+            bar.ts.isoformat(),
+            equity(st.engine),
+        )
+    return records
+
+
+def _order_record(o: Order) -> Record:
+    return Record(
+        "live_orders",
+        ("client_id",),
+        {
+            "client_id": o.client_id,
+            "symbol": o.symbol,
+            "side": str(o.side),
+            "quantity": float(o.quantity),
+            "ts": o.ts,
+            "intent": o.intent,
+            "order_type": str(o.order_type),
+            "stop_loss": o.stop_loss,
+            "take_profit": o.take_profit,
+            "strategy": o.strategy,
+        },
+    )
+
+
+def _fill_record(f: Fill) -> Record:
+    return Record(
+        "live_fills",
+        ("client_id", "ts", "venue_fill_id"),
+        {
+            "client_id": f.client_id,
+            "symbol": f.symbol,
+            "side": str(f.side),
+            "quantity": float(f.quantity),
+            "price": float(f.price),
+            "commission": float(f.commission),
+            "ts": f.ts,
+            "venue_fill_id": f.venue_fill_id,
+        },
+    )
+
+
+def _equity_record(ts: datetime, value: float, engine: Any) -> Record:
+    return Record(
+        "live_equity",
+        ("ts",),
+        {
+            "ts": ts,
+            "equity": float(value),
+            "cash": float(engine.cash),
+        },
+    )
+
+
+def _position_record(bar: Bar, pos: Position | None) -> Record:
+    return Record(
+        "live_positions",
+        ("symbol",),
+        {
+            "symbol": bar.symbol,
+            "ts": bar.ts,
+            "quantity": 0.0 if pos is None else float(pos.quantity),
+            "avg_price": 0.0 if pos is None else float(pos.avg_price),
+        },
+    )
+
+
+def _prediction_record(p: Prediction) -> Record:
+    return Record(
+        "live_predictions",
+        ("symbol", "ts"),
+        {
+            "symbol": p.symbol,
+            "ts": p.ts,
+            "p_down": p.p_down,
+            "p_flat": p.p_flat,
+            "p_up": p.p_up,
+            "model": p.model,
+        },
+    )
+
+
+def make_portfolio_mapper(
+    rt: PortfolioRuntime,
+) -> Callable[[PortfolioState | None, Scored], tuple[PortfolioState, list[Record]]]:
+    def mapper(state: PortfolioState | None, item: Scored) -> tuple[PortfolioState, list[Record]]:
+        return portfolio_step(state, item, rt)
+
+    return mapper
+
+
+# --------------------------------------------------------------------------------------------
+# ticks -> bars
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    symbol: str
+    ts: datetime  # UTC
+    price: float  # last trade, or mid quote where the venue has no trades (FX)
+    volume: float = 0.0
+
+
+@dataclass(eq=False)
+class TickBarState:
+    symbol: str
+    timeframe: str
+    bucket: datetime | None = None  # open ts of the bar being built
+    last_tick: datetime | None = None  # ts of the newest tick folded in
+    open: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    close: float = 0.0
+    volume: float = 0.0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _bucket(ts: datetime, width: timedelta) -> datetime:
+    return _EPOCH + ((ts - _EPOCH) // width) * width
+
+
+def aggregate_ticks(
+    state: TickBarState | None, tick: Tick, timeframe: str
+) -> tuple[TickBarState, Bar | None]:
+    """Fold a tick into the bar of its bucket; emit the previous bar when a new bucket opens.
+
+    A bar is final when the first tick of the next bucket arrives (buckets without ticks
+    produce no bar). A tick older than the newest one is late and dropped with a warning: its
+    bar may already be out, and an out-of-order close would be wrong.
+    """
+    from quality.schema import timeframe_to_timedelta
+
+    width = timeframe_to_timedelta(timeframe)
+    st = state if state is not None else TickBarState(symbol=tick.symbol, timeframe=timeframe)
+    bucket = _bucket(tick.ts, width)
+    if st.last_tick is not None and tick.ts < st.last_tick:
+        logger.warning(
+            "event=late_tick symbol=%s ts=%s newest=%s",
+            tick.symbol,
+            tick.ts.isoformat(),
+            st.last_tick.isoformat(),
+        )
+        return st, None
+    st.last_tick = tick.ts
+    done = None
+    if st.bucket is not None and bucket > st.bucket:
+        done = Bar(st.symbol, timeframe, st.bucket, st.open, st.high, st.low, st.close, st.volume)
+    if st.bucket is None or bucket > st.bucket:
+        st.bucket, st.open, st.high, st.low = bucket, tick.price, tick.price, tick.price
+        st.close, st.volume = tick.price, float(tick.volume)
+    else:
+        st.high = max(st.high, tick.price)
+        st.low = min(st.low, tick.price)
+        st.close = tick.price
+        st.volume += float(tick.volume)
+    return st, done

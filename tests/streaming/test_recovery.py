@@ -1,0 +1,140 @@
+"""Kill the worker process at random points, restart it, and get the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from infra.stores import ParquetBarStore
+from tests.streaming.conftest import sma_bundle, spx_bars
+
+pytestmark = [pytest.mark.recovery, pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+N_BARS = 700
+KILLS = 10
+
+
+def _prepare_home(home: Path, bundle_dir: Path) -> dict[str, str]:
+    bars = spx_bars(N_BARS).assign(source="test", ingested_at=datetime(2024, 1, 1, tzinfo=UTC))
+    with ParquetBarStore(home / "data") as store:
+        store.upsert_bars(bars)
+    env = {
+        **os.environ,
+        "CANDLEFLOW_HOME": str(home),
+        "CANDLEFLOW_ENV": "local",
+        "CANDLEFLOW_BROKER": "paper",
+        "CANDLEFLOW_STREAM_SYMBOLS": "SPX@1d",
+        "CANDLEFLOW_STREAM_BUNDLE": str(bundle_dir),
+        "CANDLEFLOW_STREAM_SPEED": "60",  # bars per second, so a kill lands mid-stream
+        "CANDLEFLOW_METRICS_PORT": "0",
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("BYTEWAX_RECOVERY_DIRECTORY", None)
+    (home / "recovery").mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.recovery", str(home / "recovery"), "1"],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+    return env
+
+
+def _worker(home: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = (home / "worker.log").open("a")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bytewax.run",
+            "streaming.worker:get_flow()",
+            "-r",
+            str(home / "recovery"),
+            "-s",
+            "1",
+            "-b",
+            "0",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _read(home: Path) -> dict[str, pd.DataFrame]:
+    store = ParquetBarStore(home / "data")
+    return {
+        t: store.read_records(t)
+        for t in ("live_orders", "live_fills", "live_equity", "live_predictions", "live_positions")
+    }
+
+
+def _started(home: Path, runs: int) -> bool:
+    log = home / "worker.log"
+    return log.exists() and log.read_text().count("event=replay_start") >= runs
+
+
+def test_worker_when_killed_repeatedly_then_result_equals_uninterrupted_run(tmp_path: Path) -> None:
+    bundle_dir = sma_bundle().save(tmp_path / "bundle")
+    clean_home, crash_home = tmp_path / "clean", tmp_path / "crash"
+    clean_env = _prepare_home(clean_home, bundle_dir)
+    crash_env = _prepare_home(crash_home, bundle_dir)
+    clean_env = {**clean_env, "CANDLEFLOW_STREAM_SPEED": "0"}
+    assert _worker(clean_home, clean_env).wait(timeout=120) == 0
+
+    rng = random.Random(7)
+    kills = 0
+    for run in range(1, 40):
+        proc = _worker(crash_home, crash_env)
+        deadline = time.monotonic() + 60
+        while not _started(crash_home, run) and proc.poll() is None:
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.2, 2.0))
+        if proc.poll() is not None:
+            assert proc.returncode == 0, (crash_home / "worker.log").read_text()[-3000:]
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if kills >= KILLS:
+            final = _worker(crash_home, crash_env)
+            assert final.wait(timeout=120) == 0, (crash_home / "worker.log").read_text()[-3000:]
+            break
+    assert kills >= KILLS, f"the replay ended after {kills} kills; slow it down"
+
+    clean, crashed = _read(clean_home), _read(crash_home)
+    bars_ts = set(spx_bars(N_BARS)["ts"])
+    assert set(crashed["live_equity"]["ts"]) == bars_ts  # no lost bar
+    assert set(crashed["live_positions"]["ts"]) <= bars_ts
+    assert len(clean["live_orders"]) > 0
+    for table, key in (
+        ("live_orders", ["client_id"]),
+        ("live_fills", ["client_id", "ts"]),
+        ("live_equity", ["ts"]),
+        ("live_predictions", ["symbol", "ts"]),
+        ("live_positions", ["symbol"]),
+    ):
+        a = clean[table].sort_values(key).reset_index(drop=True)
+        b = crashed[table].sort_values(key).reset_index(drop=True)
+        assert not b.duplicated(key).any()
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-9, obj=table)
+    paper = json.loads((crash_home / "live" / "paper_state.json").read_text())
+    # The broker has seen every order the worker sent, plus the ids of the protective stop and
+    # take-profit orders it triggered itself; those appear only as fills.
+    sent = set(crashed["live_orders"]["client_id"])
+    protective = set(crashed["live_fills"]["client_id"]) - sent
+    assert sorted(paper["seen"]) == sorted(sent | protective)
+    assert len(paper["seen"]) == len(set(paper["seen"]))

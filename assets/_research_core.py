@@ -31,6 +31,7 @@ from ml.pipeline import (
     BASELINES,
     DEPLOYABLE,
     ResearchConfig,
+    feature_importance,
     fit_deployable,
     research_folds,
     research_labels,
@@ -149,10 +150,16 @@ def walk_forward_all(
         t0 = datetime.now(UTC)
         result = run_family(family, features, lab, folds, cfg)
         predictions[family] = result.predictions
+        importance = feature_importance(result, list(feature_columns(FeatureConfig())))
+        if importance is not None:
+            predictions[family].attrs["feature_importance"] = importance.to_dict()
         rows = [
             {k: float(v) for k, v in r.items() if isinstance(v, (int, float, np.number))}
             for r in result.fold_metrics.to_dict("records")
         ]
+        for row, tuning in zip(rows, result.tuning, strict=True):
+            if tuning is not None:
+                row["tuning_trials"] = float(tuning.n_trials)  # trials tried in this fold
         fold_metrics[family] = rows
         accuracy[family] = float(result.overall_metrics.get("accuracy", float("nan")))
         with tempfile.TemporaryDirectory() as tmp:
@@ -386,8 +393,20 @@ def portfolio_backtests(
                 s.key: oos_predictions[s.key][DEPLOYABLE].groupby("fold").size().to_dict()
                 for s in specs
             },
+            "feature_importance": _mean_importance(
+                oos_predictions[s.key][DEPLOYABLE].attrs.get("feature_importance") for s in specs
+            ),
         }
     return books
+
+
+def _mean_importance(items: Any) -> dict[str, float]:
+    """Mean gain importance of the deployable family over the portfolio's series."""
+    frames = [pd.Series(d, dtype=float) for d in items if d]
+    if not frames:
+        return {}
+    mean = pd.concat(frames, axis=1).fillna(0.0).mean(axis=1).sort_values(ascending=False)
+    return {str(k): float(v) for k, v in mean.items()}
 
 
 def _ohlcv(bars: pd.DataFrame) -> pd.DataFrame:
@@ -511,6 +530,9 @@ def write_reports(
             metadata=meta,
             benchmark="buy_and_hold" if "buy_and_hold" in strategies else next(iter(strategies)),
             folds=folds,
+            feature_importance=pd.Series(book["feature_importance"], dtype=float)
+            if book.get("feature_importance")
+            else None,
         )
         html_path = render_report(report, out_dir / "report.html")
         write_summary_json(report, out_dir / "summary.json")

@@ -18,13 +18,21 @@ from ml.errors import ConfigError
 from ml.features import FeatureConfig, compute_features, feature_columns
 from ml.labels import Labels, direction_labels
 from ml.models.base import Model
-from ml.walkforward import Fold, WalkForwardResult, run_walk_forward, walk_forward_splits
+from ml.walkforward import (
+    GARCH_COLUMN,
+    Fold,
+    OptunaTuner,
+    WalkForwardResult,
+    run_walk_forward,
+    walk_forward_splits,
+)
 
 __all__ = [
     "BASELINES",
     "DEPLOYABLE",
     "MODEL_FAMILIES",
     "ResearchConfig",
+    "feature_importance",
     "fit_deployable",
     "make_factory",
     "research_folds",
@@ -56,6 +64,7 @@ class ResearchConfig:
     lstm_epochs: int = 6
     lstm_seq_len: int = 16
     xgb_estimators: int = 150
+    tune_trials: int = 0  # Optuna trials per fold for the xgboost families (0 = no search)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -144,14 +153,46 @@ def run_family(
     config: ResearchConfig,
 ) -> WalkForwardResult:
     """Purged walk-forward of one family: a fresh model per fold, OOS predictions only."""
+    tuner = None
+    if config.tune_trials > 0 and family in ("xgboost", "xgboost_garch"):
+        # Searched on an inner walk-forward of each fold's training rows only, never on OOS rows.
+        tuner = OptunaTuner(_xgb_space, n_trials=config.tune_trials, seed=config.seed)
     return run_walk_forward(
         features,
         labels,
         make_factory(family, config),
         folds,
+        tuner=tuner,
         garch=MODEL_FAMILIES.get(family, False),
         feature_columns=list(feature_columns(FeatureConfig())),
     )
+
+
+def _xgb_space(trial: Any) -> dict[str, Any]:
+    return {
+        "max_depth": trial.suggest_int("max_depth", 2, 5),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 10.0, log=True),
+    }
+
+
+def feature_importance(result: WalkForwardResult, columns: list[str]) -> pd.Series | None:
+    """Mean gain importance over the fold models of a tree family; None for other families."""
+    scores = []
+    for model in result.models:
+        booster = getattr(model, "booster_", None)
+        if booster is None:
+            return None
+        raw = booster.get_score(importance_type="gain")
+        names = [*columns, GARCH_COLUMN]  # run_walk_forward appends the GARCH column last
+        named = {
+            (names[int(k[1:])] if k.startswith("f") and k[1:].isdigit() else k): v
+            for k, v in raw.items()
+        }
+        scores.append(pd.Series(named, dtype=float))
+    if not scores:
+        return None
+    return pd.concat(scores, axis=1).fillna(0.0).mean(axis=1).sort_values(ascending=False)
 
 
 def fit_deployable(

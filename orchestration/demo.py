@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -145,7 +146,7 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
 def _fmt(value: Any, fmt: str, *, first: bool) -> str:
     if first:
         return f"{value!s:<16}"
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{'n/a':>12}"
     try:
         if fmt == "{:d}":

@@ -170,7 +170,18 @@ def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str,
             "the series (SYM@TF) and a --bundle"
         )
         raise LookupError(msg)
-    return with_champion
+    by_tf: dict[str, list[tuple[str, str]]] = {}
+    for s, tf in with_champion:
+        by_tf.setdefault(tf, []).append((s, tf))
+    chosen = max(by_tf.values(), key=len)
+    others = [f"{s}@{tf}" for s, tf in with_champion if (s, tf) not in chosen]
+    if others:
+        logger.warning(
+            "event=series_skipped series=%s reason=one worker trades one timeframe; start "
+            "another worker with --series for them",
+            ",".join(others),
+        )
+    return chosen
 
 
 def _strategy(

@@ -72,6 +72,7 @@ class ResearchResource(dg.ConfigurableResource):
     n_folds: int = 5
     oos_fraction: float = 0.5
     lstm_epochs: int = 6
+    tune_trials: int = 0  # Optuna trials per fold (xgboost families); recorded in MLflow
     min_trades: int = 10
     initial_cash: float = 100_000.0
     commission_bps: float = 1.0
@@ -90,6 +91,7 @@ class ResearchResource(dg.ConfigurableResource):
             n_folds=self.n_folds,
             oos_fraction=self.oos_fraction,
             lstm_epochs=self.lstm_epochs,
+            tune_trials=self.tune_trials,
         )
 
     def strategy(self, spec: SeriesSpec) -> Any:

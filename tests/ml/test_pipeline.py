@@ -9,7 +9,14 @@ import pytest
 from ml.bundle import load_bundle
 from ml.errors import ConfigError, ModelError
 from ml.features import compute_features
-from ml.pipeline import ResearchConfig, fit_deployable, research_folds, research_labels, run_family
+from ml.pipeline import (
+    ResearchConfig,
+    feature_importance,
+    fit_deployable,
+    research_folds,
+    research_labels,
+    run_family,
+)
 
 FAST = ResearchConfig(models=("xgboost",), n_folds=2, xgb_estimators=20)
 
@@ -65,3 +72,32 @@ def test_run_family_when_walk_forward_then_predictions_only_after_training_rows(
     for fold in result.folds:
         assert fold.train_idx.max() + FAST.horizon < fold.test_idx.min()
     assert result.predictions.index.min() > feats.index[folds[0].train_idx.max()]
+
+
+def test_run_family_when_tuning_then_trials_run_inside_training_folds_only(spx):
+    cfg = ResearchConfig(models=("xgboost",), n_folds=2, xgb_estimators=10, tune_trials=2)
+    bars = spx.iloc[:1200]
+    feats = compute_features(bars)
+
+    labels, folds = research_labels(bars, cfg), research_folds(feats, cfg)
+
+    result = run_family("xgboost", feats, labels, folds, cfg)
+
+    for tuning, fold in zip(result.tuning, result.folds, strict=True):
+        assert tuning is not None
+        assert tuning.n_trials == 2
+        assert set(tuning.best_params) == {"max_depth", "learning_rate", "min_child_weight"}
+        assert fold.train_idx.max() < fold.test_idx.min()
+
+
+def test_feature_importance_when_tree_family_then_named_by_feature_columns(spx):
+    bars = spx.iloc[:1200]
+    feats = compute_features(bars)
+    labels, folds = research_labels(bars, FAST), research_folds(feats, FAST)
+    result = run_family("xgboost", feats, labels, folds, FAST)
+
+    imp = feature_importance(result, [c for c in feats.columns if c != "warmup"])
+
+    assert imp is not None
+    assert set(imp.index) <= set(feats.columns)
+    assert imp.is_monotonic_decreasing

@@ -95,6 +95,8 @@ def test_research_report_when_materialized_then_html_and_results_match_metrics(m
     html = (settings.reports_dir / "portfolio_1d" / "report.html").read_text()
     assert "Monthly returns" in html
     assert "Deflated Sharpe" in html
+    assert "Feature importance" in html
+    assert "not provided" not in html.split("Feature importance")[1][:400].lower()
 
 
 @pytest.mark.slow

@@ -119,7 +119,12 @@ def _predict_last(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray | None
     feats = compute_features(frame, bundle.feature_config)
     if bool(feats["warmup"].iloc[-1]):
         return None
-    last = feats.iloc[-1:][list(bundle.columns)]
+    cols = list(bundle.columns)
+    idx = feats.columns.get_indexer(cols)
+    if (idx < 0).any():  # a column the features lack: let the model name it
+        return np.asarray(bundle.model.predict_proba(feats.iloc[-1:]), dtype=np.float64)[0]
+    # One row built from numpy: selecting 50 columns through pandas costs more than the model.
+    last = pd.DataFrame(feats.to_numpy()[-1:, idx], columns=cols)
     return np.asarray(bundle.model.predict_proba(last), dtype=np.float64)[0]
 
 

@@ -151,6 +151,8 @@ class BaseModel:
         if self.feature_names_ is None:
             msg = f"{self.name}: predict_proba called before fit"
             raise NotFittedError(msg)
+        if tuple(map(str, X.columns)) == self.feature_names_:  # the live plane's common case
+            return X.to_numpy(dtype=np.float64)
         by_name = {str(c): c for c in X.columns}  # names are kept as text (they go to JSON)
         missing = [c for c in self.feature_names_ if c not in by_name]
         if missing:

@@ -83,8 +83,20 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--speed", type=float, default=0.0, help="replay bars per second, 0 = as fast as possible"
     )
+    st.add_argument(
+        "--source",
+        default="replay",
+        choices=["replay", "binance", "mt5"],
+        help="replay stored bars (default), or poll Binance klines / an MT5 terminal live "
+        "(live sources need --series)",
+    )
+    st.add_argument(
+        "--poll-s", type=float, help="live sources: seconds between polls (binance 5, mt5 1)"
+    )
     st.add_argument("--workers", type=int, default=1)
-    st.add_argument("--max-bars", type=int, help="stop after this many bars")
+    st.add_argument(
+        "--max-bars", type=int, help="stop after this many bars (live sources: per symbol)"
+    )
     st.add_argument("--snapshot-s", type=float, default=5.0, help="recovery snapshot interval")
     st.add_argument("--recovery-dir", type=Path, help="default $CANDLEFLOW_HOME/live/recovery")
     st.add_argument("--bundle", type=Path, help="trade this saved model bundle, not the champion")

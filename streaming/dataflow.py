@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink, StatefulSinkPartition
 
 from execution.broker import Broker
 from execution.config import StrategyConfig
+from execution.engine import bar_close_ts
 from execution.signal import Bar
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
@@ -60,6 +62,10 @@ class StreamConfig:
     reorder: bool = False  # see the module docstring
     progress_every: int = 1000  # log a progress line every N bars (0: never)
     flow_id: str = "candleflow_live"
+    # Bars that closed before this are history a live source replays to fill the feature buffer:
+    # the portfolio sees them (marks, ATR) but with no prediction, so nothing is ever traded on
+    # a bar that closed before the worker started. None (replay of the store): trade every bar.
+    trade_after: datetime | None = None
     reconcile_backoff_s: tuple[float, ...] = field(default=(1.0, 2.0, 5.0, 10.0, 30.0))
 
     def __post_init__(self) -> None:
@@ -142,6 +148,20 @@ def _to_portfolio(item: tuple[str, Scored | None]) -> list[tuple[str, Scored]]:
     return [] if item[1] is None else [(PORTFOLIO_KEY, item[1])]
 
 
+def _history_guard(
+    trade_after: datetime | None,
+) -> Callable[[tuple[str, Scored]], tuple[str, Scored]]:
+    def guard(item: tuple[str, Scored]) -> tuple[str, Scored]:
+        key, scored = item
+        if trade_after is None or scored.prediction is None:
+            return item
+        if bar_close_ts(scored.bar) < trade_after:
+            return key, replace(scored, prediction=None)
+        return item
+
+    return guard
+
+
 def _records(item: tuple[str, list[Record]]) -> list[tuple[str, Record]]:
     return [(STORE_PART, rec) for rec in item[1]]
 
@@ -183,7 +203,11 @@ def build_flow(
     arrivals = op.map("stamp", bars, _stamp)
     keyed = op.key_on("key_by_symbol", arrivals, lambda a: a.bar.symbol)
     scored = op.stateful_map("features", keyed, make_feature_mapper(providers))
-    to_portfolio = op.flat_map("to_portfolio", scored, _to_portfolio)
+    to_portfolio = op.map(
+        "history_guard",
+        op.flat_map("to_portfolio", scored, _to_portfolio),
+        _history_guard(config.trade_after),
+    )
     records = op.stateful_map("portfolio", to_portfolio, make_portfolio_mapper(runtime))
     rows = op.flat_map("records", records, _records)
     op.output("store", rows, sink)

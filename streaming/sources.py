@@ -4,15 +4,19 @@ Every source is a Bytewax FixedPartitionedSource whose partitions snapshot their
 a resumed worker continues AFTER the last bar it emitted (not at it: bytewax
 `pysrc/bytewax/inputs.py` asks snapshot() for the position of the next read). Venue records are
 parsed into `execution.signal.Bar` here and nowhere else.
+
+The polling sources never block the worker: a venue error sets the partition's next wake-up
+(exponential backoff) instead of sleeping, and the next poll reads from the last item emitted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -135,16 +139,22 @@ class _Backoff:
     def __init__(self, base_s: float, cap_s: float) -> None:
         self.base_s, self.cap_s, self.failures = base_s, cap_s, 0
 
-    def fail(self) -> float:
+    def fail(self, at_least_s: float | None = None) -> float:
         self.failures += 1
-        return min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        return delay if at_least_s is None else max(delay, at_least_s)
 
     def ok(self) -> None:
         self.failures = 0
 
 
 class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
-    """Polls `fetch(since) -> bars newer than since` every `interval`; backs off on errors."""
+    """Polls `fetch(since) -> bars` every `interval`; backs off on `errors` without blocking.
+
+    `since` None is a fresh start: `fetch(None)` returns the history window and only its newest
+    `warmup` bars are emitted (None: all of them). `limit` ends the partition after that many
+    bars (None: never).
+    """
 
     def __init__(
         self,
@@ -155,6 +165,9 @@ class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
         errors: tuple[type[BaseException], ...],
         backoff: _Backoff,
         now: Callable[[], datetime],
+        *,
+        warmup: int | None = None,
+        limit: int | None = None,
     ) -> None:
         self._name = name
         self._fetch = fetch
@@ -163,13 +176,17 @@ class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
         self._errors = errors
         self._backoff = backoff
         self._now = now
+        self._warmup = warmup
+        self._left = limit
         self._awake = now()
 
     def next_batch(self) -> list[Bar]:
+        if self._left is not None and self._left <= 0:
+            raise StopIteration
         try:
             bars = self._fetch(self._since)
         except self._errors as exc:
-            delay = self._backoff.fail()
+            delay = self._backoff.fail(getattr(exc, "retry_after_s", None))
             logger.warning(
                 "event=source_error source=%s failures=%d retry_in_s=%.1f error=%s",
                 self._name,
@@ -180,9 +197,22 @@ class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
             self._awake = self._now() + timedelta(seconds=delay)
             return []
         self._backoff.ok()
-        fresh = [b for b in bars if self._since is None or b.ts > self._since]
-        if fresh:
-            self._since = fresh[-1].ts
+        if self._since is None:
+            last = bars[-1].ts if bars else None
+            if self._warmup is not None:
+                bars = bars[max(len(bars) - self._warmup, 0) :]
+            logger.info("event=source_warmup source=%s bars=%d", self._name, len(bars))
+            fresh = bars
+            self._since = last
+        else:
+            fresh = [b for b in bars if b.ts > self._since]
+            if fresh:
+                self._since = fresh[-1].ts
+        if self._left is not None:
+            fresh = fresh[: self._left]
+            self._left -= len(fresh)
+            if fresh:
+                self._since = fresh[-1].ts
         self._awake = self._now() + self._interval
         return fresh
 
@@ -202,11 +232,19 @@ def _raw_to_bars(raw: pd.DataFrame, symbol: str, timeframe: str) -> list[Bar]:
     return bars_from_frame(frame)
 
 
+# --------------------------------------------------------------------------------------------
+# Binance
+
+
 class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
     """Closed Binance candles, one partition per symbol, polled every `poll_s` seconds.
 
-    `start` (UTC) is where a fresh run begins (default: now minus `warmup_bars` bars, so the
-    feature buffer fills at once). Network errors back off exponentially up to `max_backoff_s`.
+    A fresh run first emits the newest `warmup_bars` closed candles, so the feature buffer is
+    full when the first live candle arrives (give `start` (UTC) instead to begin there). Network
+    errors and rate limits that outlast the client's own retries back off exponentially up to
+    `max_backoff_s` (at least the Retry-After Binance sent) without blocking the worker; other
+    source errors (an unknown symbol, a malformed payload) stop the worker. `max_bars` ends
+    each partition after that many bars (None: runs until stopped).
     """
 
     def __init__(
@@ -219,10 +257,15 @@ class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
         start: datetime | None = None,
         warmup_bars: int = 600,
         max_backoff_s: float = 60.0,
+        max_bars: int | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         from infra.sources import BinanceKlinesSource
 
+        _check_polling(poll_s, warmup_bars, max_bars)
+        if start is not None and start.tzinfo is None:
+            msg = f"start must be timezone-aware (UTC), got naive {start.isoformat()}"
+            raise ValueError(msg)
         self._symbols = list(symbols)
         self._tf = timeframe
         self._klines = klines if klines is not None else BinanceKlinesSource()
@@ -230,6 +273,7 @@ class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
         self._start = start
         self._warmup = warmup_bars
         self._max_backoff = max_backoff_s
+        self._max_bars = max_bars
         self._now = now
 
     def list_parts(self) -> list[str]:
@@ -238,18 +282,19 @@ class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: str | None
     ) -> _PollingPartition:
-        from infra.sources import SourceError
+        from infra.sources import RateLimitedError, SourceUnavailableError
         from quality.schema import timeframe_to_timedelta
 
         symbol = for_part
-        if resume_state is not None:
-            since = datetime.fromisoformat(resume_state)
-        else:
-            first = self._start or self._now() - self._warmup * timeframe_to_timedelta(self._tf)
-            since = first - timedelta(milliseconds=1)
+        since = None if resume_state is None else datetime.fromisoformat(resume_state)
+        # Two bars of slack: the window's first bar may be cut and the newest still forming.
+        span = (self._warmup + 2) * timeframe_to_timedelta(self._tf)
 
         def fetch(after: datetime | None) -> list[Bar]:
-            raw = self._klines.fetch(symbol, self._tf, since=after)
+            if after is not None:
+                raw = self._klines.fetch(symbol, self._tf, since=after)
+            else:
+                raw = self._klines.fetch(symbol, self._tf, start=self._start or self._now() - span)
             return _raw_to_bars(raw.frame, symbol, self._tf)
 
         return _PollingPartition(
@@ -257,17 +302,90 @@ class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
             fetch,
             since,
             self._poll,
-            (SourceError,),
+            (SourceUnavailableError, RateLimitedError),
             _Backoff(1.0, self._max_backoff),
             self._now,
+            warmup=None if self._start is not None else self._warmup,
+            limit=self._max_bars,
         )
 
 
-class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
-    """Closed bars from an MT5 terminal via copy_rates_from_pos, one partition per symbol.
+def _check_polling(poll_s: float, warmup_bars: int, max_bars: int | None) -> None:
+    if poll_s < 0:
+        msg = f"poll_s must be >= 0, got {poll_s}"
+        raise ValueError(msg)
+    if warmup_bars < 0:
+        msg = f"warmup_bars must be >= 0, got {warmup_bars}"
+        raise ValueError(msg)
+    if max_bars is not None and max_bars < 1:
+        msg = f"max_bars must be >= 1 or None, got {max_bars}"
+        raise ValueError(msg)
 
-    `mt5` is the injected terminal module (mt5_bridge.load_mt5_module or a simulator), already
-    initialized. Position 0 is the bar still forming, so only positions >= 1 are read.
+
+# --------------------------------------------------------------------------------------------
+# MT5
+
+# A fresh MT5 run looks this many times `warmup_bars` bar widths back, so that weekends and
+# session breaks still leave `warmup_bars` bars in the window (an equity CFD trades ~6.5 of 24
+# hours); only the newest `warmup_bars` are emitted.
+_MT5_WARMUP_SPAN = 8
+
+
+class _Terminal:
+    """The injected MT5 module and how to open it; a lost IPC link is reopened on the next poll.
+
+    Shared by the partitions of one source: the MetaTrader5 package has one session per process.
+    """
+
+    def __init__(self, mt5: Any, config: Any | None) -> None:
+        self.mt5 = mt5
+        self._config = config  # mt5_bridge.MT5Config: path, credentials, timeout
+        self._open = False
+
+    def ensure(self) -> None:
+        from mt5_bridge import TerminalUnavailableError
+
+        if self._open:
+            return
+        cfg = self._config
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        if cfg is not None:
+            args = (cfg.path,) if cfg.path else ()
+            kwargs = {"timeout": cfg.terminal_timeout_ms, "portable": cfg.portable}
+        if not self.mt5.initialize(*args, **kwargs):
+            code, comment = self.mt5.last_error()
+            msg = "MT5 initialize() failed"
+            raise TerminalUnavailableError(msg, int(code), str(comment))
+        if cfg is not None and cfg.login is not None:
+            login_kwargs: dict[str, Any] = {"timeout": cfg.terminal_timeout_ms}
+            if cfg.password is not None:
+                login_kwargs["password"] = cfg.password
+            if cfg.server is not None:
+                login_kwargs["server"] = cfg.server
+            if not self.mt5.login(cfg.login, **login_kwargs):
+                code, comment = self.mt5.last_error()
+                msg = "MT5 login() failed; check CANDLEFLOW_MT5_LOGIN/PASSWORD/SERVER"
+                raise TerminalUnavailableError(msg, int(code), str(comment))
+        self._open = True
+        logger.info("event=mt5_source_connected")
+
+    def lost(self, exc: Any) -> None:
+        from mt5_bridge._codes import IPC_ERROR_CODES
+
+        if exc.code in IPC_ERROR_CODES:
+            self._open = False
+
+
+class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
+    """Final bars from an MT5 terminal, one partition per symbol, polled every `poll_s` s.
+
+    `mt5` is the injected terminal module (mt5_bridge.load_mt5_module or the simulator); the
+    source initializes it (with `config`, an mt5_bridge.MT5Config, when given) and reinitializes
+    it after a lost IPC link, backing off exponentially up to `max_backoff_s`. Bars are read with
+    copy_rates_range through `mt5_bridge.fetch_history` (the bar still forming is left out). A
+    fresh run first emits the newest `warmup_bars` bars; `max_bars` ends each partition after
+    that many bars.
     """
 
     def __init__(
@@ -276,10 +394,12 @@ class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
         symbols: Sequence[str],
         timeframe: str,
         *,
-        server_utc_offset: timedelta = timedelta(0),
+        config: Any | None = None,
+        server_utc_offset: timedelta | None = None,
         poll_s: float = 1.0,
-        count: int = 600,
+        warmup_bars: int = 600,
         max_backoff_s: float = 60.0,
+        max_bars: int | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         from mt5_bridge import MT5_TIMEFRAMES
@@ -287,14 +407,17 @@ class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
         if timeframe not in MT5_TIMEFRAMES:
             msg = f"MT5 has no timeframe {timeframe!r}; use one of {', '.join(MT5_TIMEFRAMES)}"
             raise ValueError(msg)
-        self._mt5 = mt5
+        _check_polling(poll_s, warmup_bars, max_bars)
+        self._terminal = _Terminal(mt5, config)
         self._symbols = list(symbols)
         self._tf = timeframe
-        self._mt5_tf = MT5_TIMEFRAMES[timeframe]
+        if server_utc_offset is None:
+            server_utc_offset = config.server_utc_offset if config is not None else timedelta(0)
         self._offset = server_utc_offset
         self._poll = timedelta(seconds=poll_s)
-        self._count = count
+        self._warmup = warmup_bars
         self._max_backoff = max_backoff_s
+        self._max_bars = max_bars
         self._now = now
 
     def list_parts(self) -> list[str]:
@@ -303,20 +426,36 @@ class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: str | None
     ) -> _PollingPartition:
-        from mt5_bridge import TerminalUnavailableError
-        from mt5_bridge._parse import rates_to_raw_frame
+        from mt5_bridge import TerminalUnavailableError, fetch_history
+        from quality.schema import timeframe_to_timedelta
 
         symbol = for_part
         since = None if resume_state is None else datetime.fromisoformat(resume_state)
+        width = timeframe_to_timedelta(self._tf)
+        span = max(_MT5_WARMUP_SPAN * self._warmup, 2) * width
+        terminal = self._terminal
 
         def fetch(after: datetime | None) -> list[Bar]:
-            rates = self._mt5.copy_rates_from_pos(symbol, self._mt5_tf, 1, self._count)
-            if rates is None:
-                code, comment = self._mt5.last_error()
-                msg = f"MT5 copy_rates_from_pos({symbol}, {self._tf}) failed"
-                raise TerminalUnavailableError(msg, int(code), str(comment))
-            bars = _raw_to_bars(rates_to_raw_frame(rates, self._offset), symbol, self._tf)
-            return [b for b in bars if after is None or b.ts > after]
+            now = self._now()
+            # fetch_history's start is inclusive; one microsecond past the last bar excludes it.
+            start = now - span if after is None else after + timedelta(microseconds=1)
+            if start >= now:
+                return []
+            try:
+                terminal.ensure()
+                raw = fetch_history(
+                    terminal.mt5,
+                    symbol,
+                    self._tf,
+                    start,
+                    now,
+                    server_utc_offset=self._offset,
+                    now=now,
+                )
+            except TerminalUnavailableError as exc:
+                terminal.lost(exc)
+                raise
+            return _raw_to_bars(raw, symbol, self._tf)
 
         return _PollingPartition(
             f"mt5:{symbol}",
@@ -326,66 +465,114 @@ class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
             (TerminalUnavailableError,),
             _Backoff(1.0, self._max_backoff),
             self._now,
+            warmup=self._warmup,
+            limit=self._max_bars,
         )
 
 
+def _tick_state(since: datetime, at_since: int) -> str:
+    return f"{since.isoformat()}|{at_since}"
+
+
 class _TickPartition(StatefulSourcePartition[Tick, str | None]):
+    """Position = (ts of the newest tick emitted, how many ticks with that ts were emitted):
+    several ticks can share a millisecond, and a poll may see only some of them."""
+
     def __init__(
         self,
-        fetch: Callable[[datetime], Iterable[Tick]],
+        name: str,
+        fetch: Callable[[datetime], list[Tick]],
         since: datetime,
+        at_since: int,
         interval: timedelta,
         errors: tuple[type[BaseException], ...],
         backoff: _Backoff,
         now: Callable[[], datetime],
+        limit: int | None,
     ) -> None:
-        self._fetch, self._since, self._interval = fetch, since, interval
+        self._name, self._fetch, self._interval = name, fetch, interval
+        self._since, self._at_since = since, at_since
         self._errors, self._backoff, self._now = errors, backoff, now
+        self._left = limit
         self._awake = now()
 
     def next_batch(self) -> list[Tick]:
+        if self._left is not None and self._left <= 0:
+            raise StopIteration
         try:
-            ticks = [t for t in self._fetch(self._since) if t.ts > self._since]
+            ticks = self._fetch(self._since)
         except self._errors as exc:
             delay = self._backoff.fail()
-            logger.warning("event=tick_source_error retry_in_s=%.1f error=%s", delay, exc)
+            logger.warning(
+                "event=source_error source=%s failures=%d retry_in_s=%.1f error=%s",
+                self._name,
+                self._backoff.failures,
+                delay,
+                exc,
+            )
             self._awake = self._now() + timedelta(seconds=delay)
             return []
         self._backoff.ok()
-        if ticks:
-            self._since = ticks[-1].ts
+        skip = self._at_since
+        fresh = []
+        for t in ticks:
+            if t.ts < self._since:
+                continue
+            if t.ts == self._since and skip > 0:
+                skip -= 1
+                continue
+            fresh.append(t)
+        if self._left is not None:
+            fresh = fresh[: self._left]
+            self._left -= len(fresh)
+        for t in fresh:
+            if t.ts == self._since:
+                self._at_since += 1
+            else:
+                self._since, self._at_since = t.ts, 1
         self._awake = self._now() + self._interval
-        return ticks
+        return fresh
 
     def next_awake(self) -> datetime | None:
         return self._awake
 
     def snapshot(self) -> str | None:
-        return self._since.isoformat()
+        return _tick_state(self._since, self._at_since)
 
 
 class MT5TickSource(FixedPartitionedSource[Tick, str | None]):
-    """Ticks from copy_ticks_from (COPY_TICKS_ALL), one partition per symbol; the price is the
+    """Ticks from copy_ticks_range (COPY_TICKS_ALL), one partition per symbol; the price is the
     last trade where the venue reports one, else the bid/ask mid. Aggregate them into bars with
-    the dataflow step `aggregate_ticks`."""
+    the dataflow step `streaming.steps.aggregate_ticks`.
+
+    Starts at `start` (default: now) on a fresh run; a lost IPC link is reopened with backoff
+    and the next poll reads from the last tick emitted, so no tick is lost. `max_ticks` ends each
+    partition after that many ticks.
+    """
 
     def __init__(
         self,
         mt5: Any,
         symbols: Sequence[str],
         *,
-        server_utc_offset: timedelta = timedelta(0),
+        config: Any | None = None,
+        server_utc_offset: timedelta | None = None,
         poll_s: float = 0.25,
-        count: int = 10_000,
         start: datetime | None = None,
+        max_backoff_s: float = 30.0,
+        max_ticks: int | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._mt5 = mt5
+        _check_polling(poll_s, 0, max_ticks)
+        self._terminal = _Terminal(mt5, config)
         self._symbols = list(symbols)
+        if server_utc_offset is None:
+            server_utc_offset = config.server_utc_offset if config is not None else timedelta(0)
         self._offset = server_utc_offset
         self._poll = timedelta(seconds=poll_s)
-        self._count = count
         self._start = start
+        self._max_backoff = max_backoff_s
+        self._max_ticks = max_ticks
         self._now = now
 
     def list_parts(self) -> list[str]:
@@ -396,37 +583,56 @@ class MT5TickSource(FixedPartitionedSource[Tick, str | None]):
         from mt5_bridge._parse import utc_to_server
 
         symbol = for_part
-        since = (
-            datetime.fromisoformat(resume_state)
-            if resume_state is not None
-            else (self._start or self._now())
-        )
+        if resume_state is not None:
+            iso, _, count = resume_state.partition("|")
+            since, at_since = datetime.fromisoformat(iso), int(count or 0)
+        else:
+            since, at_since = (self._start or self._now()), 0
+        terminal = self._terminal
 
         def fetch(after: datetime) -> list[Tick]:
-            raw = self._mt5.copy_ticks_from(
-                symbol,
-                utc_to_server(after, self._offset),
-                self._count,
-                self._mt5.COPY_TICKS_ALL,
-            )
-            if raw is None:
-                code, comment = self._mt5.last_error()
-                msg = f"MT5 copy_ticks_from({symbol}) failed"
-                raise TerminalUnavailableError(msg, int(code), str(comment))
+            try:
+                terminal.ensure()
+                mt5 = terminal.mt5
+                raw = mt5.copy_ticks_range(
+                    symbol,
+                    utc_to_server(after, self._offset),
+                    # A tick stamped in the last second must not be cut by a truncated bound.
+                    utc_to_server(self._now() + timedelta(seconds=1), self._offset),
+                    mt5.COPY_TICKS_ALL,
+                )
+                if raw is None:
+                    code, comment = mt5.last_error()
+                    msg = f"MT5 copy_ticks_range({symbol}) failed"
+                    raise TerminalUnavailableError(msg, int(code), str(comment))
+            except TerminalUnavailableError as exc:
+                terminal.lost(exc)
+                raise
             return _ticks(raw, symbol, self._offset)
 
         return _TickPartition(
-            fetch, since, self._poll, (TerminalUnavailableError,), _Backoff(0.5, 30.0), self._now
+            f"mt5_ticks:{symbol}",
+            fetch,
+            since,
+            at_since,
+            self._poll,
+            (TerminalUnavailableError,),
+            _Backoff(0.5, self._max_backoff),
+            self._now,
+            self._max_ticks,
         )
 
 
 def _ticks(raw: Any, symbol: str, offset: timedelta) -> list[Tick]:
+    arr = np.asarray(raw)
+    names = arr.dtype.names or ()
     out = []
-    for rec in raw:
+    for rec in arr:
         msc = int(rec["time_msc"])
         ts = datetime.fromtimestamp(msc / 1000.0, tz=UTC) - offset
         last = float(rec["last"])
         price = last if last > 0 else (float(rec["bid"]) + float(rec["ask"])) / 2.0
-        volume = float(rec["volume_real"]) if "volume_real" in rec.dtype.names else 0.0
+        volume = float(rec["volume_real"]) if "volume_real" in names else 0.0
         out.append(Tick(symbol, ts, price, volume))
-    return out
+    # MT5 returns ticks in time order; a stable sort keeps same-millisecond ticks in it too.
+    return sorted(out, key=lambda t: t.ts)

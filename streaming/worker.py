@@ -1,5 +1,10 @@
 """The live worker: wires settings into the dataflow and runs it with recovery.
 
+The bars come from a replay of the store (`--source replay`, the default) or live from Binance
+klines or an MT5 terminal (`--source binance|mt5`, which need `--series SYMBOL@TIMEFRAME`). A
+live source first replays `history - 1` closed bars of the bundle to fill the feature buffer;
+the dataflow never trades on them (`StreamConfig.trade_after` is the worker's start time).
+
 Run it from the project CLI (`run_from_cli(settings, args)`), or with Bytewax's own runner:
 
 ```
@@ -10,7 +15,8 @@ CANDLEFLOW_STREAM_SYMBOLS=SPX@1d python -m bytewax.run "streaming.worker:get_flo
 
 `get_flow()` reads the same options from the environment (CANDLEFLOW_STREAM_SYMBOLS,
 CANDLEFLOW_STREAM_SPEED, CANDLEFLOW_STREAM_MAX_BARS, CANDLEFLOW_STREAM_BUNDLE,
-CANDLEFLOW_STREAM_STRATEGY, CANDLEFLOW_STREAM_WORKERS).
+CANDLEFLOW_STREAM_STRATEGY, CANDLEFLOW_STREAM_WORKERS, CANDLEFLOW_STREAM_SOURCE,
+CANDLEFLOW_STREAM_POLL_S, CANDLEFLOW_BINANCE_URL).
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +35,23 @@ from bytewax.dataflow import Dataflow
 from execution.broker import Broker, LiveTradingNotEnabledError
 from execution.config import StrategyConfig
 from infra.settings import Broker as BrokerChoice
-from infra.settings import Environment, Settings
+from infra.settings import Environment, Settings, SettingsError
 from streaming.dataflow import StoreSink, StreamConfig, build_flow
 from streaming.killswitch import engage_kill_switch, kill_switch_status, release_kill_switch
 from streaming.metrics import LiveMetrics, serve_metrics
 from streaming.models import ChampionProvider, LocalBundleProvider, ModelProvider
-from streaming.sources import ReplaySource, load_replay_bars
+from streaming.sources import (
+    BinancePollingSource,
+    MT5PollingSource,
+    ReplaySource,
+    load_replay_bars,
+)
 
 __all__ = [
+    "LIVE_SOURCES",
+    "SOURCES",
     "WorkerArgs",
+    "WorkerArgsError",
     "build_worker_flow",
     "engage_kill_switch",
     "ensure_recovery_dir",
@@ -51,6 +65,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 9464
+LIVE_SOURCES = ("binance", "mt5")
+SOURCES = ("replay", *LIVE_SOURCES)
+# The Binance client's own retries, cut short so that the source's non-blocking backoff waits
+# out a longer outage instead of the client sleeping inside the worker.
+_BINANCE_CLIENT_ATTEMPTS = 2
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkerArgsError(SettingsError):
+    """The worker arguments do not fit together (printed by the CLI as one line, exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +91,28 @@ class WorkerArgs:
     bundle: Path | None = None  # trade this saved bundle instead of the registry champion
     strategy: Path | None = None  # StrategyConfig as JSON (StrategyConfig.from_dict)
     metrics_port: int = DEFAULT_METRICS_PORT  # 0 disables
+    source: str = "replay"  # one of SOURCES
+    poll_s: float | None = None  # live sources: seconds between polls (None: the source default)
+    binance_url: str | None = None  # Binance REST base URL (None: api.binance.com)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            msg = f"unknown stream source {self.source!r}; use one of {', '.join(SOURCES)}"
+            raise WorkerArgsError(msg)
+        if self.live and not self.symbols:
+            msg = (
+                f"--source {self.source} needs the series to trade: pass "
+                "--series SYMBOL@TIMEFRAME (e.g. BTCUSDT@1h)"
+            )
+            raise WorkerArgsError(msg)
+        if self.poll_s is not None and self.poll_s < 0:
+            msg = f"--poll-s must be >= 0, got {self.poll_s}"
+            raise WorkerArgsError(msg)
+
+    @property
+    def live(self) -> bool:
+        """True for a source that polls a venue (as opposed to a replay of the store)."""
+        return self.source in LIVE_SOURCES
 
     @classmethod
     def from_namespace(cls, args: Any) -> WorkerArgs:
@@ -82,6 +131,9 @@ class WorkerArgs:
             bundle=Path(get("bundle")) if get("bundle") else None,
             strategy=Path(get("strategy")) if get("strategy") else None,
             metrics_port=int(get("metrics_port", _metrics_port_from_env())),
+            source=str(get("source", "replay")),
+            poll_s=float(get("poll_s")) if get("poll_s") is not None else None,
+            binance_url=get("binance_url", os.environ.get("CANDLEFLOW_BINANCE_URL") or None),
         )
 
 
@@ -153,6 +205,9 @@ def _providers(
 def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str, str]]:
     if args.symbols:
         return _parse_series(args.symbols)
+    if args.live:  # WorkerArgs refuses this; kept for a hand-built namespace
+        msg = f"--source {args.source} needs the series: pass --series SYMBOL@TIMEFRAME"
+        raise WorkerArgsError(msg)
     stored = list(store.list_series())
     if args.bundle is not None:
         return stored
@@ -211,39 +266,117 @@ def _strategy(
     return strategy_for(SeriesSpec(symbol, tf, "file", "equity", {"path": "-"}))
 
 
+def _mt5_module(mt5: Any | None) -> tuple[Any, Any | None]:
+    """The terminal module and its MT5Config: the injected one (no config), else the package."""
+    if mt5 is not None:
+        return mt5, None
+    from mt5_bridge import MT5Config, load_mt5_module
+
+    try:
+        module = load_mt5_module("MetaTrader5")
+    except ImportError as exc:
+        msg = (
+            "--source mt5: the MetaTrader5 package is not installed (it runs on Windows next to "
+            "an MT5 terminal: pip install 'candleflow[mt5]'); use --source binance or replay"
+        )
+        raise WorkerArgsError(msg) from exc
+    return module, MT5Config.from_env()
+
+
+def _warmup_bars(providers: Mapping[str, ModelProvider], series: Sequence[tuple[str, str]]) -> int:
+    """history - 1 bars: the first live bar then fills the feature buffer."""
+    return max(providers[s].bundle().history for s, _ in series) - 1
+
+
+def _source(
+    args: WorkerArgs,
+    series: Sequence[tuple[str, str]],
+    providers: Mapping[str, ModelProvider],
+    load: Callable[[], Any],
+    *,
+    mt5: Any | None,
+    klines: Any | None,
+    clock: Callable[[], datetime],
+    mt5_config: Any | None = None,
+) -> Any:
+    """The Bytewax source for `args.source`; `mt5` None loads the MetaTrader5 package."""
+    if args.source == "replay":
+        return ReplaySource(load, speed=args.speed, max_bars=args.max_bars)
+    symbols = [s for s, _ in series]
+    timeframe = series[0][1]
+    warmup = _warmup_bars(providers, series)
+    polling: dict[str, Any] = {"warmup_bars": warmup, "max_bars": args.max_bars, "now": clock}
+    if args.poll_s is not None:
+        polling["poll_s"] = args.poll_s
+    if args.source == "binance":
+        if klines is None:
+            from infra.sources import BinanceKlinesSource, RetryPolicy
+
+            base = {"base_url": args.binance_url} if args.binance_url else {}
+            klines = BinanceKlinesSource(
+                **base, retry=RetryPolicy(max_attempts=_BINANCE_CLIENT_ATTEMPTS)
+            )
+        return BinancePollingSource(symbols, timeframe, klines=klines, **polling)
+    if args.source == "mt5":
+        module, config = _mt5_module(mt5)
+        config = config if config is not None else mt5_config
+        return MT5PollingSource(module, symbols, timeframe, config=config, **polling)
+    msg = f"unknown stream source {args.source!r}; use one of {', '.join(SOURCES)}"
+    raise WorkerArgsError(msg)
+
+
 def build_worker_flow(
     settings: Settings,
     args: WorkerArgs,
     *,
     metrics: LiveMetrics | None = None,
     providers: Mapping[str, ModelProvider] | None = None,
+    mt5: Any | None = None,
+    klines: Any | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Dataflow:
-    """The replay dataflow the worker runs, from settings and worker arguments."""
+    """The dataflow the worker runs, from settings and worker arguments.
+
+    `mt5` (a terminal module) and `klines` (an infra.sources.BinanceKlinesSource) replace the
+    venue clients of the live sources; `clock` (UTC now) is the live sources' clock and the
+    start time before which no bar is traded.
+    """
     _limit_native_threads()
+    now = clock or _utcnow
     live = live_broker_from_settings(settings)  # refuses mt5 without the opt-in, first thing
-    with _open_store(settings) as store:
-        series = _series(settings, args, store)
+    if args.live:
+        series = _series(settings, args, None)  # named series only: no store needed
+    else:
+        with _open_store(settings) as store:
+            series = _series(settings, args, store)
     timeframes = {tf for _, tf in series}
     if len(timeframes) > 1:
         msg = f"one worker trades one timeframe; got {sorted(timeframes)}"
         raise ValueError(msg)
+    mt5_config = None
+    if args.source == "mt5":  # a missing package is told before any model is downloaded
+        mt5, mt5_config = _mt5_module(mt5)
     config = StreamConfig(
         strategy=_strategy(settings, args.strategy, series, args.bundle),
         symbols=tuple(s for s, _ in series),
         home=settings.home,
         paper_state_path=settings.home / "live" / "paper_state.json" if live is None else None,
-        reorder=args.workers > 1,
+        reorder=args.workers > 1 or (args.live and len(series) > 1),
+        trade_after=now() if args.live else None,
     )
 
     def load() -> Any:
         with _open_store(settings) as st:
             return load_replay_bars(st, series)
 
-    source = ReplaySource(load, speed=args.speed, max_bars=args.max_bars)
     sink = StoreSink(lambda: _open_store(settings))
     provs = providers if providers is not None else _providers(settings, series, args.bundle)
+    source = _source(
+        args, series, provs, load, mt5=mt5, klines=klines, clock=now, mt5_config=mt5_config
+    )
     logger.info(
-        "event=worker_flow series=%s broker=%s workers=%d",
+        "event=worker_flow source=%s series=%s broker=%s workers=%d",
+        args.source,
         ",".join(f"{s}@{tf}" for s, tf in series),
         "paper" if live is None else live.name,
         args.workers,
@@ -301,6 +434,11 @@ def get_flow() -> Dataflow:
         if env.get("CANDLEFLOW_STREAM_STRATEGY")
         else None,
         metrics_port=_metrics_port_from_env(),
+        source=env.get("CANDLEFLOW_STREAM_SOURCE", "replay").strip() or "replay",
+        poll_s=float(env["CANDLEFLOW_STREAM_POLL_S"])
+        if env.get("CANDLEFLOW_STREAM_POLL_S")
+        else None,
+        binance_url=env.get("CANDLEFLOW_BINANCE_URL") or None,
     )
     logging.basicConfig(
         level=env.get("CANDLEFLOW_LOG_LEVEL", "INFO"),

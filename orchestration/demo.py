@@ -146,12 +146,12 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
 def _fmt(value: Any, fmt: str, *, first: bool) -> str:
     if first:
         return f"{value!s:<16}"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{'n/a':>12}"
     try:
-        if fmt == "{:d}":
-            return f"{int(value):>12d}"
-        text = fmt.format(float(value))
+        number = float(value)  # the JSON keeps NaN and inf as the strings "nan" / "inf"
     except (TypeError, ValueError):
-        text = str(value)
-    return f"{text:>12}"
+        return f"{'n/a' if value is None else str(value):>12}"
+    if math.isnan(number):
+        return f"{'n/a':>12}"
+    if fmt == "{:d}":
+        return f"{int(number):>12d}"
+    return f"{fmt.format(number):>12}"

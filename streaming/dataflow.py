@@ -58,7 +58,6 @@ class StreamConfig:
     strategy: StrategyConfig
     symbols: tuple[str, ...]  # every symbol the portfolio trades
     home: Path | None = None  # CANDLEFLOW_HOME: kill switch under home/live/KILL
-    paper_state_path: Path | None = None  # PaperBroker state file (None: in memory only)
     reorder: bool = False  # see the module docstring
     progress_every: int = 1000  # log a progress line every N bars (0: never)
     flow_id: str = "candleflow_live"
@@ -190,7 +189,6 @@ def build_flow(
         symbols=tuple(config.symbols),
         router=router if router is not None else OrderRouter(metrics),
         live_broker=live_broker,
-        paper_state_path=config.paper_state_path,
         home=config.home,
         reorder=config.reorder,
         metrics=metrics,

@@ -360,7 +360,6 @@ def build_worker_flow(
         strategy=_strategy(settings, args.strategy, series, args.bundle),
         symbols=tuple(s for s, _ in series),
         home=settings.home,
-        paper_state_path=settings.home / "live" / "paper_state.json" if live is None else None,
         reorder=args.workers > 1 or (args.live and len(series) > 1),
         trade_after=now() if args.live else None,
     )

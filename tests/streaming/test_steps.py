@@ -246,7 +246,7 @@ def test_portfolio_step_when_state_is_pickled_then_paper_broker_rolls_back_with_
     import pickle
 
     config = StrategyConfig()
-    rt = _runtime(config, paper_state_path=tmp_path / "paper.json")
+    rt = _runtime(config)
     b0, b1 = _bar(0), _bar(1, 101.0)
     state, _ = portfolio_step(None, Scored(b0, _up(b0), 0), rt)
     snap = pickle.dumps(state)
@@ -257,4 +257,4 @@ def test_portfolio_step_when_state_is_pickled_then_paper_broker_rolls_back_with_
     fills = [r.row for r in first if r.table == "live_fills"]
     assert fills and fills == [r.row for r in again if r.table == "live_fills"]
     assert isinstance(resumed.paper, PaperBroker)
-    assert PaperBroker(config, tmp_path / "paper.json").positions() == resumed.paper.positions()
+    assert resumed.paper.positions() == state.paper.positions()

@@ -21,6 +21,7 @@ from mt5_bridge.broker import (
     MT5ConfigError,
     choose_filling,
     fetch_history,
+    open_terminal,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "error_for_result",
     "fetch_history",
     "load_mt5_module",
+    "open_terminal",
 ]

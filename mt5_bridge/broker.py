@@ -78,6 +78,7 @@ __all__ = [
     "MT5Config",
     "MT5ConfigError",
     "fetch_history",
+    "open_terminal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,47 @@ class _CallFailed(Exception):
         self.comment = comment
 
 
+def _read_last_error(mt5: Any) -> tuple[int, str]:
+    err = mt5.last_error()
+    try:
+        code, comment = err
+        return int(code), str(comment)
+    except (TypeError, ValueError):
+        return c.RES_E_FAIL, f"unreadable last_error(): {err!r}"
+
+
+def _call_failed(mt5: Any, function: str) -> _CallFailed:
+    return _CallFailed(function, *_read_last_error(mt5))
+
+
+def _initialize_and_login(mt5: Any, cfg: MT5Config) -> None:
+    """initialize() with the config's path and timeout, then login() when a login is set."""
+    args = (cfg.path,) if cfg.path else ()
+    if not mt5.initialize(*args, timeout=cfg.terminal_timeout_ms, portable=cfg.portable):
+        raise _call_failed(mt5, function="initialize")
+    if cfg.login is not None:
+        login_kwargs: dict[str, Any] = {"timeout": cfg.terminal_timeout_ms}
+        if cfg.password is not None:
+            login_kwargs["password"] = cfg.password
+        if cfg.server is not None:
+            login_kwargs["server"] = cfg.server
+        if not mt5.login(cfg.login, **login_kwargs):
+            raise _call_failed(mt5, function="login")
+
+
+def open_terminal(mt5: Any, config: MT5Config | None = None) -> None:
+    """Open a terminal session for reading data (what a data source needs; no account checks).
+
+    Raises TerminalUnavailableError carrying MT5's last_error().
+    """
+    try:
+        _initialize_and_login(mt5, config or MT5Config())
+    except _CallFailed as exc:
+        hint = "; check CANDLEFLOW_MT5_LOGIN/PASSWORD/SERVER" if exc.function == "login" else ""
+        msg = f"MT5 {exc.function}() failed{hint}"
+        raise TerminalUnavailableError(msg, exc.code, exc.comment) from None
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -322,19 +364,7 @@ class MT5Broker(Broker):
         raise TerminalUnavailableError(msg, last.code, last.comment)
 
     def _initialize_and_login(self) -> None:
-        cfg = self._config
-        kwargs: dict[str, Any] = {"timeout": cfg.terminal_timeout_ms, "portable": cfg.portable}
-        args = (cfg.path,) if cfg.path else ()
-        if not self._mt5.initialize(*args, **kwargs):
-            raise self._failure(function="initialize")
-        if cfg.login is not None:
-            login_kwargs: dict[str, Any] = {"timeout": cfg.terminal_timeout_ms}
-            if cfg.password is not None:
-                login_kwargs["password"] = cfg.password
-            if cfg.server is not None:
-                login_kwargs["server"] = cfg.server
-            if not self._mt5.login(cfg.login, **login_kwargs):
-                raise self._failure(function="login")
+        _initialize_and_login(self._mt5, self._config)
         account = parse_account_info(self._call("account_info"))
         self._hedging = account.hedging
         terminal = self._call("terminal_info")
@@ -360,15 +390,10 @@ class MT5Broker(Broker):
         return float(min(cfg.backoff_initial_s * 2 ** (attempt - 1), cfg.backoff_max_s))
 
     def _last_error(self) -> tuple[int, str]:
-        err = self._mt5.last_error()
-        try:
-            code, comment = err
-            return int(code), str(comment)
-        except (TypeError, ValueError):
-            return c.RES_E_FAIL, f"unreadable last_error(): {err!r}"
+        return _read_last_error(self._mt5)
 
     def _failure(self, function: str) -> _CallFailed:
-        return _CallFailed(function, *self._last_error())
+        return _call_failed(self._mt5, function)
 
     def _call(self, function: str, *args: Any, **kwargs: Any) -> Any:
         result = getattr(self._mt5, function)(*args, **kwargs)

@@ -343,30 +343,11 @@ class _Terminal:
         self._open = False
 
     def ensure(self) -> None:
-        from mt5_bridge import TerminalUnavailableError
+        from mt5_bridge import open_terminal
 
         if self._open:
             return
-        cfg = self._config
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
-        if cfg is not None:
-            args = (cfg.path,) if cfg.path else ()
-            kwargs = {"timeout": cfg.terminal_timeout_ms, "portable": cfg.portable}
-        if not self.mt5.initialize(*args, **kwargs):
-            code, comment = self.mt5.last_error()
-            msg = "MT5 initialize() failed"
-            raise TerminalUnavailableError(msg, int(code), str(comment))
-        if cfg is not None and cfg.login is not None:
-            login_kwargs: dict[str, Any] = {"timeout": cfg.terminal_timeout_ms}
-            if cfg.password is not None:
-                login_kwargs["password"] = cfg.password
-            if cfg.server is not None:
-                login_kwargs["server"] = cfg.server
-            if not self.mt5.login(cfg.login, **login_kwargs):
-                code, comment = self.mt5.last_error()
-                msg = "MT5 login() failed; check CANDLEFLOW_MT5_LOGIN/PASSWORD/SERVER"
-                raise TerminalUnavailableError(msg, int(code), str(comment))
+        open_terminal(self.mt5, self._config)
         self._open = True
         logger.info("event=mt5_source_connected")
 

@@ -232,11 +232,38 @@ def _raw_to_bars(raw: pd.DataFrame, symbol: str, timeframe: str) -> list[Bar]:
     return bars_from_frame(frame)
 
 
+class _PollingBarSource(FixedPartitionedSource[Bar, str | None]):
+    """One partition per symbol, each a _PollingPartition; the settings every venue shares."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        timeframe: str,
+        *,
+        poll_s: float,
+        warmup_bars: int,
+        max_backoff_s: float,
+        max_bars: int | None,
+        now: Callable[[], datetime],
+    ) -> None:
+        _check_polling(poll_s, warmup_bars, max_bars)
+        self._symbols = list(symbols)
+        self._tf = timeframe
+        self._poll = timedelta(seconds=poll_s)
+        self._warmup = warmup_bars
+        self._max_backoff = max_backoff_s
+        self._max_bars = max_bars
+        self._now = now
+
+    def list_parts(self) -> list[str]:
+        return list(self._symbols)
+
+
 # --------------------------------------------------------------------------------------------
 # Binance
 
 
-class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
+class BinancePollingSource(_PollingBarSource):
     """Closed Binance candles, one partition per symbol, polled every `poll_s` seconds.
 
     A fresh run first emits the newest `warmup_bars` closed candles, so the feature buffer is
@@ -262,22 +289,20 @@ class BinancePollingSource(FixedPartitionedSource[Bar, str | None]):
     ) -> None:
         from infra.sources import BinanceKlinesSource
 
-        _check_polling(poll_s, warmup_bars, max_bars)
+        super().__init__(
+            symbols,
+            timeframe,
+            poll_s=poll_s,
+            warmup_bars=warmup_bars,
+            max_backoff_s=max_backoff_s,
+            max_bars=max_bars,
+            now=now,
+        )
         if start is not None and start.tzinfo is None:
             msg = f"start must be timezone-aware (UTC), got naive {start.isoformat()}"
             raise ValueError(msg)
-        self._symbols = list(symbols)
-        self._tf = timeframe
         self._klines = klines if klines is not None else BinanceKlinesSource()
-        self._poll = timedelta(seconds=poll_s)
         self._start = start
-        self._warmup = warmup_bars
-        self._max_backoff = max_backoff_s
-        self._max_bars = max_bars
-        self._now = now
-
-    def list_parts(self) -> list[str]:
-        return list(self._symbols)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: str | None
@@ -358,7 +383,7 @@ class _Terminal:
             self._open = False
 
 
-class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
+class MT5PollingSource(_PollingBarSource):
     """Final bars from an MT5 terminal, one partition per symbol, polled every `poll_s` s.
 
     `mt5` is the injected terminal module (mt5_bridge.load_mt5_module or the simulator); the
@@ -388,21 +413,19 @@ class MT5PollingSource(FixedPartitionedSource[Bar, str | None]):
         if timeframe not in MT5_TIMEFRAMES:
             msg = f"MT5 has no timeframe {timeframe!r}; use one of {', '.join(MT5_TIMEFRAMES)}"
             raise ValueError(msg)
-        _check_polling(poll_s, warmup_bars, max_bars)
+        super().__init__(
+            symbols,
+            timeframe,
+            poll_s=poll_s,
+            warmup_bars=warmup_bars,
+            max_backoff_s=max_backoff_s,
+            max_bars=max_bars,
+            now=now,
+        )
         self._terminal = _Terminal(mt5, config)
-        self._symbols = list(symbols)
-        self._tf = timeframe
         if server_utc_offset is None:
             server_utc_offset = config.server_utc_offset if config is not None else timedelta(0)
         self._offset = server_utc_offset
-        self._poll = timedelta(seconds=poll_s)
-        self._warmup = warmup_bars
-        self._max_backoff = max_backoff_s
-        self._max_bars = max_bars
-        self._now = now
-
-    def list_parts(self) -> list[str]:
-        return list(self._symbols)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: str | None

@@ -32,7 +32,7 @@ from ml.pipeline import (
     DEPLOYABLE,
     ResearchConfig,
     feature_importance,
-    fit_deployable,
+    fit_deployable_on,
     research_folds,
     research_labels,
     run_family,
@@ -264,20 +264,16 @@ def backtest_series(
 
 
 def _costs_paid(result: Any) -> float:
-    """Commissions plus the spread and slippage paid, as the fills record them."""
+    """Commissions plus spread and slippage (a fill's slippage_cost holds both)."""
     fills = result.fills
-    if not len(fills):
-        return 0.0
-    total = float(fills["commission"].sum())
-    for col in ("spread_cost", "slippage_cost"):
-        if col in fills.columns:
-            total += float(fills[col].sum())
-    return total
+    return float(fills["commission"].sum() + fills["slippage_cost"].sum()) if len(fills) else 0.0
 
 
 def register_deployable(
     spec: SeriesSpec,
     bars: pd.DataFrame,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
     oos_predictions: Mapping[str, pd.DataFrame],
     cfg: ResearchConfig,
     strategy: StrategyConfig,
@@ -291,7 +287,7 @@ def register_deployable(
         {spec.symbol: bars}, {spec.symbol: oos_predictions[DEPLOYABLE]}, strategy
     )
     m = oos["metrics"]
-    bundle = fit_deployable(bars, cfg)
+    bundle = fit_deployable_on(features, labels["label"], cfg)
     model_name = registered_model_name(spec.symbol, spec.timeframe)
     oos_frame = oos_predictions[DEPLOYABLE]
     labelled = oos_frame[oos_frame["label"].notna()]

@@ -177,6 +177,8 @@ def walk_forward(
 )
 def deployable_model(
     context: dg.AssetExecutionContext,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
     oos_predictions: dict[str, pd.DataFrame],
     bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
@@ -185,7 +187,14 @@ def deployable_model(
 ) -> dg.MaterializeResult:
     spec, bars = _bars(context, bar_store, series_registry)
     out = core.register_deployable(
-        spec, bars, oos_predictions, research.config(), research.strategy(spec), mlflow.tracker()
+        spec,
+        bars,
+        features,
+        labels,
+        oos_predictions,
+        research.config(),
+        research.strategy(spec),
+        mlflow.tracker(),
     )
     context.log.info(out["decision"])
     return dg.MaterializeResult(

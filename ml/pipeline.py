@@ -34,6 +34,7 @@ __all__ = [
     "ResearchConfig",
     "feature_importance",
     "fit_deployable",
+    "fit_deployable_on",
     "make_factory",
     "research_folds",
     "research_labels",
@@ -201,15 +202,27 @@ def fit_deployable(
     """Fit the deployable family on every labelled post-warm-up row: the live model."""
     feature_config = feature_config or FeatureConfig()
     features = compute_features(bars, feature_config)
-    labels = research_labels(bars, config)
+    labels = research_labels(bars, config).values
+    return fit_deployable_on(features, labels, config, feature_config)
+
+
+def fit_deployable_on(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    config: ResearchConfig,
+    feature_config: FeatureConfig | None = None,
+) -> ModelBundle:
+    """fit_deployable from features and labels (-1/0/+1, NaN where none) already computed with
+    `feature_config` and `config`, e.g. by the research assets."""
+    feature_config = feature_config or FeatureConfig()
     cols = list(feature_columns(feature_config))
-    rows = (~features["warmup"].to_numpy(dtype=bool)) & labels.valid.to_numpy()
+    rows = (~features["warmup"].to_numpy(dtype=bool)) & labels.notna().to_numpy()
     if int(rows.sum()) < 100:
         msg = f"only {int(rows.sum())} labelled rows past warm-up; need >= 100 to fit a model"
         raise ConfigError(msg)
     model = make_factory(DEPLOYABLE, config)({})
     index = features.index[rows]
-    model.fit(features.loc[index, cols], labels.values.loc[index])
+    model.fit(features.loc[index, cols], labels.loc[index])
     return ModelBundle(
         model=model,  # type: ignore[arg-type]
         feature_config=feature_config,

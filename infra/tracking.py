@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ def registered_model_name(symbol: str, timeframe: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in symbol)
     return f"candleflow.{safe}.{timeframe}"
 CHALLENGER = "challenger"
+_COMPLETE = ".complete"  # marks a fully downloaded model version
 
 
 def git_revision(cwd: Path | None = None) -> str:
@@ -245,8 +249,14 @@ class ModelTracker:
             champion_version=champ_version,
         )
 
-    def download_model(self, model_name: str, alias: str, dst: Path) -> tuple[Path, str]:
-        """Download the model directory behind an alias; returns (path, version)."""
+    def download_model(
+        self, model_name: str, alias: str, cache_dir: Path
+    ) -> tuple[Path, str]:
+        """The model directory behind an alias, as (path, version), cached by version.
+
+        Versions are immutable, so cache_dir/<model>/v<version>/model is downloaded once and then
+        reused by every caller (live worker, strategy lookup, drift sensor).
+        """
         mv = self.alias_version(model_name, alias)
         if mv is None:
             msg = (
@@ -254,14 +264,23 @@ class ModelTracker:
                 "run the research pipeline (`make demo`) so a model gets promoted"
             )
             raise LookupError(msg)
-        dst.mkdir(parents=True, exist_ok=True)
-        path = self._mlflow.artifacts.download_artifacts(
-            run_id=mv.run_id,
-            artifact_path="model",
-            dst_path=str(dst),
-            tracking_uri=self.config.tracking_uri,
-        )
-        return Path(path), str(mv.version)
+        version = str(mv.version)
+        home = Path(cache_dir) / model_name / f"v{version}"
+        if (home / _COMPLETE).exists():
+            return home / "model", version
+        home.mkdir(parents=True, exist_ok=True)
+        # Download beside the final place, then rename: a crash never leaves half a model.
+        with tempfile.TemporaryDirectory(dir=home) as tmp:
+            self._mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id,
+                artifact_path="model",
+                dst_path=tmp,
+                tracking_uri=self.config.tracking_uri,
+            )
+            shutil.rmtree(home / "model", ignore_errors=True)
+            os.replace(Path(tmp) / "model", home / "model")
+        (home / _COMPLETE).touch()
+        return home / "model", version
 
 
 def _finite(value: Any) -> bool:

@@ -60,7 +60,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             build_drop_folder_sensor(settings.home / "drop"),
             retrain_on_new_bars,
             report_after_retrain,
-            build_drift_sensor(retrain_job),
+            build_drift_sensor(retrain_job, model_cache=settings.home / "live" / "models"),
         ],
         resources=build_resources(settings),
     )

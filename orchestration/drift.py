@@ -108,7 +108,7 @@ def check_series(
 ) -> SeriesCheck:
     """Compare one series' live rows with its champion's training distribution.
 
-    `store` is an open BarStore, `work_dir` a scratch directory for the model download;
+    `store` is an open BarStore, `work_dir` where champion versions are downloaded (cached);
     `records` the `live_predictions` table when the caller already read it.
     """
     key = spec.key
@@ -136,7 +136,7 @@ def check_series(
             "up to train_end is in-sample for the champion and does not count",
             version,
         )
-    path, got = tracker.download_model(name, CHAMPION, work_dir / f"v{version}")
+    path, got = tracker.download_model(name, CHAMPION, work_dir)
     if got != version:  # the alias moved between the two calls: check on the next tick
         return _skip(key, f"{key}: champion moved from v{version} to v{got} during the check")
     bundle = load_bundle(path)
@@ -185,8 +185,13 @@ def build_drift_sensor(
     job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition,
     config: DriftConfig | None = None,
     clock: Callable[[], float] = time.time,
+    model_cache: Path | None = None,
 ) -> dg.SensorDefinition:
-    """The `drift_sensor` for `job` (the retrain job); `clock` gives the evaluation time."""
+    """The `drift_sensor` for `job` (the retrain job); `clock` gives the evaluation time.
+
+    `model_cache` keeps downloaded champion versions between ticks (the live worker's cache);
+    None downloads into a scratch directory on every tick.
+    """
     cfg = config or DriftConfig()
 
     @dg.sensor(
@@ -213,7 +218,8 @@ def build_drift_sensor(
         tracker = mlflow.tracker()
         runs: list[dg.RunRequest] = []
         notes: list[str] = []
-        with bar_store.open() as store, tempfile.TemporaryDirectory() as tmp:
+        with bar_store.open() as store, tempfile.TemporaryDirectory() as scratch:
+            tmp = model_cache or Path(scratch)
             records = store.read_records(LIVE_PREDICTIONS)
             for key in sorted(specs):
                 since = now - last.get(key, -math.inf)

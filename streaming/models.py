@@ -8,7 +8,6 @@ cost is a clock read.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,11 +115,8 @@ class ChampionProvider:
         version = str(mv.version)
         if self._bundle is not None and version == self._version:
             return
-        dst = self._cache_dir / self.model_name / f"v{version}"
-        if dst.exists():
-            shutil.rmtree(dst)
         try:
-            path, got = self._tracker.download_model(self.model_name, CHAMPION, dst)
+            path, got = self._tracker.download_model(self.model_name, CHAMPION, self._cache_dir)
             bundle = load_bundle(Path(path))
         except Exception as exc:
             if self._bundle is None:

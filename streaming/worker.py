@@ -251,7 +251,8 @@ def _strategy(
 
         tracker = ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
         symbol, tf = series[0]
-        cache = settings.home / "live" / "strategy" / f"{symbol}@{tf}"
+        # The same cache the champion provider loads from: the model is downloaded once.
+        cache = settings.home / "live" / "models"
         model_dir, _ = tracker.download_model(registered_model_name(symbol, tf), "champion", cache)
         candidates.append(model_dir / "strategy.json")
     for candidate in candidates:

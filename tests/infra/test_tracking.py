@@ -88,3 +88,35 @@ def test_fingerprint_when_value_changes_then_differs():
     b = pd.DataFrame({"x": [1.0, 2.5]})
     assert data_fingerprint(a) == data_fingerprint(a.copy())
     assert data_fingerprint(a) != data_fingerprint(b)
+
+
+def test_download_when_version_already_cached_then_not_downloaded_again(
+    tracker, tmp_path, monkeypatch
+):
+    version = tracker.register("m", _log(tracker, tmp_path, 0.8, "a"))
+    tracker.promote("m", version, PromotionRule(), oos_trades=50)
+    first, _ = tracker.download_model("m", "champion", tmp_path / "cache")
+    calls = []
+    monkeypatch.setattr(
+        tracker._mlflow.artifacts, "download_artifacts", lambda **kw: calls.append(kw)
+    )
+
+    again, got = tracker.download_model("m", "champion", tmp_path / "cache")
+
+    assert again == first
+    assert got == version
+    assert calls == []
+    assert json.loads((again / "weights.json").read_text()) == {"tag": "a"}
+
+
+def test_download_when_alias_moves_then_new_version_is_fetched(tracker, tmp_path):
+    v1 = tracker.register("m", _log(tracker, tmp_path, 0.5, "a"))
+    tracker.promote("m", v1, PromotionRule(), oos_trades=50)
+    tracker.download_model("m", "champion", tmp_path / "cache")
+    v2 = tracker.register("m", _log(tracker, tmp_path, 0.9, "b"))
+    tracker.promote("m", v2, PromotionRule(), oos_trades=50)
+
+    path, got = tracker.download_model("m", "champion", tmp_path / "cache")
+
+    assert got == v2
+    assert json.loads((path / "weights.json").read_text()) == {"tag": "b"}

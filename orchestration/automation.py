@@ -29,9 +29,13 @@ __all__ = [
     description="Every day at 06:30 UTC: incremental ingestion of every registered series.",
 )
 def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    yield from _every_series(context, "daily-" + context.scheduled_execution_time.strftime("%F"))
+
+
+def _every_series(context: dg.ScheduleEvaluationContext, tick: str) -> Iterator[dg.RunRequest]:
+    """One run per registered series; the run key makes a re-evaluated tick a no-op."""
     for key in context.instance.get_dynamic_partitions(SERIES.name):
-        yield dg.RunRequest(run_key=f"daily-{day}-{key}", partition_key=key)
+        yield dg.RunRequest(run_key=f"{tick}-{key}", partition_key=key)
 
 
 def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
@@ -94,9 +98,9 @@ def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
     description="Every Saturday at 07:00 UTC: retrain every registered series.",
 )
 def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-    week = context.scheduled_execution_time.strftime("%G-W%V")
-    for key in context.instance.get_dynamic_partitions(SERIES.name):
-        yield dg.RunRequest(run_key=f"weekly-{week}-{key}", partition_key=key)
+    yield from _every_series(
+        context, "weekly-" + context.scheduled_execution_time.strftime("%G-W%V")
+    )
 
 
 @dg.asset_sensor(

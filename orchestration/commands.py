@@ -15,30 +15,16 @@ from typing import Any
 
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
 from infra.settings import Environment, Settings, SettingsError
+from infra.sources import SourceError
+from infra.stores import StoreError
 
 __all__ = ["USER_ERRORS"]
 
 logger = logging.getLogger("candleflow")
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = [SettingsError, SeriesSpecError, FileNotFoundError]
-    try:
-        from infra.sources import SourceError
-
-        errors.append(SourceError)
-    except ImportError:  # pragma: no cover - sources are part of the package
-        pass
-    try:
-        from infra.stores import StoreError
-
-        errors.append(StoreError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-USER_ERRORS = _user_errors()
+# Errors whose message tells the user what to do: printed as one line, exit code 2.
+USER_ERRORS = (SettingsError, SeriesSpecError, FileNotFoundError, SourceError, StoreError)
 
 BUNDLED_SERIES = (
     SeriesSpec("SPX", "1d", "bundled", "equity", {"dataset": "sp500"}),

@@ -12,8 +12,10 @@ from orchestration.automation import daily_ingest_schedule, weekly_retrain_sched
 def _requests(schedule, when: datetime) -> list[dg.RunRequest]:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("series", ["SPX@1d", "IXIC@1d"])
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-        return list(schedule(context))
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when
+        ) as context:
+            return list(schedule(context))
 
 
 def test_daily_schedule_when_ticks_then_one_run_per_series_keyed_by_day():

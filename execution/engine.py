@@ -84,6 +84,7 @@ class EngineState:
     day_start_equity: float = 0.0
     trades_today: int = 0
     seq: int = 0  # bumped by every on_fill / on_bar, strictly increasing
+    halt: str = ""  # set by the operator (live kill switch): the governor approves no new risk
 
 
 def new_state(config: StrategyConfig) -> EngineState:
@@ -297,6 +298,7 @@ def on_bar(
                 positions=positions,
                 prices=state.marks,
                 trades_today=state.trades_today,
+                halt=state.halt,
             )
             side = Side.BUY if direction > 0 else Side.SELL
             approved, _reason = governor.check(OrderIntent(sym, side, qty, price, risk_dist), view)

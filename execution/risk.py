@@ -35,6 +35,7 @@ class PortfolioView:
     positions: Mapping[str, float]  # signed units per symbol, including orders still queued
     prices: Mapping[str, float]  # mark price per symbol; every symbol with a position needs one
     trades_today: int  # risk-increasing orders approved so far this UTC day
+    halt: str = ""  # an operator's halt (the live kill switch): no new risk while set
 
 
 class RiskDecision(NamedTuple):
@@ -112,6 +113,8 @@ class RiskGovernor:
         return RiskDecision(reducing + allowed, reason)
 
     def _blocked(self, view: PortfolioView) -> str:
+        if view.halt:
+            return view.halt
         lim = self.limits
         equity = view.equity
         if not (equity > 0.0):

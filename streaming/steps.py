@@ -14,7 +14,6 @@ dataclasses and runs without a dataflow, so the steps are tested in microseconds
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -359,6 +358,7 @@ def _process(
         st.engine, _trades = on_fill(st.engine, fill, rt.config)
         records.append(_fill_record(fill))
     kill = read_kill_switch(rt.home) if rt.home is not None else None
+    engaged = kill is not None and kill.engaged
     if not can_trade or rt.halted:
         # Hold: the engine must not book a decision whose orders cannot be sent.
         if prediction is not None:
@@ -369,24 +369,17 @@ def _process(
                 rt.halted or "venue unavailable",
             )
         st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
-    elif kill is None or not kill.engaged:
+    elif not (engaged and kill.flatten):  # type: ignore[union-attr]
+        # An engaged switch halts new risk in the governor; exits and stops still go through.
+        st.engine.halt = "kill_switch" if engaged else ""
         st.engine, orders = on_bar(st.engine, bar, prediction, rt.config, rt.governor)
-    elif kill.flatten:
+    else:
         # Hold (no decisions), and close everything once per engagement.
         st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
         if st.flattened_since != kill.since:
             orders = _flatten_orders(st, broker, bar, rt)
             st.flattened_since = kill.since
             logger.warning("event=flatten orders=%d since=%s", len(orders), kill.since)
-    else:
-        # No new entries: take the decision on a copy and keep it only if it opens nothing,
-        # so the engine never books an entry that was not sent.
-        trial, orders = on_bar(copy.deepcopy(st.engine), bar, prediction, rt.config, rt.governor)
-        if any(o.intent == "entry" for o in orders):
-            logger.info("event=entry_blocked reason=kill_switch symbol=%s", bar.symbol)
-            st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
-        else:
-            st.engine = trial
     for order in orders:
         outcome = rt.router.submit(broker, order, received_ns=scored.received_ns)
         if outcome is not RouteOutcome.REJECTED:

@@ -55,6 +55,15 @@ def test_check_when_daily_loss_halt_then_only_reduction_approved() -> None:
     assert gov.check(OrderIntent("A", Side.SELL, 20.0, 100.0), view) == (20.0, "reduce_only")
 
 
+def test_check_when_operator_halt_then_only_reduction_approved() -> None:
+    view = _view(positions={"A": 30.0}, halt="kill_switch")
+    gov = RiskGovernor(LIMITS)
+
+    assert gov.check(OrderIntent("B", Side.BUY, 10.0, 50.0), view) == (0.0, "kill_switch")
+    assert gov.check(OrderIntent("A", Side.SELL, 50.0, 100.0), view) == (30.0, "kill_switch")
+    assert gov.check(OrderIntent("A", Side.SELL, 20.0, 100.0), view) == (20.0, "reduce_only")
+
+
 def test_derisk_scale_when_between_start_and_halt_then_linear() -> None:
     assert derisk_scale(LIMITS, 0.10) == 1.0
     assert derisk_scale(LIMITS, 0.20) == pytest.approx(0.5)

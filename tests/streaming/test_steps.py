@@ -184,6 +184,28 @@ def test_portfolio_step_when_kill_switch_engaged_then_no_entry(tmp_path: Path) -
     assert kill_switch_status(tmp_path)["engaged"] is True
 
 
+def test_portfolio_step_when_kill_switch_engaged_then_exits_pass_and_no_new_entry(
+    tmp_path: Path,
+) -> None:
+    config = StrategyConfig()
+    rt = _runtime(config, home=tmp_path)
+    bars = [_bar(i, price=100.0 + i) for i in range(5)]
+    state, _ = portfolio_step(None, Scored(bars[0], _up(bars[0]), 0), rt)
+    state, _ = portfolio_step(state, Scored(bars[1], _up(bars[1]), 0), rt)
+    assert state.engine.positions["AAA"].quantity > 0
+    engage_kill_switch(tmp_path, flatten=False)
+    down = Prediction("AAA", bars[2].ts, 0.9, 0.05, 0.05)
+
+    state, rec2 = portfolio_step(state, Scored(bars[2], down, 0), rt)
+    state, _ = portfolio_step(state, Scored(bars[3], _up(bars[3]), 0), rt)
+    release_kill_switch(tmp_path)
+    state, rec4 = portfolio_step(state, Scored(bars[4], _up(bars[4]), 0), rt)
+
+    assert [r.row["intent"] for r in rec2 if r.table == "live_orders"] == ["exit"]  # no short
+    assert "AAA" not in state.engine.positions or state.engine.positions["AAA"].quantity == 0
+    assert [r.row["intent"] for r in rec4 if r.table == "live_orders"] == ["entry"]
+
+
 def test_portfolio_step_when_flatten_engaged_then_positions_close_once(tmp_path: Path) -> None:
     config = StrategyConfig()
     rt = _runtime(config, home=tmp_path)

@@ -489,13 +489,6 @@ def _py_kernel(
     peak = sf[14]
     last_eq = sf[15]
     dse = sf[16]
-    t_eq = sf[17]
-    t_en = sf[18]
-    t_xq = sf[19]
-    t_xn = sf[20]
-    t_real = sf[21]
-    t_com = sf[22]
-    t_slip = sf[23]
     n_ord = si[0]
     n_fill = si[1]
     n_trade = si[2]
@@ -509,8 +502,6 @@ def _py_kernel(
     v_cnt = si[10]
     cur_day = si[11]
     trades_today = si[12]
-    t_dir = si[13]
-    t_ets = si[14]
     b_prot = si[15] != 0
     b_has_stop = si[16] != 0
     b_has_tp = si[17] != 0
@@ -518,7 +509,6 @@ def _py_kernel(
     e_has_tp = si[19] != 0
     e_has_prot_ts = si[20] != 0
     has_day = si[21] != 0
-    has_trade = si[22] != 0
     status = STATUS_OK
     cap_o = orders_f.shape[0]
     cap_f = fills_f.shape[0]
@@ -590,60 +580,24 @@ def _py_kernel(
                         b_ext = price
                         b_ts = fts
                     # engine.on_fill
-                    cash -= sgn * q * price + com
-                    close_q = 0.0
-                    if qty * sgn < 0.0:
-                        aq = abs(qty)
-                        close_q = aq if aq < q else q
-                    if close_q > 0.0 and has_trade:
-                        share = close_q / q
-                        t_xq += close_q
-                        t_xn += close_q * price
-                        t_real += close_q * (price - avg) * t_dir
-                        t_com += com * share
-                        t_slip += slip * share
-                    open_q = q - close_q
-                    if close_q > 0.0 and (new_q == 0.0 or new_q * qty < 0.0) and has_trade:
-                        _close_trade(
-                            trades_f,
-                            trades_i,
-                            n_trade,
-                            t_dir,
-                            t_ets,
-                            fts,
-                            t_eq,
-                            t_en,
-                            t_xq,
-                            t_xn,
-                            t_real,
-                            t_com,
-                            t_slip,
-                        )
-                        n_trade += 1
-                        has_trade = False
-                    if open_q > 0.0:
-                        if not has_trade:
-                            has_trade = True
-                            t_dir = sgn
-                            t_ets = fts
-                            t_eq = 0.0
-                            t_en = 0.0
-                            t_xq = 0.0
-                            t_xn = 0.0
-                            t_real = 0.0
-                            t_com = 0.0
-                            t_slip = 0.0
-                        share = open_q / q
-                        t_eq += open_q
-                        t_en += open_q * price
-                        t_com += com * share
-                        t_slip += slip * share
-                    if new_q == 0.0:
-                        pos_q = 0.0
-                        pos_avg = 0.0
-                    else:
-                        pos_q = new_q
-                        pos_avg = new_avg
+                    cash, n_trade, pos_q, pos_avg = _book_fill(
+                        sf,
+                        si,
+                        trades_f,
+                        trades_i,
+                        n_trade,
+                        cash,
+                        qty,
+                        avg,
+                        new_q,
+                        new_avg,
+                        sgn,
+                        q,
+                        price,
+                        com,
+                        slip,
+                        fts,
+                    )
                     if orders_i[k, 5] == 0:
                         for j in range(n_pend):
                             orders_i[pend[j], 5] = 0
@@ -732,60 +686,24 @@ def _py_kernel(
                 new_q, new_avg = _apply(qty, avg, sgn * q, price)
                 if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
                     b_prot = False
-                cash -= sgn * q * price + com
-                close_q = 0.0
-                if qty * sgn < 0.0:
-                    aq = abs(qty)
-                    close_q = aq if aq < q else q
-                if close_q > 0.0 and has_trade:
-                    share = close_q / q
-                    t_xq += close_q
-                    t_xn += close_q * price
-                    t_real += close_q * (price - avg) * t_dir
-                    t_com += com * share
-                    t_slip += slip * share
-                open_q = q - close_q
-                if close_q > 0.0 and (new_q == 0.0 or new_q * qty < 0.0) and has_trade:
-                    _close_trade(
-                        trades_f,
-                        trades_i,
-                        n_trade,
-                        t_dir,
-                        t_ets,
-                        fts,
-                        t_eq,
-                        t_en,
-                        t_xq,
-                        t_xn,
-                        t_real,
-                        t_com,
-                        t_slip,
-                    )
-                    n_trade += 1
-                    has_trade = False
-                if open_q > 0.0:
-                    if not has_trade:
-                        has_trade = True
-                        t_dir = sgn
-                        t_ets = fts
-                        t_eq = 0.0
-                        t_en = 0.0
-                        t_xq = 0.0
-                        t_xn = 0.0
-                        t_real = 0.0
-                        t_com = 0.0
-                        t_slip = 0.0
-                    share = open_q / q
-                    t_eq += open_q
-                    t_en += open_q * price
-                    t_com += com * share
-                    t_slip += slip * share
-                if new_q == 0.0:
-                    pos_q = 0.0
-                    pos_avg = 0.0
-                else:
-                    pos_q = new_q
-                    pos_avg = new_avg
+                cash, n_trade, pos_q, pos_avg = _book_fill(
+                    sf,
+                    si,
+                    trades_f,
+                    trades_i,
+                    n_trade,
+                    cash,
+                    qty,
+                    avg,
+                    new_q,
+                    new_avg,
+                    sgn,
+                    q,
+                    price,
+                    com,
+                    slip,
+                    fts,
+                )
                 for j in range(n_pend):
                     orders_i[pend[j], 5] = 0
                 n_pend = 0
@@ -980,13 +898,6 @@ def _py_kernel(
     sf[14] = peak
     sf[15] = last_eq
     sf[16] = dse
-    sf[17] = t_eq
-    sf[18] = t_en
-    sf[19] = t_xq
-    sf[20] = t_xn
-    sf[21] = t_real
-    sf[22] = t_com
-    sf[23] = t_slip
     si[0] = n_ord
     si[1] = n_fill
     si[2] = n_trade
@@ -1000,8 +911,6 @@ def _py_kernel(
     si[10] = v_cnt
     si[11] = cur_day
     si[12] = trades_today
-    si[13] = t_dir
-    si[14] = t_ets
     si[15] = 1 if b_prot else 0
     si[16] = 1 if b_has_stop else 0
     si[17] = 1 if b_has_tp else 0
@@ -1009,7 +918,6 @@ def _py_kernel(
     si[19] = 1 if e_has_tp else 0
     si[20] = 1 if e_has_prot_ts else 0
     si[21] = 1 if has_day else 0
-    si[22] = 1 if has_trade else 0
     return i, status
 
 
@@ -1144,6 +1052,64 @@ def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, 
     ti[row, 2] = exit_ts
 
 
+def _py_book_fill(
+    sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
+):
+    """engine.on_fill for one fill (a queued order or a triggered stop/take-profit).
+
+    The open trade's running sums live in the state arrays (sf[17:24], si[13], si[14], si[22]);
+    a trade the fill closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q, pos_avg).
+    """
+    has_trade = si[22] != 0
+    t_dir = si[13]
+    cash -= sgn * q * price + com
+    close_q = 0.0
+    if qty * sgn < 0.0:
+        aq = abs(qty)
+        close_q = aq if aq < q else q
+    if close_q > 0.0 and has_trade:
+        share = close_q / q
+        sf[19] += close_q  # exit quantity
+        sf[20] += close_q * price  # exit notional
+        sf[21] += close_q * (price - avg) * t_dir  # realized
+        sf[22] += com * share  # commission
+        sf[23] += slip * share  # spread + slippage
+    open_q = q - close_q
+    if close_q > 0.0 and (new_q == 0.0 or new_q * qty < 0.0) and has_trade:
+        _close_trade(
+            tf,
+            ti,
+            n_trade,
+            t_dir,
+            si[14],
+            fts,
+            sf[17],
+            sf[18],
+            sf[19],
+            sf[20],
+            sf[21],
+            sf[22],
+            sf[23],
+        )
+        n_trade += 1
+        has_trade = False
+    if open_q > 0.0:
+        if not has_trade:
+            has_trade = True
+            si[13] = sgn
+            si[14] = fts
+            sf[17:24] = 0.0
+        share = open_q / q
+        sf[17] += open_q  # entry quantity
+        sf[18] += open_q * price  # entry notional
+        sf[22] += com * share
+        sf[23] += slip * share
+    si[22] = 1 if has_trade else 0
+    if new_q == 0.0:
+        return cash, n_trade, 0.0, 0.0
+    return cash, n_trade, new_q, new_avg
+
+
 def _py_remove(pend, n_pend, k):
     """Drop order k from the pending list, keeping insertion order (a dict's `del`)."""
     j = 0
@@ -1164,5 +1130,6 @@ if numba is not None:
     _target = _jit(_py_target)
     _govern = _jit(_py_govern)
     _close_trade = _jit(_py_close_trade)
+    _book_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_book_fill)
     _remove = _jit(_py_remove)
     _kernel = _jit(_py_kernel)

@@ -50,6 +50,29 @@ class ModelBundle:
         proba = np.asarray(self.model.predict_proba(ready), dtype=float)
         return pd.DataFrame(proba, index=ready.index, columns=list(PROBA_COLUMNS))
 
+    def predict_last(self, bars: pd.DataFrame) -> np.ndarray | None:
+        """[p_down, p_flat, p_up] of the newest bar; None while it is in warm-up.
+
+        Equal to `predict_frame(bars).iloc[-1]`. A row-wise model (seq_len 1) is handed only
+        the newest feature row, which is what makes per-bar live scoring cheap; a sequence
+        model reads the rows before it too and goes through predict_frame.
+        """
+        if int(self.model.params.get("seq_len", 1)) > 1:
+            proba = self.predict_frame(bars)
+            if len(proba) and proba.index[-1] == bars.index[-1]:
+                return proba.iloc[-1].to_numpy(dtype=np.float64)
+            return None
+        feats = compute_features(bars, self.feature_config)
+        if bool(feats["warmup"].iloc[-1]):
+            return None
+        cols = list(self.columns)
+        idx = feats.columns.get_indexer(cols)
+        if (idx < 0).any():  # a column the features lack: let the model name it
+            return np.asarray(self.model.predict_proba(feats.iloc[-1:]), dtype=np.float64)[0]
+        # One row built from numpy: selecting ~50 columns through pandas costs more than the model.
+        last = pd.DataFrame(feats.to_numpy()[-1:, idx], columns=cols)
+        return np.asarray(self.model.predict_proba(last), dtype=np.float64)[0]
+
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / "model")

@@ -30,8 +30,6 @@ from execution.broker import Broker, BrokerUnavailableError
 from execution.config import StrategyConfig
 from execution.domain import Fill, Order, Position, Side, make_client_id
 from execution.signal import Bar, Prediction
-from ml.bundle import ModelBundle
-from ml.features import compute_features
 from streaming.killswitch import read_kill_switch
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
@@ -102,31 +100,6 @@ def _ts_ns(ts: datetime) -> int:
     return pd.Timestamp(ts).as_unit("ns").value
 
 
-def _predict_last(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray | None:
-    """[p_down, p_flat, p_up] of the buffer's newest bar, None while it is in warm-up.
-
-    Equal to `bundle.predict_frame(frame).iloc[-1]`: the same feature rows, and a row-wise
-    model predicts each row on its own, so only the newest row is handed to the model (a
-    quarter of the per-bar cost with a 500-bar buffer). Sequence models (seq_len > 1) read
-    the rows before it too and go through predict_frame.
-    """
-    if int(bundle.model.params.get("seq_len", 1)) > 1:
-        proba = bundle.predict_frame(frame)
-        if len(proba) and proba.index[-1] == frame.index[-1]:
-            return proba.iloc[-1].to_numpy(dtype=np.float64)
-        return None
-    feats = compute_features(frame, bundle.feature_config)
-    if bool(feats["warmup"].iloc[-1]):
-        return None
-    cols = list(bundle.columns)
-    idx = feats.columns.get_indexer(cols)
-    if (idx < 0).any():  # a column the features lack: let the model name it
-        return np.asarray(bundle.model.predict_proba(feats.iloc[-1:]), dtype=np.float64)[0]
-    # One row built from numpy: selecting 50 columns through pandas costs more than the model.
-    last = pd.DataFrame(feats.to_numpy()[-1:, idx], columns=cols)
-    return np.asarray(bundle.model.predict_proba(last), dtype=np.float64)[0]
-
-
 def feature_step(
     state: FeatureState | None, arrival: Arrival, provider: ModelProvider
 ) -> tuple[FeatureState, Scored | None]:
@@ -146,7 +119,7 @@ def feature_step(
     st.bars_seen += 1
     index = pd.DatetimeIndex(st.ts_ns.view("datetime64[ns]"), name="ts").tz_localize(UTC)
     frame = pd.DataFrame(st.ohlcv, index=index, columns=list(_OHLCV))
-    p = _predict_last(bundle, frame)
+    p = bundle.predict_last(frame)
     prediction = None
     if p is not None:
         prediction = Prediction(

@@ -101,3 +101,14 @@ def test_feature_importance_when_tree_family_then_named_by_feature_columns(spx):
     assert imp is not None
     assert set(imp.index) <= set(feats.columns)
     assert imp.is_monotonic_decreasing
+
+
+def test_predict_last_when_buffer_grows_then_equals_predict_frame_last_row(spx):
+    bars = spx.iloc[:800].set_index("ts")
+    bundle = fit_deployable(spx.iloc[:800], FAST)
+    frame = bundle.predict_frame(bars)
+
+    assert bundle.predict_last(bars.iloc[:100]) is None  # still in warm-up
+    for end in (700, 800):
+        got = bundle.predict_last(bars.iloc[:end])
+        np.testing.assert_array_equal(got, frame.loc[bars.index[end - 1]].to_numpy())

@@ -216,11 +216,19 @@ def backtest_series(
     bars_by_symbol: Mapping[str, pd.DataFrame],
     preds_by_symbol: Mapping[str, pd.DataFrame],
     config: StrategyConfig,
-    *,
-    n_trials: int = 1,
-    trial_returns: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Backtest OOS predictions of one or several symbols sharing one cash balance."""
+    """Backtest and score OOS predictions as a single configuration (n_trials 1)."""
+    res = _run_series(bars_by_symbol, preds_by_symbol, config)
+    return with_trials(res, config, n_trials=1, trial_returns=None)
+
+
+def _run_series(
+    bars_by_symbol: Mapping[str, pd.DataFrame],
+    preds_by_symbol: Mapping[str, pd.DataFrame],
+    config: StrategyConfig,
+) -> dict[str, Any]:
+    """Backtest OOS predictions of one or several symbols sharing one cash balance; no metrics
+    yet (they depend on how many configurations were tried, see with_trials)."""
     from execution.backtest import run_backtest
 
     frames, preds = [], []
@@ -237,30 +245,40 @@ def backtest_series(
     pred_all = pd.concat(preds, ignore_index=True)
     result = run_backtest(bars_all, pred_all, config)
     fills = result.fills
-    notional = float((fills["quantity"] * fills["price"]).abs().sum()) if len(fills) else 0.0
-    costs = _costs_paid(result)
-    metrics = compute_metrics(
-        result.equity,
-        result.trades,
-        periods_per_year=config.periods_per_year,
-        exposure=result.exposure,
-        turnover_notional=notional,
-        costs_paid=costs,
-        n_trials=n_trials,
-        trial_returns=trial_returns,
-    )
     positions = result.positions
     return {
         "equity": result.equity,
         "trades": result.trades,
-        "turnover_notional": notional,
-        "costs_paid": costs,
+        "turnover_notional": float((fills["quantity"] * fills["price"]).abs().sum())
+        if len(fills)
+        else 0.0,
+        "costs_paid": _costs_paid(result),
         "fills": fills,
         "orders": result.orders,
-        "metrics": metrics.to_dict(),
         "exposure": result.exposure,
         "unrealized": float(positions["unrealized_pnl"].sum()) if len(positions) else 0.0,
     }
+
+
+def with_trials(
+    res: dict[str, Any],
+    config: StrategyConfig,
+    *,
+    n_trials: int,
+    trial_returns: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """`res` with its metrics computed for `n_trials` configurations tried (DSR, PBO)."""
+    res["metrics"] = compute_metrics(
+        res["equity"],
+        res["trades"],
+        periods_per_year=config.periods_per_year,
+        exposure=res["exposure"],
+        turnover_notional=res["turnover_notional"],
+        costs_paid=res["costs_paid"],
+        n_trials=n_trials,
+        trial_returns=trial_returns,
+    ).to_dict()
+    return res
 
 
 def _costs_paid(result: Any) -> float:
@@ -354,26 +372,22 @@ def portfolio_backtests(
         results: dict[str, Any] = {}
         for family in families:
             preds = {s.symbol: oos_predictions[s.key][family] for s in specs}
-            results[family] = backtest_series(bars, preds, strategy)
-            log(f"portfolio {tf} {family}: {results[family]['metrics']['n_trades']} trades")
+            results[family] = _run_series(bars, preds, strategy)
+            log(f"portfolio {tf} {family}: {len(results[family]['trades'])} trades")
         # Deflate every model's Sharpe by the configurations tried; PBO across them (CSCV).
         rets = pd.DataFrame(
             {f: results[f]["equity"].pct_change().dropna() for f in cfg.models}
         ).dropna()
         # A family that never traded has no Sharpe ratio to rank; CSCV needs >= 2 that did.
         rets = rets.loc[:, rets.std() > 0]
-        for family in cfg.models:
-            res = results[family]
-            res["metrics"] = compute_metrics(
-                res["equity"],
-                res["trades"],
-                periods_per_year=strategy.periods_per_year,
-                exposure=res["exposure"],
-                turnover_notional=res["turnover_notional"],
-                costs_paid=res["costs_paid"],
-                n_trials=cfg.n_trials,
-                trial_returns=rets if rets.shape[1] > 1 else None,
-            ).to_dict()
+        for family in families:
+            model = family in cfg.models
+            with_trials(
+                results[family],
+                strategy,
+                n_trials=cfg.n_trials if model else 1,
+                trial_returns=rets if model and rets.shape[1] > 1 else None,
+            )
         first = min(oos_predictions[s.key][DEPLOYABLE].index[0] for s in specs)
         last = max(oos_predictions[s.key][DEPLOYABLE].index[-1] for s in specs)
         books[tf] = {

@@ -102,8 +102,6 @@ def labels_of(bars: pd.DataFrame, cfg: ResearchConfig) -> pd.DataFrame:
         }
     )
     frame["horizon"] = lab.horizon
-    frame.attrs["horizon"] = lab.horizon
-    frame.attrs["kind"] = lab.kind
     return frame
 
 

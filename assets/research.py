@@ -105,7 +105,7 @@ def labels(
     return dg.Output(
         frame,
         metadata={
-            "horizon": int(frame.attrs["horizon"]),
+            "horizon": int(frame["horizon"].iloc[0]),
             "rows": len(frame),
             "labelled": int(frame["label"].notna().sum()),
             "class_counts": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),

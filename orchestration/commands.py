@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
-from infra.settings import Environment, Settings, SettingsError
+from infra.settings import Settings, SettingsError
 from infra.sources import SourceError
 from infra.stores import StoreError
 
@@ -46,10 +46,9 @@ def _say(msg: str) -> None:
 
 @contextmanager
 def open_store(settings: Settings) -> Iterator[Any]:
-    from infra.stores import open_store as _open
+    from infra.stores import store_for
 
-    kind = "timescale" if settings.env is Environment.TIMESCALE else "parquet"
-    store = _open(kind, data_dir=settings.data_dir, dsn=settings.timescale_dsn)
+    store = store_for(settings)
     try:
         yield store
     finally:

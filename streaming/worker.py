@@ -21,6 +21,7 @@ CANDLEFLOW_STREAM_POLL_S, CANDLEFLOW_BINANCE_URL).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from bytewax.dataflow import Dataflow
 from execution.broker import Broker, LiveTradingNotEnabledError
 from execution.config import StrategyConfig
 from infra.settings import Broker as BrokerChoice
-from infra.settings import Environment, Settings, SettingsError
+from infra.settings import Settings, SettingsError
 from streaming.dataflow import StoreSink, StreamConfig, build_flow
 from streaming.killswitch import engage_kill_switch, kill_switch_status, release_kill_switch
 from streaming.metrics import LiveMetrics, serve_metrics
@@ -160,11 +161,9 @@ def _limit_native_threads() -> None:
 
 
 def _open_store(settings: Settings) -> Any:
-    from infra.stores import open_store
+    from infra.stores import store_for
 
-    if settings.env is Environment.TIMESCALE:
-        return open_store("timescale", dsn=settings.timescale_dsn)
-    return open_store("parquet", data_dir=settings.data_dir)
+    return store_for(settings)
 
 
 def live_broker_from_settings(settings: Settings) -> Broker | None:
@@ -184,6 +183,14 @@ def live_broker_from_settings(settings: Settings) -> Broker | None:
     return broker
 
 
+@functools.cache
+def _tracker(settings: Settings) -> Any:
+    """One registry client per worker process (series lookup, strategy, champion providers)."""
+    from infra.tracking import ModelTracker, TrackingConfig
+
+    return ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
+
+
 def _providers(
     settings: Settings, series: Sequence[tuple[str, str]], bundle: Path | None
 ) -> dict[str, ModelProvider]:
@@ -192,9 +199,9 @@ def _providers(
 
         local = LocalBundleProvider(load_bundle(bundle), version=f"file:{bundle.name}")
         return dict.fromkeys((s for s, _ in series), local)
-    from infra.tracking import ModelTracker, TrackingConfig, registered_model_name
+    from infra.tracking import registered_model_name
 
-    tracker = ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
+    tracker = _tracker(settings)
     cache = settings.home / "live" / "models"
     return {
         symbol: ChampionProvider(tracker, registered_model_name(symbol, tf), cache, 60.0)
@@ -211,9 +218,9 @@ def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str,
     stored = list(store.list_series())
     if args.bundle is not None:
         return stored
-    from infra.tracking import ModelTracker, TrackingConfig, registered_model_name
+    from infra.tracking import registered_model_name
 
-    tracker = ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
+    tracker = _tracker(settings)
     with_champion = [
         (s, tf)
         for s, tf in stored
@@ -247,9 +254,9 @@ def _strategy(
         return StrategyConfig.from_dict(json.loads(Path(path).read_text()))
     candidates = [bundle / "strategy.json"] if bundle is not None else []
     if bundle is None:
-        from infra.tracking import ModelTracker, TrackingConfig, registered_model_name
+        from infra.tracking import registered_model_name
 
-        tracker = ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
+        tracker = _tracker(settings)
         symbol, tf = series[0]
         # The same cache the champion provider loads from: the model is downloaded once.
         cache = settings.home / "live" / "models"

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.settings import Environment, Settings
 from infra.stores._base import BarStore, StoreError, StoreUnavailableError
 from infra.stores._parquet import ParquetBarStore
 from infra.stores._timescale import TimescaleBarStore
 
 __all__ = [
+    "TIMESCALE_SCHEMA",
     "BarStore",
     "ParquetBarStore",
     "StoreError",
     "StoreUnavailableError",
     "TimescaleBarStore",
     "open_store",
+    "store_for",
 ]
 
 STORE_KINDS = ("parquet", "timescale")
+# The schema candleflow's tables live in on a TimescaleDB server; the CLI, the Dagster resource
+# and the live worker must all use the same one.
+TIMESCALE_SCHEMA = "candleflow"
 
 
 def open_store(
@@ -48,3 +54,10 @@ def open_store(
         return TimescaleBarStore(dsn, schema=schema)
     msg = f"unknown store kind {kind!r}; use one of {', '.join(STORE_KINDS)}"
     raise StoreError(msg)
+
+
+def store_for(settings: Settings) -> BarStore:
+    """The store the environment picks: Parquet under CANDLEFLOW_HOME, or TimescaleDB."""
+    if settings.env is Environment.TIMESCALE:
+        return open_store("timescale", dsn=settings.timescale_dsn, schema=TIMESCALE_SCHEMA)
+    return open_store("parquet", data_dir=settings.data_dir)

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from infra.series import SeriesRegistry, SeriesSpec
+from infra.stores import TIMESCALE_SCHEMA
 from infra.tracking import ModelTracker, TrackingConfig
 
 __all__ = ["BarStoreResource", "MlflowResource", "ResearchResource", "SeriesRegistryResource"]
@@ -21,7 +22,7 @@ class BarStoreResource(dg.ConfigurableResource):
     kind: str = "parquet"  # parquet | timescale
     data_dir: str = "var/data"  # parquet only
     dsn: str | None = None  # timescale only; pass dg.EnvVar("CANDLEFLOW_TIMESCALE_DSN")
-    db_schema: str = "candleflow"  # timescale only
+    db_schema: str = TIMESCALE_SCHEMA  # timescale only; the CLI and live worker use it too
 
     @contextmanager
     def open(self) -> Iterator[Any]:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ import pytest
 BIN = Path(sys.executable).parent / "candleflow"
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANDLEFLOW_HOME": str(home), "CANDLEFLOW_ENV": "local"}
+def run(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CANDLEFLOW_HOME": str(home), "CANDLEFLOW_ENV": "local", **(env or {})}
     return subprocess.run(
         [str(BIN), *args], env=env, capture_output=True, text=True, check=False, timeout=300
     )
@@ -83,3 +86,23 @@ def test_ingest_when_input_unusable_then_nonzero_exit_and_one_line_reason(
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("candleflow: error:") and reason in last.lower()
     assert out.stdout == ""
+
+
+@pytest.mark.timescale
+def test_ingest_when_timescale_env_then_dagster_resource_reads_the_same_bars(
+    tmp_path, timescale_dsn
+):
+    from orchestration.resources import BarStoreResource
+
+    path = tmp_path / "prices.csv"
+    path.write_text(CSV)
+    symbol = f"CLI{uuid.uuid4().hex[:8].upper()}"
+    env = {"CANDLEFLOW_ENV": "timescale", "CANDLEFLOW_TIMESCALE_DSN": timescale_dsn}
+
+    out = run(tmp_path / "home", "ingest", "--file", str(path), "--symbol", symbol,
+              "--timeframe", "1d", "--tz", "UTC", env=env)
+
+    assert out.returncode == 0, out.stderr
+    accepted = json.loads(out.stdout)["accepted"]
+    with BarStoreResource(kind="timescale", dsn=timescale_dsn).open() as store:
+        assert store.count_bars(symbol, "1d") == accepted

@@ -550,17 +550,9 @@ def _py_kernel(
                     price = ref * (1.0 + sgn * frac)
                     src = k
                     # -- fill (shared with the trigger below)
-                    notional = abs(q * price) * cbps * 1e-4
-                    com = cmin if cmin > notional else notional
-                    slip = q * abs(price - ref)
-                    fills_f[n_fill, 0] = q
-                    fills_f[n_fill, 1] = price
-                    fills_f[n_fill, 2] = com
-                    fills_f[n_fill, 3] = slip
-                    fills_i[n_fill, 0] = i
-                    fills_i[n_fill, 1] = sgn
-                    fills_i[n_fill, 2] = src
-                    fills_i[n_fill, 3] = fts
+                    com, slip = _record_fill(
+                        fills_f, fills_i, n_fill, i, sgn, src, fts, q, price, ref, cbps, cmin
+                    )
                     n_fill += 1
                     qty = pos_q
                     avg = pos_avg
@@ -669,17 +661,9 @@ def _py_kernel(
                 fts = ts[i]
                 src = SOURCE_STOP if kind == 1 else SOURCE_TAKE_PROFIT
                 # -- fill, as above but for an order the engine does not know
-                notional = abs(q * price) * cbps * 1e-4
-                com = cmin if cmin > notional else notional
-                slip = q * abs(price - ref)
-                fills_f[n_fill, 0] = q
-                fills_f[n_fill, 1] = price
-                fills_f[n_fill, 2] = com
-                fills_f[n_fill, 3] = slip
-                fills_i[n_fill, 0] = i
-                fills_i[n_fill, 1] = sgn
-                fills_i[n_fill, 2] = src
-                fills_i[n_fill, 3] = fts
+                com, slip = _record_fill(
+                    fills_f, fills_i, n_fill, i, sgn, src, fts, q, price, ref, cbps, cmin
+                )
                 n_fill += 1
                 qty = pos_q
                 avg = pos_avg
@@ -1052,6 +1036,23 @@ def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, 
     ti[row, 2] = exit_ts
 
 
+def _py_record_fill(fills_f, fills_i, row, i, sgn, src, fts, q, price, ref, cbps, cmin):
+    """Write fill `row` (commission with its minimum; spread + slippage vs the reference price)
+    and return (commission, slippage_cost)."""
+    notional = abs(q * price) * cbps * 1e-4
+    com = cmin if cmin > notional else notional
+    slip = q * abs(price - ref)
+    fills_f[row, 0] = q
+    fills_f[row, 1] = price
+    fills_f[row, 2] = com
+    fills_f[row, 3] = slip
+    fills_i[row, 0] = i
+    fills_i[row, 1] = sgn
+    fills_i[row, 2] = src
+    fills_i[row, 3] = fts
+    return com, slip
+
+
 def _py_book_fill(
     sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
 ):
@@ -1131,5 +1132,6 @@ if numba is not None:
     _govern = _jit(_py_govern)
     _close_trade = _jit(_py_close_trade)
     _book_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_book_fill)
+    _record_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_record_fill)
     _remove = _jit(_py_remove)
     _kernel = _jit(_py_kernel)

@@ -147,6 +147,29 @@ class _Backoff:
     def ok(self) -> None:
         self.failures = 0
 
+    def attempt(
+        self,
+        name: str,
+        fetch: Callable[[Any], list[Any]],
+        since: Any,
+        errors: tuple[type[BaseException], ...],
+    ) -> list[Any] | float:
+        """fetch(since), or the seconds to wait after one of `errors` (logged, not raised)."""
+        try:
+            items = fetch(since)
+        except errors as exc:
+            delay = self.fail(getattr(exc, "retry_after_s", None))
+            logger.warning(
+                "event=source_error source=%s failures=%d retry_in_s=%.1f error=%s",
+                name,
+                self.failures,
+                delay,
+                exc,
+            )
+            return float(delay)  # a float always: callers tell it from a batch by type
+        self.ok()
+        return items
+
 
 class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
     """Polls `fetch(since) -> bars` every `interval`; backs off on `errors` without blocking.
@@ -183,20 +206,10 @@ class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
     def next_batch(self) -> list[Bar]:
         if self._left is not None and self._left <= 0:
             raise StopIteration
-        try:
-            bars = self._fetch(self._since)
-        except self._errors as exc:
-            delay = self._backoff.fail(getattr(exc, "retry_after_s", None))
-            logger.warning(
-                "event=source_error source=%s failures=%d retry_in_s=%.1f error=%s",
-                self._name,
-                self._backoff.failures,
-                delay,
-                exc,
-            )
-            self._awake = self._now() + timedelta(seconds=delay)
+        bars = self._backoff.attempt(self._name, self._fetch, self._since, self._errors)
+        if isinstance(bars, float):
+            self._awake = self._now() + timedelta(seconds=bars)
             return []
-        self._backoff.ok()
         if self._since is None:
             last = bars[-1].ts if bars else None
             if self._warmup is not None:
@@ -503,20 +516,10 @@ class _TickPartition(StatefulSourcePartition[Tick, str | None]):
     def next_batch(self) -> list[Tick]:
         if self._left is not None and self._left <= 0:
             raise StopIteration
-        try:
-            ticks = self._fetch(self._since)
-        except self._errors as exc:
-            delay = self._backoff.fail()
-            logger.warning(
-                "event=source_error source=%s failures=%d retry_in_s=%.1f error=%s",
-                self._name,
-                self._backoff.failures,
-                delay,
-                exc,
-            )
-            self._awake = self._now() + timedelta(seconds=delay)
+        ticks = self._backoff.attempt(self._name, self._fetch, self._since, self._errors)
+        if isinstance(ticks, float):
+            self._awake = self._now() + timedelta(seconds=ticks)
             return []
-        self._backoff.ok()
         skip = self._at_since
         fresh = []
         for t in ticks:

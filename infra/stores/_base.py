@@ -92,7 +92,8 @@ class BarStore(ABC):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> pd.DataFrame:
-        """Bars in [start, end) aggregated into UTC-epoch-aligned `to_timeframe` buckets."""
+        """Bars in [start, end) aggregated into `to_timeframe` buckets: UTC-epoch-aligned, except
+        weeks, which start on Mondays 00:00 UTC (ISO weeks)."""
 
     @abstractmethod
     def upsert_quarantine(self, frame: pd.DataFrame) -> int:
@@ -228,13 +229,23 @@ def check_resample(timeframe: str, to_timeframe: str) -> tuple[int, int]:
     return src_ns, dst_ns
 
 
+# The Unix epoch was a Thursday; weekly buckets start on the Monday after it (ISO weeks).
+WEEK_ORIGIN = "1970-01-05T00:00:00Z"
+
+
+def bucket_origin_ns(to_timeframe: str) -> int:
+    """Where `to_timeframe` buckets are aligned, in ns since the epoch."""
+    return int(pd.Timestamp(WEEK_ORIGIN).value) if to_timeframe == "1w" else 0
+
+
 def resample_frame(bars: pd.DataFrame, to_timeframe: str) -> pd.DataFrame:
-    """Aggregate canonical bars (one series, sorted by ts) into epoch-aligned buckets."""
+    """Aggregate canonical bars (one series, sorted by ts) into aligned buckets."""
     if bars.empty:
         return empty_bars()
     width = int(pd.Timedelta(TIMEFRAMES[to_timeframe]).value)
+    origin = bucket_origin_ns(to_timeframe)
     ts_int = ts_to_ns(bars["ts"])
-    bucket = np.floor_divide(ts_int, width) * width
+    bucket = np.floor_divide(ts_int - origin, width) * width + origin
     grouped = bars.assign(_bucket=bucket).groupby("_bucket", sort=True)
     out = pd.DataFrame(
         {

@@ -1,8 +1,17 @@
-"""The embedded store: one Parquet file per (symbol, timeframe) partition, hive-style paths.
+"""The embedded store: Parquet files under hive-style paths, bars in time chunks.
 
-Each write reads the partition, merges, and replaces the file atomically (temp file in the same
-directory, then os.replace) under an fcntl lock, so concurrent writers never lose updates and a
-crash mid-write leaves the previous file intact. Temp files are never read as data.
+Bars of one (symbol, timeframe) live in time-chunked files (one per calendar month for intraday
+timeframes below 1h, one per year otherwise) listed by a small manifest (`_manifest.json`, with
+each chunk's row count and ts range). An upsert rewrites only the chunks its rows fall in: new
+chunk files under fresh names, then the manifest replaced atomically (temp file in the same
+directory, fsync, os.replace), then the superseded files removed. A reader therefore sees the
+whole batch or none of it, and a crash at any point leaves the previous manifest valid. Writers
+of one partition serialise on an fcntl lock, so concurrent writers never lose updates. Range
+reads open only the chunks whose ts range meets the range.
+
+Opening the store migrates the single-file layout of earlier versions (`part.parquet`) into
+chunks and removes what killed writers left behind (temporaries, unreferenced chunk files) in
+partitions no writer holds. Temp files are never read as data.
 """
 
 from __future__ import annotations
@@ -16,12 +25,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.stores._base import (
@@ -52,28 +61,53 @@ from quality.schema import (
     QUARANTINE_COLUMNS,
     QUARANTINE_KEY,
     QUARANTINE_SCHEMA,
+    TIMEFRAMES,
     empty_bars,
     to_canonical_frame,
 )
 
-__all__ = ["ParquetBarStore"]
+__all__ = ["MAX_NAME_BYTES", "ParquetBarStore"]
 
 logger = logging.getLogger(__name__)
 
-PART = "part.parquet"
+PART = "part.parquet"  # the single file of a partition (quarantine; bars before chunking)
+MANIFEST = "_manifest.json"
 _TMP_PREFIX = ".tmp-"
+_CHUNK_PREFIX = "chunk-"
 _META_KEY = b"candleflow.records"
+# Most file systems (ext4, xfs, apfs, ntfs) limit one path component to 255 bytes.
+MAX_NAME_BYTES = 255
+_MANIFEST_READ_TRIES = 5
 
 
 def _encode(name: str) -> str:
     return quote(name, safe="")
 
 
+def _chunk_unit(timeframe: str) -> str:
+    """numpy datetime unit of a chunk: a month of bars below 1h (43,200 1m bars), else a year."""
+    return "M" if TIMEFRAMES[timeframe] < TIMEFRAMES["1h"] else "Y"
+
+
+def _chunk_ids(ts_ns: np.ndarray, unit: str) -> np.ndarray:
+    """Months or years since 1970 of each ns timestamp (integers: cheap to compare)."""
+    return ts_ns.view("datetime64[ns]").astype(f"datetime64[{unit}]").view(np.int64)
+
+
+def _chunk_label(chunk_id: int, unit: str) -> str:
+    """'2024-03' (month) or '2024' (year)."""
+    return str(np.datetime64(int(chunk_id), unit))
+
+
+def _lock_file(directory: Path) -> Path:
+    return directory / ".lock"
+
+
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """An exclusive advisory lock on a partition directory, held for a read-merge-write."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+b") as handle:
+    with open(_lock_file(directory), "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -81,20 +115,109 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+@contextlib.contextmanager
+def _try_locked(directory: Path) -> Iterator[bool]:
+    """The partition lock if no one holds it now (True), else False at once; for housekeeping."""
+    with open(_lock_file(directory), "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
     try:
-        pq.write_table(table, tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except Exception:
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = _tmp_path(path)
+    try:
+        pq.write_table(table, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_replace(tmp, path)
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    tmp = _tmp_path(path)
+    try:
+        tmp.write_text(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_replace(tmp, path)
+
+
+def _read_table(path: Path, schema: pa.Schema, filters: list[tuple] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=schema, filters=filters)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowInvalid) as exc:
+        msg = f"cannot read {path}: {exc}; restore it from a backup or delete and re-ingest"
+        raise StoreError(msg) from exc
+
+
+class _Manifest:
+    """The chunk list of one bar partition: label -> {file, rows, min_ts, max_ts} (ns)."""
+
+    def __init__(self, unit: str, chunks: dict[str, dict[str, Any]] | None = None) -> None:
+        self.unit = unit
+        self.chunks: dict[str, dict[str, Any]] = dict(sorted((chunks or {}).items()))
+
+    @classmethod
+    def load(cls, directory: Path) -> _Manifest | None:
+        path = directory / MANIFEST
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            msg = f"cannot read {path}: {exc}; restore it from a backup or delete and re-ingest"
+            raise StoreError(msg) from exc
+        return cls(raw["unit"], raw["chunks"])
+
+    def save(self, directory: Path) -> None:
+        text = json.dumps({"version": 1, "unit": self.unit, "chunks": self.chunks}, indent=1)
+        _write_text_atomic(text, directory / MANIFEST)
+
+    @property
+    def rows(self) -> int:
+        return sum(int(c["rows"]) for c in self.chunks.values())
+
+    def files(self) -> set[str]:
+        return {c["file"] for c in self.chunks.values()}
+
+    def in_range(self, start_ns: int | None, end_ns: int | None) -> list[str]:
+        """Files of the chunks that hold a ts in [start, end), in time order."""
+        out = []
+        for c in self.chunks.values():
+            if start_ns is not None and int(c["max_ts"]) < start_ns:
+                continue
+            if end_ns is not None and int(c["min_ts"]) >= end_ns:
+                continue
+            out.append(c["file"])
+        return out
+
+
 class ParquetBarStore(BarStore):
-    """Bars under data_dir/bars/symbol=<S>/timeframe=<TF>/part.parquet (S URL-quoted)."""
+    """Bars under data_dir/bars/symbol=<S>/timeframe=<TF>/chunk-*.parquet (S URL-quoted)."""
 
     def __init__(self, data_dir: Path) -> None:
         self._root = Path(data_dir)
@@ -104,6 +227,7 @@ class ParquetBarStore(BarStore):
             msg = f"cannot create the data directory {self._root}: {exc}; set CANDLEFLOW_HOME"
             raise StoreUnavailableError(msg) from exc
         self._closed = False
+        self._housekeep()
 
     @property
     def data_dir(self) -> Path:
@@ -112,47 +236,201 @@ class ParquetBarStore(BarStore):
     def _partition(self, area: str, symbol: str, timeframe: str) -> Path:
         check_symbol(symbol)
         check_timeframe(timeframe)
-        return self._root / area / f"symbol={_encode(symbol)}" / f"timeframe={timeframe}"
+        name = f"symbol={_encode(symbol)}"
+        if len(name.encode()) > MAX_NAME_BYTES:
+            msg = (
+                f"symbol {symbol[:40]!r}... is too long for the parquet store: its directory "
+                f"name would be {len(name.encode())} bytes, over the file system's "
+                f"{MAX_NAME_BYTES}; use a shorter symbol (at most about "
+                f"{MAX_NAME_BYTES - len('symbol=')} ASCII letters, digits, '-', '_' or '.')"
+            )
+            raise StoreError(msg)
+        return self._root / area / name / f"timeframe={timeframe}"
 
     def _check_open(self) -> None:
         if self._closed:
             msg = "this store is closed; open a new one with open_store()"
             raise StoreError(msg)
 
+    # housekeeping ----------------------------------------------------------------------------
+
+    def _housekeep(self) -> None:
+        """Migrate single-file bar partitions and drop what killed writers left behind."""
+        bars = self._root / "bars"
+        for directory in sorted(p.parent for p in bars.glob("symbol=*/timeframe=*/.lock")):
+            legacy = (directory / PART).exists()
+            stale = any(directory.glob(f"{_TMP_PREFIX}*"))
+            if not (legacy or stale or self._has_orphans(directory)):
+                continue
+            with _try_locked(directory) as free:
+                if not free:
+                    continue  # a writer is at work there; it cleans up after itself
+                self._remove_temporaries(directory)
+                if legacy:
+                    self._migrate_legacy(directory)
+                self._remove_orphans(directory)
+        for directory in sorted(p.parent for p in (self._root / "quarantine").glob("*/*/.lock")):
+            if any(directory.glob(f"{_TMP_PREFIX}*")):
+                with _try_locked(directory) as free:
+                    if free:
+                        self._remove_temporaries(directory)
+        records = self._root / "records"
+        for tmp in sorted(records.glob(f"{_TMP_PREFIX}*")):
+            table = tmp.name.split("-", 2)[-1].removesuffix(".parquet")
+            lock_dir = records / f".{table}"
+            if lock_dir.is_dir():
+                with _try_locked(lock_dir) as free:
+                    if free:
+                        self._unlink_stale(tmp)
+            else:
+                self._unlink_stale(tmp)
+
+    @staticmethod
+    def _unlink_stale(path: Path) -> None:
+        logger.warning("removing %s, left by an interrupted write", path)
+        path.unlink(missing_ok=True)
+
+    def _remove_temporaries(self, directory: Path) -> None:
+        for tmp in sorted(directory.glob(f"{_TMP_PREFIX}*")):
+            self._unlink_stale(tmp)
+
+    @staticmethod
+    def _has_orphans(directory: Path) -> bool:
+        manifest = _Manifest.load(directory)
+        present = {p.name for p in directory.glob(f"{_CHUNK_PREFIX}*.parquet")}
+        return bool(present - (manifest.files() if manifest is not None else set()))
+
+    def _remove_orphans(self, directory: Path) -> None:
+        manifest = _Manifest.load(directory)
+        keep = manifest.files() if manifest is not None else set()
+        for path in sorted(directory.glob(f"{_CHUNK_PREFIX}*.parquet")):
+            if path.name not in keep:
+                self._unlink_stale(path)
+
+    def _migrate_legacy(self, directory: Path) -> None:
+        """Split a single-file partition into chunks (the caller holds the lock)."""
+        part = directory / PART
+        if _Manifest.load(directory) is None:
+            frame = _read_table(part, BAR_SCHEMA).to_pandas()
+            frame = to_canonical_frame(frame.sort_values("ts", kind="stable"))
+            timeframe = directory.name.removeprefix("timeframe=")
+            manifest = _Manifest(_chunk_unit(timeframe))
+            self._write_chunks(directory, manifest, frame_to_table(frame, BAR_SCHEMA))
+            logger.info("migrated %s into %d chunk(s)", part, len(manifest.chunks))
+        part.unlink()  # a manifest exists only once every chunk of the old file is written
+
     # bars ------------------------------------------------------------------------------------
 
     def upsert_bars(self, frame: pd.DataFrame) -> int:
         self._check_open()
         bars = canonical_bars(frame)
-        written = 0
-        for (symbol, timeframe), group in bars.groupby(["symbol", "timeframe"], sort=True):
-            written += self._upsert_bar_partition(str(symbol), str(timeframe), group)
+        groups = [
+            (self._partition("bars", str(s), str(tf)), group)
+            for (s, tf), group in bars.groupby(["symbol", "timeframe"], sort=True)
+        ]  # every partition path checked before anything is written
+        return sum(self._upsert_bar_partition(directory, g) for directory, g in groups)
+
+    def _upsert_bar_partition(self, directory: Path, new: pd.DataFrame) -> int:
+        timeframe = directory.name.removeprefix("timeframe=")
+        new = new.sort_values("ts", kind="stable").reset_index(drop=True)
+        with _locked(directory):
+            if (directory / PART).exists():
+                self._migrate_legacy(directory)
+            manifest = _Manifest.load(directory) or _Manifest(_chunk_unit(timeframe))
+            ids = _chunk_ids(ts_to_ns(new["ts"]), manifest.unit)
+            changed_tables = []
+            written = 0
+            for chunk_id in np.unique(ids):
+                rows = new.loc[ids == chunk_id].reset_index(drop=True)
+                entry = manifest.chunks.get(_chunk_label(chunk_id, manifest.unit))
+                if entry is None:
+                    changed_tables.append(frame_to_table(rows, BAR_SCHEMA))
+                    written += len(rows)
+                    continue
+                old = _read_table(directory / entry["file"], BAR_SCHEMA)
+                if int(ts_to_ns(rows["ts"])[0]) > int(entry["max_ts"]):
+                    # Appending after the chunk's newest bar (the live and daily-ingest case):
+                    # no row can match, so the merge is a concatenation in Arrow.
+                    merged = pa.concat_tables([old, frame_to_table(rows, BAR_SCHEMA)])
+                    changed_tables.append(merged)
+                    written += len(rows)
+                    continue
+                merged_frame, changed = _merge(
+                    to_canonical_frame(old.to_pandas()), rows, VALUE_COLUMNS
+                )
+                if changed:
+                    changed_tables.append(frame_to_table(merged_frame, BAR_SCHEMA))
+                    written += changed
+            if changed_tables:
+                self._write_chunks(directory, manifest, *changed_tables)
         return written
 
-    def _upsert_bar_partition(self, symbol: str, timeframe: str, new: pd.DataFrame) -> int:
-        directory = self._partition("bars", symbol, timeframe)
-        with _locked(directory):
-            path = directory / PART
-            old = self._read_part(path, BAR_SCHEMA)
-            old = to_canonical_frame(old) if old is not None else empty_bars()
-            merged, changed = _merge(old, new.reset_index(drop=True), VALUE_COLUMNS)
-            if changed:
-                table = frame_to_table(merged, BAR_SCHEMA)
-                _write_atomic(table, path)
-        return changed
-
     @staticmethod
-    def _read_part(
-        path: Path, schema: pa.Schema, filters: list[tuple] | None = None
-    ) -> pd.DataFrame | None:
-        if not path.exists():
-            return None
+    def _write_chunks(directory: Path, manifest: _Manifest, *tables: pa.Table) -> None:
+        """Write tables (sorted by ts) as new chunk files, one per chunk, then the manifest."""
+        superseded = []
+        written = []
         try:
-            table = pq.read_table(path, schema=schema, filters=filters)
-        except (OSError, pa.ArrowInvalid) as exc:
-            msg = f"cannot read {path}: {exc}; restore it from a backup or delete and re-ingest"
-            raise StoreError(msg) from exc
-        return table.to_pandas()
+            for table in tables:
+                ts = table.column("ts").cast(pa.int64()).to_numpy()
+                ids = _chunk_ids(ts, manifest.unit)
+                cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+                for lo, hi in zip(
+                    np.concatenate([[0], cuts]), np.concatenate([cuts, [len(ts)]]), strict=True
+                ):
+                    label = _chunk_label(ids[lo], manifest.unit)
+                    name = f"{_CHUNK_PREFIX}{label}-{uuid.uuid4().hex[:12]}.parquet"
+                    pq.write_table(table.slice(lo, hi - lo), directory / name)
+                    written.append(directory / name)
+                    old = manifest.chunks.get(label)
+                    if old is not None:
+                        superseded.append(directory / old["file"])
+                    manifest.chunks[label] = {
+                        "file": name,
+                        "rows": int(hi - lo),
+                        "min_ts": int(ts[lo]),
+                        "max_ts": int(ts[hi - 1]),
+                    }
+            manifest.chunks = dict(sorted(manifest.chunks.items()))
+            for path in written:
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+            manifest.save(directory)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        for path in superseded:
+            path.unlink(missing_ok=True)
+
+    def _read_chunks(
+        self, directory: Path, start_ns: int | None, end_ns: int | None, filters: list[tuple]
+    ) -> pa.Table | None:
+        """The bars of the chunks in range; retried if a writer replaced a chunk meanwhile."""
+        for _ in range(_MANIFEST_READ_TRIES):
+            manifest = _Manifest.load(directory)
+            if manifest is None:
+                return None
+            try:
+                tables = [
+                    _read_table(directory / f, BAR_SCHEMA, filters or None)
+                    for f in manifest.in_range(start_ns, end_ns)
+                ]
+            except FileNotFoundError:
+                continue  # superseded after we read the manifest: read the new one
+            if not tables:
+                return BAR_SCHEMA.empty_table()
+            return pa.concat_tables(tables)
+        msg = f"{directory} keeps changing under a reader; retry when writes settle"
+        raise StoreError(msg)
+
+    def _bar_dir(self, symbol: str, timeframe: str) -> Path:
+        directory = self._partition("bars", symbol, timeframe)
+        if (directory / PART).exists():
+            with _locked(directory):
+                if (directory / PART).exists():
+                    self._migrate_legacy(directory)
+        return directory
 
     def read_bars(
         self,
@@ -163,39 +441,42 @@ class ParquetBarStore(BarStore):
     ) -> pd.DataFrame:
         self._check_open()
         check_range(start, end)
+        start_ns = pd.Timestamp(start).tz_convert("UTC").value if start is not None else None
+        end_ns = pd.Timestamp(end).tz_convert("UTC").value if end is not None else None
         filters = []
         if start is not None:
             filters.append(("ts", ">=", pd.Timestamp(start).tz_convert("UTC")))
         if end is not None:
             filters.append(("ts", "<", pd.Timestamp(end).tz_convert("UTC")))
-        path = self._partition("bars", symbol, timeframe) / PART
-        frame = self._read_part(path, BAR_SCHEMA, filters or None)
-        if frame is None:
+        table = self._read_chunks(self._bar_dir(symbol, timeframe), start_ns, end_ns, filters)
+        if table is None or table.num_rows == 0:
             return empty_bars()
-        return to_canonical_frame(frame.sort_values("ts", kind="stable"))
+        frame = table.to_pandas()
+        if not frame["ts"].is_monotonic_increasing:
+            frame = frame.sort_values("ts", kind="stable")
+        return to_canonical_frame(frame)
 
     def last_ts(self, symbol: str, timeframe: str) -> datetime | None:
         self._check_open()
-        path = self._partition("bars", symbol, timeframe) / PART
-        if not path.exists():
+        manifest = _Manifest.load(self._bar_dir(symbol, timeframe))
+        if manifest is None or not manifest.chunks:
             return None
-        ts = pq.read_table(path, columns=["ts"], schema=BAR_SCHEMA).column("ts")
-        if len(ts) == 0:
-            return None
-        return pd.Timestamp(pc.max(ts).as_py()).tz_convert("UTC").to_pydatetime()
+        newest = max(int(c["max_ts"]) for c in manifest.chunks.values())
+        return pd.Timestamp(newest, tz="UTC").to_pydatetime()
 
     def list_series(self) -> list[tuple[str, str]]:
         self._check_open()
-        out = []
-        for part in (self._root / "bars").glob(f"symbol=*/timeframe=*/{PART}"):
-            symbol = unquote(part.parent.parent.name.removeprefix("symbol="))
-            out.append((symbol, part.parent.name.removeprefix("timeframe=")))
+        out = set()
+        for pattern in (MANIFEST, PART):
+            for part in (self._root / "bars").glob(f"symbol=*/timeframe=*/{pattern}"):
+                symbol = unquote(part.parent.parent.name.removeprefix("symbol="))
+                out.add((symbol, part.parent.name.removeprefix("timeframe=")))
         return sorted(out)
 
     def count_bars(self, symbol: str, timeframe: str) -> int:
         self._check_open()
-        path = self._partition("bars", symbol, timeframe) / PART
-        return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+        manifest = _Manifest.load(self._bar_dir(symbol, timeframe))
+        return manifest.rows if manifest is not None else 0
 
     def resample(
         self,
@@ -209,6 +490,13 @@ class ParquetBarStore(BarStore):
         return resample_frame(self.read_bars(symbol, timeframe, start, end), to_timeframe)
 
     # quarantine ------------------------------------------------------------------------------
+    # Quarantined rows are few per series: one file per partition, rewritten whole.
+
+    @staticmethod
+    def _read_part(path: Path, schema: pa.Schema) -> pd.DataFrame | None:
+        if not path.exists():
+            return None
+        return _read_table(path, schema).to_pandas()
 
     def upsert_quarantine(self, frame: pd.DataFrame) -> int:
         self._check_open()

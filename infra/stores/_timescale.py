@@ -29,6 +29,7 @@ from infra.stores._base import (
     StoreError,
     StoreUnavailableError,
     bars_from_columns,
+    bucket_origin_ns,
     canonical_bars,
     canonical_quarantine,
     check_range,
@@ -379,12 +380,13 @@ class TimescaleBarStore(BarStore):
         _, width_ns = check_resample(timeframe, to_timeframe)
         view = _CAGGS.get(to_timeframe) if self._capabilities["continuous_aggregates"] else None
         aligned = all(t is None or pd.Timestamp(t).value % width_ns == 0 for t in (start, end))
+        origin = pd.Timestamp(bucket_origin_ns(to_timeframe), tz="UTC").to_pydatetime()
         if view is not None and aligned:
             rows = self._resample_cagg(view, symbol, timeframe, start, end)
         else:
             rows = self._fetch(
                 """
-                SELECT time_bucket(%s::interval, ts, '1970-01-01T00:00:00Z'::timestamptz) AS bk,
+                SELECT time_bucket(%s::interval, ts, %s::timestamptz) AS bk,
                        first(open, ts), max(high), min(low), last(close, ts), sum(volume),
                        max(ingested_at)
                 FROM bars
@@ -393,7 +395,7 @@ class TimescaleBarStore(BarStore):
                   AND ts < coalesce(%s, 'infinity'::timestamptz)
                 GROUP BY bk ORDER BY bk
                 """,
-                (TIMEFRAMES[to_timeframe], symbol, timeframe, start, end),
+                (TIMEFRAMES[to_timeframe], origin, symbol, timeframe, start, end),
             )
         if not rows:
             return empty_bars()

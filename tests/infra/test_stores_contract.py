@@ -152,6 +152,21 @@ def test_resample_when_1h_to_1d_then_matches_pandas(store):
     assert list(out.columns) == list(BAR_COLUMNS)
 
 
+def test_resample_when_1d_to_1w_then_weeks_start_on_monday(store):
+    bars = make_bars(n=30, timeframe="1d", start=pd.Timestamp("2024-03-06", tz="UTC"))  # a Wed
+    store.upsert_bars(bars)
+
+    out = store.resample("BTC/USDT", "1d", "1w")
+
+    assert set(out["ts"].dt.day_of_week) == {0}
+    monday = (bars["ts"] - pd.to_timedelta(bars["ts"].dt.day_of_week, unit="D")).dt.floor("1D")
+    expected = bars.groupby(monday)
+    assert list(out["ts"]) == list(expected.size().index)
+    np.testing.assert_allclose(out["open"], expected["open"].first(), rtol=1e-12)
+    np.testing.assert_allclose(out["close"], expected["close"].last(), rtol=1e-12)
+    np.testing.assert_allclose(out["volume"], expected["volume"].sum(), rtol=1e-12)
+
+
 def test_resample_when_target_not_coarser_then_store_error(store):
     store.upsert_bars(make_bars())
 

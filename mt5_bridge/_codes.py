@@ -138,6 +138,7 @@ ORDER_STATE_CANCELED: Final = 2
 ORDER_STATE_PARTIAL: Final = 3
 ORDER_STATE_FILLED: Final = 4
 ORDER_STATE_REJECTED: Final = 5
+ORDER_STATE_EXPIRED: Final = 6
 
 # symbol_info().filling_mode is a bitmask of these (RETURN is allowed when neither bit is set
 # in market/exchange execution; it has no bit of its own).
@@ -163,7 +164,18 @@ DEAL_ENTRY_OUT: Final = 1
 DEAL_ENTRY_INOUT: Final = 2
 DEAL_ENTRY_OUT_BY: Final = 3
 
-DEAL_REASON_EXPERT: Final = 3
+# ENUM_DEAL_REASON: who or what made a deal. Server-side closes (SL/TP/SO) and manual closes
+# carry no comment of ours, so the bridge matches them to our positions by position id.
+DEAL_REASON_CLIENT: Final = 0  # desktop terminal, by hand
+DEAL_REASON_MOBILE: Final = 1
+DEAL_REASON_WEB: Final = 2
+DEAL_REASON_EXPERT: Final = 3  # an MQL5 program or the Python API
+DEAL_REASON_SL: Final = 4  # the server executed the position's stop loss
+DEAL_REASON_TP: Final = 5  # the server executed the position's take profit
+DEAL_REASON_SO: Final = 6  # stop out: margin level fell below the broker's stop-out level
+DEAL_REASON_ROLLOVER: Final = 7
+DEAL_REASON_VMARGIN: Final = 8
+DEAL_REASON_SPLIT: Final = 9
 
 ACCOUNT_MARGIN_MODE_RETAIL_NETTING: Final = 0
 ACCOUNT_MARGIN_MODE_EXCHANGE: Final = 1

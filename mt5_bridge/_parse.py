@@ -13,6 +13,7 @@ that follows daylight saving needs the setting changed when its clock changes.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from execution.domain import Fill, Order, OrderType, Position, Side
 from mt5_bridge import _codes as c
 
 __all__ = [
+    "MAX_BOOK_MAGIC",
     "MAX_COMMENT_LENGTH",
     "RAW_BAR_COLUMNS",
     "AccountState",
@@ -33,17 +35,26 @@ __all__ = [
     "Quote",
     "SendOutcome",
     "SymbolSpec",
+    "VenueDeal",
+    "VenuePosition",
     "VenueRecord",
     "VenueRecordError",
+    "VolumeRefusedError",
+    "book_of",
     "build_deal_request",
+    "build_sltp_request",
     "client_id_from_comment",
     "comment_for",
     "deal_ticket",
     "deal_time_utc",
     "deal_to_fill",
+    "lots_for",
+    "order_magic",
     "order_record_to_order",
     "parse_account_info",
     "parse_check_result",
+    "parse_deal",
+    "parse_positions",
     "parse_send_result",
     "parse_symbol_info",
     "parse_tick",
@@ -51,6 +62,7 @@ __all__ = [
     "rates_to_raw_frame",
     "server_to_utc",
     "terminal_trade_allowed",
+    "units_for",
     "utc_to_server",
     "venue_records",
 ]
@@ -58,6 +70,12 @@ __all__ = [
 # MqlTradeRequest.comment holds at most 31 characters; longer comments are cut by the terminal,
 # which would silently destroy the client id we recover fills by.
 MAX_COMMENT_LENGTH: Final = 31
+
+# `magic` is a 64-bit integer: the high half names the strategy book (MT5Config.magic), the low
+# half is a hash of the client id, so an order is found on the venue by its magic even where the
+# broker rewrote its comment. Kept below 2**63 for clients that read magic as a signed long.
+MAX_BOOK_MAGIC: Final = 2**31 - 1
+_CLIENT_HASH_BITS: Final = 32
 
 # The raw bar frame the data plane ingests: bar open time in UTC plus OHLCV, one row per bar.
 RAW_BAR_COLUMNS: Final = ("ts", "open", "high", "low", "close", "volume")
@@ -107,9 +125,10 @@ def utc_to_server(ts: datetime, server_utc_offset: timedelta) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class SymbolSpec:
-    """What the bridge needs to shape an order for one symbol."""
+    """What the bridge needs to shape an order for one symbol (from `symbol_info`)."""
 
     symbol: str
+    contract_size: float  # units in one lot (trade_contract_size): 100,000 for EURUSD
     volume_min: float  # smallest order volume, lots
     volume_step: float  # volumes must be a whole multiple of this, lots
     volume_max: float  # largest single order volume, lots
@@ -123,6 +142,7 @@ class SymbolSpec:
 def parse_symbol_info(info: Any) -> SymbolSpec:
     spec = SymbolSpec(
         symbol=str(_field(info, "name")),
+        contract_size=float(_field(info, "trade_contract_size")),
         volume_min=float(_field(info, "volume_min")),
         volume_step=float(_field(info, "volume_step")),
         volume_max=float(_field(info, "volume_max")),
@@ -138,7 +158,44 @@ def parse_symbol_info(info: Any) -> SymbolSpec:
             f"step={spec.volume_step} max={spec.volume_max}"
         )
         raise VenueRecordError(msg)
+    if not spec.contract_size > 0:
+        msg = f"symbol {spec.symbol}: unusable trade_contract_size {spec.contract_size}"
+        raise VenueRecordError(msg)
     return spec
+
+
+class VolumeRefusedError(ValueError):
+    """An order's quantity cannot be sent as an MT5 volume (below min, above max, off step)."""
+
+
+def lots_for(units: float, spec: SymbolSpec) -> float:
+    """The MT5 volume (lots) for `units` of `spec.symbol`: the one way units become lots.
+
+    The quantity is rounded down to a whole `volume_step` (never more than asked). Anything
+    below `volume_min` or above `volume_max` is refused with the reason; nothing is capped.
+    """
+    lots = units / spec.contract_size
+    steps = math.floor(lots / spec.volume_step + 1e-9)
+    volume = round(steps * spec.volume_step, 10)  # drop float noise such as 0.30000000000000004
+    where = (
+        f"{units:.10g} units = {lots:.10g} lots of {spec.symbol} (contract size "
+        f"{spec.contract_size:g}, step {spec.volume_step:g})"
+    )
+    if volume < spec.volume_min - 1e-12:
+        msg = f"{where} rounds down to {volume:g} lots, below volume_min {spec.volume_min:g}"
+        raise VolumeRefusedError(msg)
+    if volume > spec.volume_max + 1e-12:
+        msg = (
+            f"{where} is above volume_max {spec.volume_max:g}; refused, not capped: split the "
+            "order or lower the size"
+        )
+        raise VolumeRefusedError(msg)
+    return volume
+
+
+def units_for(lots: float, spec: SymbolSpec) -> float:
+    """Units of `spec.symbol` in an MT5 volume: the one way lots become units."""
+    return round(float(lots) * spec.contract_size, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +256,21 @@ def client_id_from_comment(comment: str, tag: str) -> str | None:
     return None
 
 
+def order_magic(book: int, client_id: str) -> int:
+    """The `magic` an order carries: the book in the high half, a hash of the client id low."""
+    if not 0 < book <= MAX_BOOK_MAGIC:
+        msg = f"book magic must be in 1..{MAX_BOOK_MAGIC}, got {book}"
+        raise ValueError(msg)
+    digest = hashlib.sha256(client_id.encode()).digest()
+    return (book << _CLIENT_HASH_BITS) | int.from_bytes(digest[:4], "big")
+
+
+def book_of(magic: int) -> int:
+    """The strategy book an MT5 magic number belongs to (0 for manual trades and other EAs'
+    plain magic numbers, which are below 2**32)."""
+    return int(magic) >> _CLIENT_HASH_BITS
+
+
 def build_deal_request(
     *,
     symbol: str,
@@ -226,6 +298,20 @@ def build_deal_request(
         "comment": comment,
         "type_time": c.ORDER_TIME_GTC,
         "type_filling": int(filling),
+    }
+
+
+def build_sltp_request(
+    *, symbol: str, position: int, sl: float | None, tp: float | None, magic: int
+) -> dict[str, Any]:
+    """An MqlTradeRequest moving the stop loss / take profit of open position `position`."""
+    return {
+        "action": c.TRADE_ACTION_SLTP,
+        "symbol": symbol,
+        "position": int(position),
+        "sl": float(sl) if sl is not None else 0.0,
+        "tp": float(tp) if tp is not None else 0.0,
+        "magic": int(magic),
     }
 
 
@@ -272,16 +358,31 @@ class VenueRecord:
     order_ticket: int  # the order a deal belongs to; the order's own ticket otherwise
     client_id: str
     symbol: str
-    executed: bool  # a deal, or an order the server filled
+    executed: bool  # a deal, or an order the server filled (wholly or in part)
+    magic: int
 
 
-def venue_records(records: Iterable[Any], *, kind: str, tag: str, magic: int) -> list[VenueRecord]:
-    """Our orders/deals (by magic and comment tag) among MT5 TradeOrder/TradeDeal records."""
+def venue_records(
+    records: Iterable[Any],
+    *,
+    kind: str,
+    tag: str,
+    book: int,
+    client_ids_by_magic: Mapping[int, str] | None = None,
+) -> list[VenueRecord]:
+    """Our orders/deals among MT5 TradeOrder/TradeDeal records.
+
+    Ours: the magic's high half is our book. The client id comes from the comment, or, where the
+    broker rewrote it, from `client_ids_by_magic` (order magic -> client id, from the journal).
+    """
     out: list[VenueRecord] = []
     for rec in records:
-        if int(_field(rec, "magic")) != magic:
+        magic = int(_field(rec, "magic"))
+        if book_of(magic) != book:
             continue
         client_id = client_id_from_comment(str(_field(rec, "comment")), tag)
+        if client_id is None and client_ids_by_magic:
+            client_id = client_ids_by_magic.get(magic)
         if client_id is None:
             continue
         ticket = int(_field(rec, "ticket"))
@@ -290,48 +391,91 @@ def venue_records(records: Iterable[Any], *, kind: str, tag: str, magic: int) ->
             executed = True
         else:
             order_ticket = ticket
-            executed = int(_field(rec, "state")) in (c.ORDER_STATE_FILLED, c.ORDER_STATE_PARTIAL)
+            executed = (
+                float(_field(rec, "volume_initial")) > float(_field(rec, "volume_current")) + 1e-12
+                or int(_field(rec, "state")) == c.ORDER_STATE_FILLED
+            )
         out.append(
-            VenueRecord(kind, ticket, order_ticket, client_id, str(_field(rec, "symbol")), executed)
+            VenueRecord(
+                kind, ticket, order_ticket, client_id, str(_field(rec, "symbol")), executed, magic
+            )
         )
     return out
 
 
-def deal_to_fill(
-    deal: Any,
-    *,
-    tag: str,
-    magic: int,
-    server_utc_offset: timedelta,
-    client_ids_by_order: Mapping[int, str] | None = None,
-) -> Fill | None:
-    """A Fill for one of our buy/sell deals; None for other EAs' deals and balance operations.
+@dataclass(frozen=True, slots=True)
+class VenueDeal:
+    """One MT5 buy/sell deal, parsed; volume still in lots (units need the symbol's spec)."""
 
-    The client id comes from the deal's comment; brokers that rewrite comments are covered by
-    `client_ids_by_order` (order ticket -> client id, learned when the order was sent).
-    Commission is reported as a non-negative cost: MT5 books charges as negative `commission`
-    and `fee`; a net rebate is reported as 0.
-    """
+    ticket: int
+    order_ticket: int
+    position_id: int  # the position the deal opened, changed or closed
+    symbol: str
+    side: Side
+    lots: float
+    price: float
+    commission: float  # >= 0: MT5 books charges as negative commission and fee
+    ts: datetime  # UTC
+    magic: int
+    reason: int  # DEAL_REASON_*: expert, SL, TP, stop out, manual...
+    entry: int  # DEAL_ENTRY_*
+    comment: str
+
+
+def parse_deal(deal: Any, server_utc_offset: timedelta) -> VenueDeal | None:
+    """A VenueDeal for a buy or sell deal; None for balance, credit, charges and the like."""
     deal_type = int(_field(deal, "type"))
     if deal_type not in (c.DEAL_TYPE_BUY, c.DEAL_TYPE_SELL):
         return None
-    if int(_field(deal, "magic")) != magic:
-        return None
-    client_id = client_id_from_comment(str(_field(deal, "comment")), tag)
-    if client_id is None and client_ids_by_order:
-        client_id = client_ids_by_order.get(int(_field(deal, "order")))
-    if client_id is None:
-        return None
     cost = -(float(_field(deal, "commission")) + float(getattr(deal, "fee", 0.0) or 0.0))
-    return Fill(
-        client_id=client_id,
+    return VenueDeal(
+        ticket=int(_field(deal, "ticket")),
+        order_ticket=int(_field(deal, "order")),
+        position_id=int(_field(deal, "position_id")),
         symbol=str(_field(deal, "symbol")),
         side=Side.BUY if deal_type == c.DEAL_TYPE_BUY else Side.SELL,
-        quantity=float(_field(deal, "volume")),
+        lots=float(_field(deal, "volume")),
         price=float(_field(deal, "price")),
         commission=max(cost, 0.0),
         ts=deal_time_utc(deal, server_utc_offset),
-        venue_fill_id=str(int(_field(deal, "ticket"))),
+        magic=int(_field(deal, "magic")),
+        reason=int(_field(deal, "reason")),
+        entry=int(_field(deal, "entry")),
+        comment=str(_field(deal, "comment")),
+    )
+
+
+_REASON_NAMES: Final = {
+    c.DEAL_REASON_CLIENT: "manual",
+    c.DEAL_REASON_MOBILE: "manual",
+    c.DEAL_REASON_WEB: "manual",
+    c.DEAL_REASON_EXPERT: "expert",
+    c.DEAL_REASON_SL: "sl",
+    c.DEAL_REASON_TP: "tp",
+    c.DEAL_REASON_SO: "so",
+    c.DEAL_REASON_ROLLOVER: "rollover",
+    c.DEAL_REASON_VMARGIN: "vmargin",
+    c.DEAL_REASON_SPLIT: "split",
+}
+
+
+def deal_to_fill(deal: VenueDeal, *, client_id: str | None, spec: SymbolSpec) -> Fill:
+    """The Fill, in units, for one of our deals.
+
+    `client_id` None: a deal no order of ours asked for (the server's stop loss, take profit or
+    stop out, a manual close); it gets the id "mt5-<reason>-<deal ticket>", which no engine order
+    carries, so the engine books it as the venue's own close.
+    """
+    cid = client_id or f"mt5-{_REASON_NAMES.get(deal.reason, 'other')}-{deal.ticket}"
+    return Fill(
+        client_id=cid,
+        symbol=deal.symbol,
+        side=deal.side,
+        quantity=units_for(deal.lots, spec),
+        price=deal.price,
+        commission=deal.commission,
+        ts=deal.ts,
+        venue_fill_id=str(deal.ticket),
     )
 
 
@@ -345,28 +489,60 @@ def deal_ticket(deal: Any) -> int:
     return int(_field(deal, "ticket"))
 
 
-def positions_to_domain(records: Iterable[Any], *, magic: int) -> dict[str, Position]:
-    """Net position per symbol over our positions (by magic).
+@dataclass(frozen=True, slots=True)
+class VenuePosition:
+    """One open MT5 position of ours; volume in lots."""
+
+    ticket: int  # the position's identifier
+    symbol: str
+    lots: float  # signed: long > 0, short < 0
+    price_open: float
+    sl: float | None
+    tp: float | None
+    magic: int
+
+
+def parse_positions(records: Iterable[Any], *, book: int) -> list[VenuePosition]:
+    """Our open positions (the magic's high half is our book)."""
+    out: list[VenuePosition] = []
+    for rec in records:
+        magic = int(_field(rec, "magic"))
+        if book_of(magic) != book:
+            continue
+        sign = 1.0 if int(_field(rec, "type")) == c.POSITION_TYPE_BUY else -1.0
+        out.append(
+            VenuePosition(
+                ticket=int(_field(rec, "ticket")),
+                symbol=str(_field(rec, "symbol")),
+                lots=sign * float(_field(rec, "volume")),
+                price_open=float(_field(rec, "price_open")),
+                sl=float(_field(rec, "sl")) or None,
+                tp=float(_field(rec, "tp")) or None,
+                magic=magic,
+            )
+        )
+    return out
+
+
+def positions_to_domain(
+    positions: Iterable[VenuePosition], specs: Mapping[str, SymbolSpec]
+) -> dict[str, Position]:
+    """Net position per symbol, in units.
 
     A netting account has one position per symbol. On a hedging account the quantities are
     summed with sign; avg_price is the volume-weighted open price of the positions on the side
     of the net quantity (0.0 when flat).
     """
     by_symbol: dict[str, list[tuple[float, float]]] = {}
-    for rec in records:
-        if int(_field(rec, "magic")) != magic:
-            continue
-        sign = 1.0 if int(_field(rec, "type")) == c.POSITION_TYPE_BUY else -1.0
-        by_symbol.setdefault(str(_field(rec, "symbol")), []).append(
-            (sign * float(_field(rec, "volume")), float(_field(rec, "price_open")))
-        )
+    for p in positions:
+        by_symbol.setdefault(p.symbol, []).append((p.lots, p.price_open))
     out: dict[str, Position] = {}
     for symbol, legs in by_symbol.items():
         net = math.fsum(q for q, _ in legs)
         side_legs = [(q, p) for q, p in legs if q * net > 0]
         weight = math.fsum(abs(q) for q, _ in side_legs)
         avg = math.fsum(abs(q) * p for q, p in side_legs) / weight if weight else 0.0
-        out[symbol] = Position(symbol=symbol, quantity=net, avg_price=avg)
+        out[symbol] = Position(symbol=symbol, quantity=units_for(net, specs[symbol]), avg_price=avg)
     return out
 
 
@@ -377,24 +553,24 @@ _LIMIT_TYPES: Final = frozenset({c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT
 
 
 def order_record_to_order(
-    rec: Any, *, tag: str, magic: int, server_utc_offset: timedelta
-) -> Order | None:
-    """A domain Order for one of our active MT5 orders (None when not ours by magic/comment).
+    rec: Any,
+    *,
+    client_id: str | None,
+    spec: SymbolSpec,
+    server_utc_offset: timedelta,
+) -> Order:
+    """A domain Order (remaining quantity, in units) for one of our active MT5 orders.
 
     MT5 does not know the order's intent or strategy; they come back as "venue" / "default".
+    `client_id` None (a comment we cannot read) gives "mt5-order-<ticket>".
     """
-    if int(_field(rec, "magic")) != magic:
-        return None
-    client_id = client_id_from_comment(str(_field(rec, "comment")), tag)
-    if client_id is None:
-        return None
     order_type = int(_field(rec, "type"))
     is_limit = order_type in _LIMIT_TYPES
     return Order(
-        client_id=client_id,
+        client_id=client_id or f"mt5-order-{int(_field(rec, 'ticket'))}",
         symbol=str(_field(rec, "symbol")),
         side=Side.BUY if order_type in _BUY_TYPES else Side.SELL,
-        quantity=float(_field(rec, "volume_current")),
+        quantity=units_for(float(_field(rec, "volume_current")), spec),
         ts=server_to_utc(
             _field(rec, "time_setup"),
             server_utc_offset,

@@ -5,19 +5,27 @@ client, or `mt5_bridge.simulator.SimulatedTerminal`), so nothing here imports it
 keeps one process-wide terminal session: use one MT5Broker per process and call it from one
 thread.
 
-Idempotency: every order carries `comment = comment_tag + client_id` and the configured magic
-number. Before sending, the bridge refuses a client id it accepted before, in this process or
-(found by comment in the terminal's orders and deals) in an earlier one. After a timeout or a
-lost answer it looks for the order on the venue before any resend, so an order is never sent
-twice.
+Quantities are units everywhere outside this package. `_parse.lots_for` / `_parse.units_for` are
+the one place they become lots and back, from `symbol_info` (trade_contract_size, volume_step,
+volume_min, volume_max): orders, fills, positions and working orders all pass through them. An
+order outside volume_min..volume_max is refused with the reason, never capped.
 
-Quantities are lots, the unit MT5 trades in.
+Idempotency, without relying on the broker keeping the comment: every order carries a magic
+number whose high half is the book (MT5Config.magic) and whose low half hashes the client id,
+and `comment = comment_tag + client_id`. Before `order_send` the order is written to the
+write-ahead journal (infra.journal). The bridge refuses a client id it sent before (in this
+process, in the journal, or found at the venue by magic or comment), and after a timeout or a lost
+answer it looks for the order at the venue before any resend. A worker killed around a send
+settles the journal's unknown entries at its next connect.
+
+Deals are booked when they belong to our book or to a position one of our orders opened, so the
+server's stop loss, take profit and stop out and manual closes reach the ledger; the fill
+watermark is persisted, so deals made while the worker was down do too.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,40 +38,52 @@ import pandas as pd
 from execution.broker import (
     Broker,
     BrokerError,
+    BrokerUnavailableError,
     DuplicateOrderError,
     LiveTradingNotEnabledError,
     OrderRejectedError,
 )
 from execution.domain import Fill, Order, OrderAck, OrderStatus, OrderType, Position, Side
+from infra.journal import JournalEntry, JournalState, MemoryJournal, OrderJournal, Watermark
 from mt5_bridge import _codes as c
 from mt5_bridge._codes import (
     IPC_ERROR_CODES,
     RetcodeClass,
+    RetriesExhaustedError,
     TerminalUnavailableError,
     classify_retcode,
     error_for_result,
     retcode_name,
 )
 from mt5_bridge._parse import (
+    MAX_BOOK_MAGIC,
     MAX_COMMENT_LENGTH,
     Quote,
     SendOutcome,
     SymbolSpec,
+    VenueDeal,
     VenueRecord,
+    VolumeRefusedError,
+    book_of,
     build_deal_request,
+    build_sltp_request,
+    client_id_from_comment,
     comment_for,
-    deal_ticket,
-    deal_time_utc,
     deal_to_fill,
+    lots_for,
+    order_magic,
     order_record_to_order,
     parse_account_info,
     parse_check_result,
+    parse_deal,
+    parse_positions,
     parse_send_result,
     parse_symbol_info,
     parse_tick,
     positions_to_domain,
     rates_to_raw_frame,
     terminal_trade_allowed,
+    units_for,
     utc_to_server,
     venue_records,
 )
@@ -77,6 +97,7 @@ __all__ = [
     "MT5Broker",
     "MT5Config",
     "MT5ConfigError",
+    "VenueOutcome",
     "fetch_history",
     "open_terminal",
 ]
@@ -124,16 +145,26 @@ class MT5Config:
     path: str | None = None  # terminal64.exe; None: the installed/running terminal
     portable: bool = False  # start the terminal in portable mode
     terminal_timeout_ms: int = 60_000  # initialize()/login() timeout
-    magic: int = 7_310_001  # tags our orders/deals/positions; pick one per strategy book
+    # The strategy book (1..2**31-1): the high half of every order's magic number; the low
+    # half is a hash of the client id. Pick one per book sharing the account.
+    magic: int = 7_310_001
     deviation_points: int = 20  # largest accepted slippage from the request price, in points
     comment_tag: str = "cf:"  # comment = tag + client id (<= 31 characters)
     max_retries: int = 3  # resends after retryable answers (fresh price, backoff, timeout)
-    backoff_initial_s: float = 0.5  # first wait; doubles per retry
-    backoff_max_s: float = 8.0  # cap on one wait
+    backoff_initial_s: float = 0.25  # first wait; doubles per retry
+    backoff_max_s: float = 1.0  # cap on one wait
+    # Wall time one submit() may take, waits included: the dataflow step is blocked meanwhile.
+    # When it runs out the order is reported failed (known not executed) or unknown (reconcile).
+    order_deadline_s: float = 2.0
     connect_attempts: int = 3  # initialize+login attempts per connect()
-    verify_wait_s: float = 1.0  # wait before looking for an order whose answer was lost
+    verify_wait_s: float = 0.25  # wait before looking for an order whose answer was lost
     server_utc_offset: timedelta = timedelta(0)  # broker server clock minus UTC
     history_lookback: timedelta = timedelta(days=30)  # how far back to look for our client ids
+    # Deals are re-read this far behind the fill watermark: a deal the terminal's history shows
+    # late (stamped earlier than deals already booked) is still booked, once.
+    fill_lookback: timedelta = timedelta(minutes=10)
+    symbols: tuple[str, ...] = ()  # symbols whose specs (symbol_info) are read at connect
+    instance: str = "default"  # the strategy instance and timeframe, written in the journal
 
     def __post_init__(self) -> None:
         if self.login is None and (self.password is not None or self.server is not None):
@@ -142,8 +173,11 @@ class MT5Config:
         if self.login is not None and self.login <= 0:
             msg = "MT5 login must be a positive account number"
             raise MT5ConfigError(msg)
-        if not (0 < self.magic < 2**63):
-            msg = f"magic must be a positive 64-bit integer, got {self.magic}"
+        if not (0 < self.magic <= MAX_BOOK_MAGIC):
+            msg = (
+                f"magic (the book number) must be in 1..{MAX_BOOK_MAGIC}, got {self.magic}: "
+                "the bridge puts it in the high half of each order's 64-bit magic"
+            )
             raise MT5ConfigError(msg)
         room = MAX_COMMENT_LENGTH - _CLIENT_ID_LENGTH
         if not self.comment_tag or len(self.comment_tag) > room or not self.comment_tag.isascii():
@@ -168,8 +202,11 @@ class MT5Config:
         if abs(self.server_utc_offset) > _MAX_SERVER_OFFSET:
             msg = f"server_utc_offset must be within ±14h, got {self.server_utc_offset}"
             raise MT5ConfigError(msg)
-        if self.history_lookback <= timedelta(0):
-            msg = "history_lookback must be positive"
+        if self.history_lookback <= timedelta(0) or self.fill_lookback < timedelta(0):
+            msg = "history_lookback must be positive and fill_lookback not negative"
+            raise MT5ConfigError(msg)
+        if not self.order_deadline_s > 0:
+            msg = f"order_deadline_s must be > 0, got {self.order_deadline_s}"
             raise MT5ConfigError(msg)
 
     @classmethod
@@ -259,6 +296,24 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class VenueOutcome:
+    """What became of an order, learned outside `submit`'s answer (see `poll_outcomes`).
+
+    kind: "cancelled" (an IOC remainder the server dropped, or a cancel we asked for),
+    "accepted" (an order of unknown fate found at the venue) or "absent" (an order of unknown
+    fate that never reached the venue: nothing of it will fill).
+    """
+
+    kind: str
+    client_id: str
+    symbol: str
+    ts: datetime  # UTC
+    unfilled: float = 0.0  # units that will never fill
+    venue_order_id: str = ""
+    reason: str = ""
+
+
 class MT5Broker(Broker):
     """The Broker port over a MetaTrader 5 terminal (module object injected)."""
 
@@ -272,18 +327,24 @@ class MT5Broker(Broker):
         live_enabled: bool = False,
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        journal: OrderJournal | None = None,
     ) -> None:
         self._config = config
         self._mt5 = mt5
         self._live_enabled = live_enabled
         self._clock = clock
         self._sleep = sleep
+        self._journal = journal if journal is not None else MemoryJournal()
         self._connected = False
         self._hedging = False
+        self._specs: dict[str, SymbolSpec] = {}
         self._accepted: set[str] = set()
         self._client_ids_by_order: dict[int, str] = {}
-        self._fills_watermark: datetime | None = None
-        self._seen_deals: dict[int, datetime] = {}
+        self._client_ids_by_magic: dict[int, str] = {}
+        self._our_positions: set[int] = set()
+        self._watermark: Watermark | None = None
+        self._booked: dict[int, datetime] = {}  # deal ticket -> deal time, near the watermark
+        self._outcomes: list[VenueOutcome] = []
 
     @classmethod
     def from_settings(
@@ -303,13 +364,20 @@ class MT5Broker(Broker):
     def config(self) -> MT5Config:
         return self._config
 
+    @property
+    def journal(self) -> OrderJournal:
+        return self._journal
+
     # --- session -------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Initialize the terminal and log in, retrying with backoff; then learn our past ids.
+        """Initialize the terminal and log in, retrying with backoff; read the configured
+        symbols' specs; then learn our past orders from the journal and the venue.
 
         Raises LiveTradingNotEnabledError unless constructed with live_enabled=True, and
         TerminalUnavailableError when the terminal cannot be reached or refuses the login.
+        Journal entries whose fate was unknown (a worker killed around `order_send`) are looked
+        for at the venue and settled (see `resolve_unknown`).
         """
         if not self._live_enabled:
             msg = (
@@ -319,9 +387,22 @@ class MT5Broker(Broker):
             )
             raise LiveTradingNotEnabledError(msg)
         self._open_session()
-        if self._fills_watermark is None:
-            self._fills_watermark = self._clock()
+        for symbol in self._config.symbols:
+            self._spec(symbol)
+        book = self._config.magic
+        for entry in self._journal.entries(book):
+            self._client_ids_by_magic[entry.magic] = entry.client_id
+            if entry.state in (JournalState.SENT, JournalState.REJECTED):
+                self._accepted.add(entry.client_id)
+        self._our_positions |= self._journal.positions(book)
+        self._our_positions |= {
+            p.ticket for p in parse_positions(self._query("positions_get"), book=book)
+        }
+        if self._watermark is None:
+            self._watermark = self._journal.watermark(book) or Watermark(self._clock(), frozenset())
+            self._booked = dict.fromkeys(self._watermark.tickets, self._watermark.ts)
         self._accepted |= {r.client_id for r in self._our_venue_records()}
+        self.resolve_unknown()
 
     def close(self) -> None:
         if self._connected:
@@ -425,10 +506,51 @@ class MT5Broker(Broker):
         msg = f"MT5 {function} failed; the account state is unknown, not empty"
         raise TerminalUnavailableError(msg, failure.code, failure.comment)
 
+    # --- instruments ------------------------------------------------------------------------
+
+    def _spec(self, symbol: str) -> SymbolSpec:
+        """The symbol's spec from symbol_info, read once per session (contract size, volumes)."""
+        spec = self._specs.get(symbol)
+        if spec is None:
+            self._require_connected()
+            self._call("symbol_select", symbol, True)
+            spec = parse_symbol_info(self._call("symbol_info", symbol))
+            self._specs[symbol] = spec
+        return spec
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec:
+        """Contract size, volume min/step/max and price precision of `symbol` at this venue."""
+        try:
+            return self._spec(symbol)
+        except _CallFailed as exc:
+            msg = f"MT5 symbol_info({symbol}) failed"
+            raise TerminalUnavailableError(msg, exc.code, exc.comment) from None
+
+    def _order_spec(self, order: Order) -> SymbolSpec:
+        try:
+            return self._spec(order.symbol)
+        except _CallFailed as exc:
+            if exc.code in IPC_ERROR_CODES:
+                self._connected = False
+                msg = f"order {order.client_id}: MT5 {exc.function} failed"
+                raise TerminalUnavailableError(msg, exc.code, exc.comment) from None
+            raise OrderRejectedError(
+                order.client_id,
+                exc.code,
+                f"{exc.function}({order.symbol}) failed: {exc.comment}",
+            ) from None
+
     # --- orders ---------------------------------------------------------------------------------
 
     def submit(self, order: Order) -> OrderAck:
-        """Send a market order; see the module docstring for the idempotency guarantees."""
+        """Send a market order of `order.quantity` units; see the module docstring.
+
+        Raises DuplicateOrderError (already sent: by us, by an earlier process, found at the
+        venue), OrderRejectedError (the venue or the volume limits refused it; nothing
+        executed), RetriesExhaustedError (transient failures outlasted the retries or the
+        deadline; nothing executed) or TerminalUnavailableError (the outcome is unknown: the
+        journal marks it, and reconciliation settles it).
+        """
         self._require_connected()
         if order.order_type is not OrderType.MARKET:
             msg = (
@@ -436,32 +558,105 @@ class MT5Broker(Broker):
                 f"{order.order_type} order (TRADE_ACTION_PENDING is not implemented)"
             )
             raise NotImplementedError(msg)
-        comment = comment_for(order.client_id, self._config.comment_tag)
-        if order.client_id in self._accepted:
-            raise DuplicateOrderError(order.client_id)
-        found = self._our_venue_records(order.client_id)
+        cfg = self._config
+        cid = order.client_id
+        comment = comment_for(cid, cfg.comment_tag)
+        magic = order_magic(cfg.magic, cid)
+        if cid in self._accepted:
+            raise DuplicateOrderError(cid)
+        entry = self._journal.get(cid)
+        if entry is not None and not (entry.state.unresolved or entry.state in _RESENDABLE):
+            self._accepted.add(cid)
+            logger.warning(
+                "order %s is in the journal as %s; not sending it again", cid, entry.state
+            )
+            raise DuplicateOrderError(cid)
+        self._client_ids_by_magic[magic] = cid
+        found = self._our_venue_records(cid)
         if found:
-            self._remember(order.client_id, found[0].order_ticket)
+            self._remember(cid, found[0].order_ticket)
+            if entry is not None:
+                self._journal.mark(cid, JournalState.SENT, detail="found at the venue")
             logger.warning(
                 "order %s is already on the venue (ticket %d); not sending it again",
-                order.client_id,
+                cid,
                 found[0].order_ticket,
             )
-            raise DuplicateOrderError(order.client_id)
-        spec = self._symbol_spec(order)
-        volume = _shape_volume(order, spec)
+            raise DuplicateOrderError(cid)
+        spec = self._order_spec(order)
+        try:
+            volume = lots_for(order.quantity, spec)
+        except VolumeRefusedError as exc:
+            raise OrderRejectedError(
+                cid, c.TRADE_RETCODE_INVALID_VOLUME, f"{exc}; nothing was sent"
+            ) from None
         filling = choose_filling(spec.filling_mode)
-        return self._send_with_retries(order, comment, spec, volume, filling)
+        if entry is None:
+            entry = self._journal.begin(
+                JournalEntry(
+                    client_id=cid,
+                    book=cfg.magic,
+                    instance=cfg.instance,
+                    symbol=order.symbol,
+                    side=str(order.side),
+                    quantity=float(order.quantity),
+                    magic=magic,
+                    state=JournalState.INTENT,
+                    updated=self._clock(),
+                )
+            )
+            if entry.instance != cfg.instance or entry.state is not JournalState.INTENT:
+                # Another worker journaled this id first (the same order, or an id collision).
+                raise DuplicateOrderError(cid)
+        else:
+            self._journal.restart(cid)
+        try:
+            ack, outcome = self._send_with_retries(order, comment, magic, spec, volume, filling)
+        except OrderRejectedError as exc:
+            self._journal.mark(cid, JournalState.REJECTED, detail=f"{exc.code} {exc.comment}")
+            self._accepted.add(cid)
+            raise
+        except RetriesExhaustedError as exc:
+            self._journal.mark(cid, JournalState.FAILED, detail=str(exc))
+            raise
+        except BrokerUnavailableError as exc:
+            self._journal.mark(cid, JournalState.UNKNOWN, detail=str(exc))
+            raise
+        self._journal.mark(cid, JournalState.SENT, venue_order_id=ack.venue_order_id or "")
+        if outcome is not None and outcome.volume + 1e-12 < volume:
+            unfilled = units_for(volume - outcome.volume, spec)
+            if filling != c.ORDER_FILLING_RETURN:  # IOC/FOK: the server dropped the rest
+                self._outcomes.append(
+                    VenueOutcome(
+                        "cancelled",
+                        cid,
+                        order.symbol,
+                        self._clock(),
+                        unfilled=unfilled,
+                        venue_order_id=ack.venue_order_id or "",
+                        reason=f"{retcode_name(outcome.retcode)}: {outcome.comment}",
+                    )
+                )
+        return ack
 
     def _send_with_retries(
-        self, order: Order, comment: str, spec: SymbolSpec, volume: float, filling: int
-    ) -> OrderAck:
+        self,
+        order: Order,
+        comment: str,
+        magic: int,
+        spec: SymbolSpec,
+        volume: float,
+        filling: int,
+    ) -> tuple[OrderAck, SendOutcome | None]:
+        """The one retry layer: fresh price after a requote, backoff while busy, look before any
+        resend when the outcome is unknown; all within `order_deadline_s`."""
         cfg = self._config
+        deadline = self._clock() + timedelta(seconds=cfg.order_deadline_s)
         retries = 0
 
-        def may_retry(reason: str, code: int, comment_text: str) -> bool:
+        def may_retry(reason: str, code: int, comment_text: str, wait: float = 0.0) -> bool:
             nonlocal retries
-            if retries >= cfg.max_retries:
+            if retries >= cfg.max_retries or self._clock() + timedelta(seconds=wait) > deadline:
                 return False
             retries += 1
             logger.warning(
@@ -474,6 +669,8 @@ class MT5Broker(Broker):
                 retries,
                 cfg.max_retries,
             )
+            if wait:
+                self._sleep(wait)
             return True
 
         while True:
@@ -489,15 +686,16 @@ class MT5Broker(Broker):
                     sl=sl,
                     tp=tp,
                     deviation=cfg.deviation_points,
-                    magic=cfg.magic,
+                    magic=magic,
                     comment=comment,
                     filling=filling,
                 )
                 check = parse_check_result(self._call("order_check", request))
             except _CallFailed as exc:
                 # Nothing was sent: safe to reconnect and start over.
-                if exc.code in IPC_ERROR_CODES and may_retry("terminal", exc.code, exc.comment):
-                    self._sleep(self._backoff(retries))
+                if exc.code in IPC_ERROR_CODES and may_retry(
+                    "terminal", exc.code, exc.comment, self._backoff(retries + 1)
+                ):
                     self._reconnect()
                     continue
                 raise error_for_result(
@@ -505,11 +703,14 @@ class MT5Broker(Broker):
                 ) from None
             check_class = classify_retcode(check.retcode)
             if check_class is not RetcodeClass.SUCCESS:
+                wait = (
+                    0.0
+                    if check_class is RetcodeClass.RETRY_FRESH_PRICE
+                    else self._backoff(retries + 1)
+                )
                 if check_class is not RetcodeClass.NEVER_RETRY and may_retry(
-                    "order_check", check.retcode, check.comment
+                    "order_check", check.retcode, check.comment, wait
                 ):
-                    if check_class is not RetcodeClass.RETRY_FRESH_PRICE:
-                        self._sleep(self._backoff(retries))
                     continue
                 raise error_for_result(
                     order.client_id, check.retcode, check.comment, what="order_check"
@@ -521,30 +722,35 @@ class MT5Broker(Broker):
                 # The request may have reached the server before the link failed.
                 ack = self._verify_sent(order, code, text)
                 if ack is not None:
-                    return ack
+                    return ack, None
                 if may_retry("order_send returned nothing:", code, text):
                     if code in IPC_ERROR_CODES:
                         self._reconnect()
                     continue
-                raise error_for_result(order.client_id, code, text)
+                raise _unknown(order.client_id, code, text)
 
             outcome = parse_send_result(raw)
             kind = classify_retcode(outcome.retcode)
             if kind is RetcodeClass.SUCCESS:
-                return self._accept(order, outcome)
+                return self._accept(order, outcome, spec), outcome
             if kind is RetcodeClass.RETRY_FRESH_PRICE:
                 if may_retry("fresh price after", outcome.retcode, outcome.comment):
                     continue  # the loop re-reads the tick
             elif kind is RetcodeClass.RETRY_BACKOFF:
-                if may_retry("backing off after", outcome.retcode, outcome.comment):
-                    self._sleep(self._backoff(retries))
+                if may_retry(
+                    "backing off after",
+                    outcome.retcode,
+                    outcome.comment,
+                    self._backoff(retries + 1),
+                ):
                     continue
             elif kind is RetcodeClass.VERIFY_BEFORE_RESEND:
                 ack = self._verify_sent(order, outcome.retcode, outcome.comment)
                 if ack is not None:
-                    return ack
+                    return ack, None
                 if may_retry("not on the venue after", outcome.retcode, outcome.comment):
                     continue
+                raise _unknown(order.client_id, outcome.retcode, outcome.comment)
             raise error_for_result(order.client_id, outcome.retcode, outcome.comment)
 
     def _verify_sent(self, order: Order, code: int, text: str) -> OrderAck | None:
@@ -584,17 +790,18 @@ class MT5Broker(Broker):
             message=f"found on the venue after {retcode_name(code)}: {text}",
         )
 
-    def _accept(self, order: Order, outcome: SendOutcome) -> OrderAck:
+    def _accept(self, order: Order, outcome: SendOutcome, spec: SymbolSpec) -> OrderAck:
         self._remember(order.client_id, outcome.order_ticket)
         status = {
             c.TRADE_RETCODE_DONE: OrderStatus.FILLED,
             c.TRADE_RETCODE_DONE_PARTIAL: OrderStatus.PARTIALLY_FILLED,
         }.get(outcome.retcode, OrderStatus.ACCEPTED)
         logger.info(
-            "order %s accepted by MT5: %s %s lots %s at %s (order %d, deal %d)",
+            "order %s accepted by MT5: %s %s lots (%s units) %s at %s (order %d, deal %d)",
             order.client_id,
             order.side,
             outcome.volume,
+            units_for(outcome.volume, spec),
             order.symbol,
             outcome.price,
             outcome.order_ticket,
@@ -617,23 +824,74 @@ class MT5Broker(Broker):
         self._mt5.shutdown()
         self._open_session()
 
-    def _symbol_spec(self, order: Order) -> SymbolSpec:
-        try:
-            self._call("symbol_select", order.symbol, True)
-            return parse_symbol_info(self._call("symbol_info", order.symbol))
-        except _CallFailed as exc:
-            if exc.code in IPC_ERROR_CODES:
-                self._connected = False
-                msg = f"order {order.client_id}: MT5 {exc.function} failed"
-                raise TerminalUnavailableError(msg, exc.code, exc.comment) from None
-            raise OrderRejectedError(
-                order.client_id,
-                exc.code,
-                f"{exc.function}({order.symbol}) failed: {exc.comment}",
-            ) from None
-
     def _quote(self, symbol: str) -> Quote:
         return parse_tick(self._call("symbol_info_tick", symbol), self._config.server_utc_offset)
+
+    def cancel(self, client_id: str) -> bool:
+        """Remove our working order `client_id` (TRADE_ACTION_REMOVE); False when none works.
+
+        What was cancelled comes back from `poll_outcomes` as "cancelled" with its unfilled
+        units.
+        """
+        for rec in self._query("orders_get"):
+            if book_of(int(rec.magic)) != self._config.magic:
+                continue
+            if self._client_id_of_order(rec) != client_id:
+                continue
+            spec = self.symbol_spec(str(rec.symbol))
+            request = {"action": c.TRADE_ACTION_REMOVE, "order": int(rec.ticket)}
+            raw = self._mt5.order_send(request)
+            if raw is None:
+                code, text = self._last_error()
+                raise _unknown(client_id, code, text)
+            outcome = parse_send_result(raw)
+            if classify_retcode(outcome.retcode) is not RetcodeClass.SUCCESS:
+                raise error_for_result(client_id, outcome.retcode, outcome.comment, what="cancel")
+            self._outcomes.append(
+                VenueOutcome(
+                    "cancelled",
+                    client_id,
+                    str(rec.symbol),
+                    self._clock(),
+                    unfilled=units_for(float(rec.volume_current), spec),
+                    venue_order_id=str(int(rec.ticket)),
+                    reason="cancel requested",
+                )
+            )
+            return True
+        return False
+
+    def modify_stops(self, symbol: str, stop_loss: float | None, take_profit: float | None) -> int:
+        """Move the stop loss / take profit of our open positions in `symbol` at the venue
+        (TRADE_ACTION_SLTP), so the server closes them there even while this worker is down.
+
+        None removes a level. Returns how many positions changed; raises OrderRejectedError
+        with MT5's code when the server refuses (e.g. INVALID_STOPS inside trade_stops_level).
+        """
+        spec = self.symbol_spec(symbol)
+        sl = round(stop_loss, spec.digits) if stop_loss is not None else None
+        tp = round(take_profit, spec.digits) if take_profit is not None else None
+        changed = 0
+        for pos in parse_positions(self._query("positions_get"), book=self._config.magic):
+            if pos.symbol != symbol or (pos.sl, pos.tp) == (sl, tp):
+                continue
+            request = build_sltp_request(
+                symbol=symbol, position=pos.ticket, sl=sl, tp=tp, magic=pos.magic
+            )
+            what = f"sltp-{pos.ticket}"
+            raw = self._mt5.order_send(request)
+            if raw is None:
+                code, text = self._last_error()
+                msg = f"{what}: order_send failed"
+                raise TerminalUnavailableError(msg, code, text)
+            outcome = parse_send_result(raw)
+            if outcome.retcode == c.TRADE_RETCODE_NO_CHANGES:
+                continue
+            if classify_retcode(outcome.retcode) is not RetcodeClass.SUCCESS:
+                raise error_for_result(what, outcome.retcode, outcome.comment, what="SLTP")
+            changed += 1
+            logger.info("position %d %s: stops moved to sl=%s tp=%s", pos.ticket, symbol, sl, tp)
+        return changed
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -652,58 +910,192 @@ class MT5Broker(Broker):
         records = [
             record
             for kind, rows in sources
-            for record in venue_records(rows, kind=kind, tag=cfg.comment_tag, magic=cfg.magic)
+            for record in venue_records(
+                rows,
+                kind=kind,
+                tag=cfg.comment_tag,
+                book=cfg.magic,
+                client_ids_by_magic=self._client_ids_by_magic,
+            )
         ]
         if client_id is None:
             return records
         return [r for r in records if r.client_id == client_id]
 
+    def _client_id_of_order(self, rec: Any) -> str | None:
+        return self._client_ids_by_magic.get(int(rec.magic)) or client_id_from_comment(
+            str(rec.comment), self._config.comment_tag
+        )
+
+    def _client_id_of_deal(self, deal: VenueDeal) -> str | None:
+        """The client id of the order a deal executed; None for the venue's own deals."""
+        if deal.reason != c.DEAL_REASON_EXPERT:
+            # The server's stop loss / take profit / stop out or a manual close: the deal may
+            # carry the position's magic, but no order of ours asked for it.
+            return None
+        return (
+            self._client_ids_by_magic.get(deal.magic)
+            or client_id_from_comment(deal.comment, self._config.comment_tag)
+            or self._client_ids_by_order.get(deal.order_ticket)
+        )
+
     def poll_fills(self) -> Sequence[Fill]:
-        """Our deals since the previous call (first call: since connect()), oldest first."""
+        """Our deals not booked yet, in units, oldest first.
+
+        Ours: made by an order of this book (magic), or touching a position one of our orders
+        opened (the server's SL/TP/stop-out closes and manual closes carry no comment or magic
+        of ours). The watermark is persisted in the journal: after a restart, deals made while
+        the worker was down are reported too. Deals the history shows late are re-read within
+        `fill_lookback`.
+        """
         self._require_connected()
-        assert self._fills_watermark is not None
-        lo, hi = self._history_bounds(self._fills_watermark - _FILL_OVERLAP)
-        deals = self._query("history_deals_get", lo, hi)
-        offset = self._config.server_utc_offset
+        assert self._watermark is not None
+        cfg = self._config
+        lo, hi = self._history_bounds(self._watermark.ts - cfg.fill_lookback - _FILL_OVERLAP)
+        offset = cfg.server_utc_offset
+        raw_deals = self._query("history_deals_get", lo, hi)
+        deals = [d for d in (parse_deal(r, offset) for r in raw_deals) if d is not None]
         fills: list[Fill] = []
-        for deal in sorted(deals, key=lambda d: (deal_time_utc(d, offset), deal_ticket(d))):
-            ticket = deal_ticket(deal)
-            if ticket in self._seen_deals:
+        opened: set[int] = set()
+        newest = self._watermark.ts
+        for deal in sorted(deals, key=lambda d: (d.ts, d.ticket)):
+            if deal.ticket in self._booked:
                 continue
-            when = deal_time_utc(deal, offset)
-            self._seen_deals[ticket] = when
-            self._fills_watermark = max(self._fills_watermark, when)
+            ours_by_magic = book_of(deal.magic) == cfg.magic
+            if not ours_by_magic and deal.position_id not in self._our_positions:
+                continue
+            if ours_by_magic and deal.position_id not in self._our_positions:
+                opened.add(deal.position_id)
+                self._our_positions.add(deal.position_id)
+            self._booked[deal.ticket] = deal.ts
+            newest = max(newest, deal.ts)
             fill = deal_to_fill(
-                deal,
-                tag=self._config.comment_tag,
-                magic=self._config.magic,
-                server_utc_offset=offset,
-                client_ids_by_order=self._client_ids_by_order,
+                deal, client_id=self._client_id_of_deal(deal), spec=self.symbol_spec(deal.symbol)
             )
-            if fill is not None:
-                fills.append(fill)
-        horizon = self._fills_watermark - 2 * _FILL_OVERLAP
-        self._seen_deals = {t: ts for t, ts in self._seen_deals.items() if ts >= horizon}
+            if deal.reason != c.DEAL_REASON_EXPERT:
+                logger.warning(
+                    "event=venue_close client_id=%s symbol=%s side=%s units=%s price=%s "
+                    "position=%d reason=%s comment=%r",
+                    fill.client_id,
+                    fill.symbol,
+                    fill.side,
+                    fill.quantity,
+                    fill.price,
+                    deal.position_id,
+                    deal.reason,
+                    deal.comment,
+                )
+            fills.append(fill)
+        horizon = newest - cfg.fill_lookback - 2 * _FILL_OVERLAP
+        self._booked = {t: ts for t, ts in self._booked.items() if ts >= horizon}
+        if opened:
+            self._journal.add_positions(cfg.magic, opened)
+        if fills or newest != self._watermark.ts:
+            self._watermark = Watermark(newest, frozenset(self._booked))
+            self._journal.save_watermark(cfg.magic, self._watermark)
         return fills
 
+    def poll_outcomes(self) -> list[VenueOutcome]:
+        """Order outcomes learned outside submit's answer since the previous call (IOC
+        remainders dropped, cancels, orders of unknown fate settled), oldest first."""
+        out, self._outcomes = self._outcomes, []
+        return out
+
+    def resolve_unknown(self) -> list[VenueOutcome]:
+        """Settle journal entries whose fate is unknown by looking for them at the venue.
+
+        Found: the order is ours and sent (its deals come through poll_fills). Not found: it
+        never reached the venue, so nothing of it will fill; the journal marks it absent, and a
+        replay may send it (once). Each settled entry also goes to `poll_outcomes`.
+        """
+        book = self._config.magic
+        pending = self._journal.unresolved(book)
+        if not pending:
+            return []
+        records = self._our_venue_records()
+        by_cid: dict[str, VenueRecord] = {}
+        for rec in records:
+            by_cid.setdefault(rec.client_id, rec)
+        settled: list[VenueOutcome] = []
+        for entry in pending:
+            rec = by_cid.get(entry.client_id)
+            if rec is not None:
+                self._remember(entry.client_id, rec.order_ticket)
+                self._journal.mark(
+                    entry.client_id,
+                    JournalState.SENT,
+                    venue_order_id=str(rec.order_ticket),
+                    detail="found at the venue",
+                )
+                outcome = VenueOutcome(
+                    "accepted",
+                    entry.client_id,
+                    entry.symbol,
+                    self._clock(),
+                    venue_order_id=str(rec.order_ticket),
+                    reason=f"found at the venue after {entry.state}",
+                )
+            else:
+                self._journal.mark(entry.client_id, JournalState.ABSENT, detail="not at the venue")
+                outcome = VenueOutcome(
+                    "absent",
+                    entry.client_id,
+                    entry.symbol,
+                    self._clock(),
+                    unfilled=entry.quantity,
+                    reason=f"not at the venue after {entry.state}",
+                )
+            logger.warning(
+                "event=order_settled client_id=%s outcome=%s reason=%s",
+                entry.client_id,
+                outcome.kind,
+                outcome.reason,
+            )
+            settled.append(outcome)
+        self._outcomes.extend(settled)
+        return settled
+
     def positions(self) -> Mapping[str, Position]:
-        """Our open positions (by magic), netted per symbol; raises rather than guess flat."""
-        return positions_to_domain(self._query("positions_get"), magic=self._config.magic)
+        """Our open positions (by book), netted per symbol, in units; raises rather than guess
+        flat."""
+        mine = parse_positions(self._query("positions_get"), book=self._config.magic)
+        self._our_positions |= {p.ticket for p in mine}
+        specs = {p.symbol: self.symbol_spec(p.symbol) for p in mine}
+        return positions_to_domain(mine, specs)
 
     def open_orders(self) -> Sequence[Order]:
+        """Our working orders (a RETURN remainder), remaining quantity in units."""
         cfg = self._config
         out = []
         for rec in self._query("orders_get"):
-            order = order_record_to_order(
-                rec, tag=cfg.comment_tag, magic=cfg.magic, server_utc_offset=cfg.server_utc_offset
+            if book_of(int(rec.magic)) != cfg.magic:
+                continue
+            out.append(
+                order_record_to_order(
+                    rec,
+                    client_id=self._client_id_of_order(rec),
+                    spec=self.symbol_spec(str(rec.symbol)),
+                    server_utc_offset=cfg.server_utc_offset,
+                )
             )
-            if order is not None:
-                out.append(order)
         return out
 
     def submitted_client_ids(self) -> frozenset[str]:
         """Ids accepted by this instance plus those found on the venue within history_lookback."""
         return frozenset(self._accepted | {r.client_id for r in self._our_venue_records()})
+
+
+# States a client id may be sent again from: it is known not to be at the venue.
+_RESENDABLE: Final = frozenset({JournalState.FAILED, JournalState.ABSENT})
+
+
+def _unknown(client_id: str, code: int, text: str) -> TerminalUnavailableError:
+    return TerminalUnavailableError(
+        f"order {client_id}: outcome unknown after retries and not found on the venue; "
+        "reconcile before resubmitting",
+        code,
+        text,
+    )
 
 
 # --- order shaping (pure) ---------------------------------------------------------------
@@ -716,29 +1108,6 @@ def choose_filling(filling_mode: int) -> int:
     if filling_mode & c.SYMBOL_FILLING_IOC:
         return c.ORDER_FILLING_IOC
     return c.ORDER_FILLING_RETURN
-
-
-def _shape_volume(order: Order, spec: SymbolSpec) -> float:
-    """Round down to volume_step, refuse below volume_min, cap at volume_max."""
-    steps = math.floor(order.quantity / spec.volume_step + 1e-9)
-    volume = round(steps * spec.volume_step, 10)  # drop float noise such as 0.30000000000000004
-    if volume < spec.volume_min - 1e-12:
-        raise OrderRejectedError(
-            order.client_id,
-            c.TRADE_RETCODE_INVALID_VOLUME,
-            f"quantity {order.quantity} rounds down to {volume} lots, below {spec.symbol} "
-            f"volume_min {spec.volume_min} (step {spec.volume_step}); nothing was sent",
-        )
-    if volume > spec.volume_max:
-        logger.warning(
-            "order %s: %s lots capped at %s volume_max %s",
-            order.client_id,
-            volume,
-            spec.symbol,
-            spec.volume_max,
-        )
-        volume = spec.volume_max
-    return volume
 
 
 def _shape_stops(order: Order, quote: Quote, spec: SymbolSpec) -> tuple[float | None, float | None]:

@@ -5,9 +5,13 @@ It follows the documented Python API (function names and signatures, namedtuple 
 bridge runs unchanged against it, and it lets a test inject the failures a real terminal
 produces: requotes, rate limits, timeouts after execution, lost IPC, closed markets.
 
+It is also a sandbox: `SimulatedTerminal()` plus `add_symbol(...)` gives a terminal that
+`MT5Broker` can trade against with no broker account (see mt5_bridge/README.md).
+
 What it simulates, and what it does not:
-- Immediate (TRADE_ACTION_DEAL) orders only; pending orders are refused with
-  TRADE_RETCODE_INVALID, and `orders_get` therefore lists nothing unless a test adds orders.
+- Market (TRADE_ACTION_DEAL) orders, stop changes of an open position (TRADE_ACTION_SLTP) and
+  removal of a working order (TRADE_ACTION_REMOVE). Pending orders (TRADE_ACTION_PENDING) are
+  refused with TRADE_RETCODE_INVALID.
 - Netting accounts (one position per symbol, reversal in one deal) and hedging accounts (a new
   position per deal unless the request names `position` to close).
 - Fills at ask (buy) / bid (sell); volume min/step/max; filling mode against the symbol's
@@ -15,6 +19,19 @@ What it simulates, and what it does not:
   sell stops against the ask); a requote when the request price is more than `deviation`
   points from the market; margin = volume * contract size * price / leverage, with no currency
   conversion; NO_MONEY when the margin of the resulting positions exceeds equity.
+- Liquidity (`SymbolConfig.liquidity`, lots one request can take): FOK beyond it is rejected
+  whole (TRADE_RETCODE_REJECT); IOC fills what is there and cancels the rest
+  (TRADE_RETCODE_DONE_PARTIAL); RETURN fills what is there and leaves the rest working in
+  `orders_get` (ORDER_STATE_PARTIAL), filled as liquidity comes back on later quotes.
+- Server-side execution on every quote change: a position's stop loss or take profit closes it
+  at the market price (a gap fills at the gapped price) with DEAL_REASON_SL / DEAL_REASON_TP and
+  the server's comment ("[sl 1.09900]"); when the margin level falls to the account's stop-out
+  level (`margin_so_so`, percent) the losing position is closed with DEAL_REASON_SO ("[so
+  29.87%]"). `close_manually` is a trader closing by hand (DEAL_REASON_CLIENT, magic 0).
+- Brokers' habits: `rewrite_comments` (the server replaces order/deal comments), `deal_delay_s`
+  (a deal shows in `history_deals_get` only that long after it happened), a disconnect in the
+  middle of a send (`SendFault(execute=True, error=...)`) and a process killed around a send
+  (`SendFault(kill=True)`, raising `ProcessKilled`).
 - Structures carry the documented field names; SymbolInfo, AccountInfo and TerminalInfo carry a
   subset of the real fields (those listed in the namedtuples below).
 - Times are stamped in server time: the injected UTC clock plus `server_utc_offset`.
@@ -38,6 +55,7 @@ from mt5_bridge import _codes as c
 __all__ = [
     "RATES_DTYPE",
     "TICKS_DTYPE",
+    "ProcessKilled",
     "SendFault",
     "SimulatedTerminal",
     "SymbolConfig",
@@ -323,6 +341,7 @@ class SymbolConfig:
     trade_mode: int = c.SYMBOL_TRADE_MODE_FULL
     market_open: bool = True
     commission_per_lot: float = 0.0  # account currency per lot, charged on every deal
+    liquidity: float | None = None  # lots one request can take now; None: unlimited
 
 
 @dataclass(frozen=True)
@@ -332,6 +351,8 @@ class SendFault:
     retcode: the answer. execute: also execute the order first (a TIMEOUT whose order did go
     through). new_quote: (bid, ask) the market moves to when the fault fires (a requote's new
     price). error: make order_send return None with this last_error instead (retcode ignored).
+    kill: the calling process dies inside order_send (raises ProcessKilled): before the request
+    reaches the server, or after it executed when `execute` is set.
     """
 
     retcode: int = c.TRADE_RETCODE_DONE
@@ -339,6 +360,15 @@ class SendFault:
     new_quote: tuple[float, float] | None = None
     error: tuple[int, str] | None = None
     comment: str | None = None
+    kill: bool = False
+
+
+class ProcessKilled(BaseException):
+    """The process calling the terminal was killed (SIGKILL) in the middle of a call.
+
+    A BaseException, so that no `except Exception` in the code under test can swallow it: a
+    test catches it where the process would have died, then starts a fresh one.
+    """
 
 
 @dataclass
@@ -352,6 +382,8 @@ class _Position:
     comment: str
     time: int
     time_msc: int
+    sl: float = 0.0
+    tp: float = 0.0
 
 
 @dataclass
@@ -364,6 +396,7 @@ class _Account:
     margin_mode: int
     currency: str
     trade_mode: int
+    stop_out_level: float = 30.0  # margin level (percent) at which the server closes positions
 
 
 def _to_server_seconds(value: Any) -> int:
@@ -408,10 +441,12 @@ class SimulatedTerminal:
         server_utc_offset: timedelta = timedelta(0),
         clock: Callable[[], datetime] | None = None,
         algo_trading_allowed: bool = True,
+        stop_out_level: float = 30.0,
     ) -> None:
         self._account = _Account(
-            login, password, server, balance, leverage, margin_mode, currency, trade_mode
-        )
+            login, password, server, balance, leverage, margin_mode, currency, trade_mode,
+            stop_out_level,
+        )  # fmt: skip
         self._offset = server_utc_offset
         self._clock = clock or (lambda: datetime.now(UTC))
         self._algo_trading_allowed = algo_trading_allowed
@@ -432,6 +467,10 @@ class SimulatedTerminal:
         self._call_faults: dict[str, deque[tuple[int, str]]] = {}
         self._initialize_faults: deque[tuple[int, str]] = deque()
         self._ipc_down: tuple[int, str] | None = None
+        self._comment_rewriter: Callable[[str], str] | None = None
+        self._deal_delay = timedelta(0)
+        self._deal_visible_at: dict[int, datetime] = {}
+        self._position_of_order: dict[int, int] = {}
         # What the bridge did, for assertions.
         self.calls: Counter[str] = Counter()
         self.sent_requests: list[dict[str, Any]] = []
@@ -446,9 +485,47 @@ class SimulatedTerminal:
         return symbol
 
     def set_quote(self, name: str, bid: float, ask: float) -> None:
+        """Move the market; the server then runs what a new tick triggers (stops, stop out,
+        working RETURN orders)."""
         symbol = self._symbols[name]
         symbol.bid, symbol.ask = bid, ask
         self._record_tick(symbol)
+        self._on_tick(symbol)
+
+    def set_liquidity(self, name: str, lots: float | None) -> None:
+        """Lots one request can take from now on (None: unlimited); working orders may fill."""
+        symbol = self._symbols[name]
+        symbol.liquidity = lots
+        self._on_tick(symbol)
+
+    def rewrite_comments(self, rewrite: Callable[[str], str] | None) -> None:
+        """The server replaces the comment of every order, deal and position it creates from now
+        on (some brokers cut it, some write their own); None keeps comments."""
+        self._comment_rewriter = rewrite
+
+    def set_deal_delay(self, seconds: float) -> None:
+        """Deals show in history_deals_get only `seconds` after they happened (positions update
+        at once), as when the terminal's history synchronises late."""
+        self._deal_delay = timedelta(seconds=seconds)
+
+    def close_manually(self, position_ticket: int, volume: float | None = None) -> int:
+        """A trader closes (part of) a position by hand in the terminal; returns the deal ticket."""
+        p = self._positions[position_ticket]
+        s = self._symbols[p.symbol]
+        buy = p.type == c.POSITION_TYPE_SELL
+        return self._book(
+            symbol=p.symbol, buy=buy, volume=p.volume if volume is None else volume,
+            price=s.ask if buy else s.bid, magic=0, comment="", reason=c.DEAL_REASON_CLIENT,
+            position=p.ticket,
+        )[0]  # fmt: skip
+
+    def active_orders(self) -> tuple[TradeOrder, ...]:
+        """Working orders, as orders_get would list them."""
+        return tuple(self._active_orders)
+
+    def history_orders(self) -> tuple[TradeOrder, ...]:
+        """Every finished order (filled, cancelled, rejected by liquidity), oldest first."""
+        return tuple(self._history_orders)
 
     def symbol_config(self, name: str) -> SymbolConfig:
         return self._symbols[name]
@@ -541,7 +618,8 @@ class SimulatedTerminal:
         return AccountInfo(
             a.login, a.trade_mode, a.leverage, 0, 0, True, True, a.margin_mode, 2, False,
             a.balance, 0.0, equity - a.balance, equity, margin, equity - margin,
-            (equity / margin * 100.0) if margin else 0.0, 50.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            (equity / margin * 100.0) if margin else 0.0, 50.0, a.stop_out_level, 0.0, 0.0, 0.0,
+            0.0, 0.0,
             "Sim Trader", a.server, a.currency, "Simulated Broker",
         )  # fmt: skip
 
@@ -604,10 +682,13 @@ class SimulatedTerminal:
     def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
         if not self._alive("order_send"):
             return None
+        fault = self._send_faults.popleft() if self._send_faults else None
+        if fault is not None and fault.kill and not fault.execute:
+            msg = "killed before order_send reached the terminal"
+            raise ProcessKilled(msg)
         self.sent_requests.append(dict(request))
         req = self._request_tuple(request)
         request_id = next(self._request_ids)
-        fault = self._send_faults.popleft() if self._send_faults else None
         if fault is not None and fault.new_quote is not None:
             self.set_quote(req.symbol, *fault.new_quote)
         if fault is not None and not fault.execute:
@@ -615,18 +696,93 @@ class SimulatedTerminal:
                 self._last_error = fault.error
                 return None
             return self._result(req, request_id, fault.retcode, fault.comment)
-        problem = self._validate(req, check_price=True)
-        if problem is not None:
-            return self._result(req, request_id, problem[0], problem[1])
-        deal_ticket, order_ticket, price = self._execute(req)
-        if fault is not None:  # executed, yet the answer is lost or misleading
+        if req.action == c.TRADE_ACTION_SLTP:
+            result = self._modify_stops(req, request_id)
+        elif req.action == c.TRADE_ACTION_REMOVE:
+            result = self._remove_order(req, request_id)
+        else:
+            result = self._market_deal(req, request_id)
+        if fault is not None:  # executed, yet the answer is lost, misleading, or never read
+            if fault.kill:
+                msg = "killed after the order executed, before the answer"
+                raise ProcessKilled(msg)
             if fault.error is not None:
                 self._last_error = fault.error
                 return None
             return self._result(req, request_id, fault.retcode, fault.comment)
+        return result
+
+    def _market_deal(self, req: TradeRequest, request_id: int) -> OrderSendResult:
+        problem = self._validate(req, check_price=True)
+        if problem is not None:
+            return self._result(req, request_id, problem[0], problem[1])
+        s = self._symbols[req.symbol]
+        available = req.volume if s.liquidity is None else min(req.volume, s.liquidity)
+        available = math.floor(available / s.volume_step + 1e-9) * s.volume_step
+        if req.type_filling == c.ORDER_FILLING_FOK and available < req.volume - 1e-9:
+            return self._result(req, request_id, c.TRADE_RETCODE_REJECT, None)
+        if available <= 0.0:
+            if req.type_filling == c.ORDER_FILLING_IOC:
+                return self._result(req, request_id, c.TRADE_RETCODE_REJECT, None)
+        filled = round(available, 8)
+        rest = round(req.volume - filled, 8)
+        buy = req.type == c.ORDER_TYPE_BUY
+        order_ticket = next(self._tickets)
+        deal_ticket, price = 0, 0.0
+        if filled > 0:
+            deal_ticket, price = self._book(
+                symbol=req.symbol, buy=buy, volume=filled, price=s.ask if buy else s.bid,
+                magic=req.magic, comment=req.comment, reason=c.DEAL_REASON_EXPERT,
+                position=req.position if self._hedging else 0, order_ticket=order_ticket,
+                sl=req.sl, tp=req.tp,
+            )  # fmt: skip
+        secs, msc = self._server_now()
+        if rest > 0 and req.type_filling == c.ORDER_FILLING_RETURN:
+            state, done = c.ORDER_STATE_PARTIAL, 0
+        elif rest > 0:
+            state, done = c.ORDER_STATE_CANCELED, secs
+        else:
+            state, done = c.ORDER_STATE_FILLED, secs
+        order = TradeOrder(
+            ticket=order_ticket, time_setup=secs, time_setup_msc=msc, time_done=done,
+            time_done_msc=done * 1000, time_expiration=0, type=req.type, type_time=req.type_time,
+            type_filling=req.type_filling, state=state, magic=req.magic,
+            position_id=self._position_of_order.get(order_ticket, 0), position_by_id=0,
+            reason=c.DEAL_REASON_EXPERT, volume_initial=req.volume, volume_current=rest,
+            price_open=price, sl=req.sl, tp=req.tp, price_current=price, price_stoplimit=0.0,
+            symbol=req.symbol, comment=self._stored_comment(req.comment), external_id="",
+        )  # fmt: skip
+        if state == c.ORDER_STATE_PARTIAL:
+            self._active_orders.append(order)
+        else:
+            self._history_orders.append(order)
+        retcode = c.TRADE_RETCODE_DONE if rest <= 0 else c.TRADE_RETCODE_DONE_PARTIAL
         return self._result(
-            req, request_id, c.TRADE_RETCODE_DONE, None, deal_ticket, order_ticket, price
+            req, request_id, retcode, None, deal_ticket, order_ticket, price, volume=filled
         )
+
+    def _modify_stops(self, req: TradeRequest, request_id: int) -> OrderSendResult:
+        p = self._positions.get(req.position)
+        if p is None or (req.symbol and p.symbol != req.symbol):
+            return self._result(req, request_id, c.TRADE_RETCODE_POSITION_CLOSED, None)
+        if (req.sl, req.tp) == (p.sl, p.tp):
+            return self._result(req, request_id, c.TRADE_RETCODE_NO_CHANGES, None)
+        s = self._symbols[p.symbol]
+        if not self._stops_valid(req, s, p.type == c.POSITION_TYPE_BUY):
+            return self._result(req, request_id, c.TRADE_RETCODE_INVALID_STOPS, None)
+        p.sl, p.tp = req.sl, req.tp
+        return self._result(req, request_id, c.TRADE_RETCODE_DONE, None)
+
+    def _remove_order(self, req: TradeRequest, request_id: int) -> OrderSendResult:
+        order = next((o for o in self._active_orders if o.ticket == req.order), None)
+        if order is None:
+            return self._result(req, request_id, c.TRADE_RETCODE_INVALID_ORDER, None)
+        self._active_orders.remove(order)
+        secs, msc = self._server_now()
+        self._history_orders.append(
+            order._replace(state=c.ORDER_STATE_CANCELED, time_done=secs, time_done_msc=msc)
+        )
+        return self._result(req, request_id, c.TRADE_RETCODE_DONE, None, order=order.ticket)
 
     def positions_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
@@ -694,15 +850,17 @@ class SimulatedTerminal:
         """Deals by time range (+group), by order ticket (`ticket`), or by position id."""
         if not self._alive("history_deals_get"):
             return None
+        now = self._clock()
+        visible = [d for d in self._deals if self._deal_visible_at.get(d.ticket, now) <= now]
         if ticket is not None:
-            return tuple(d for d in self._deals if d.order == ticket)
+            return tuple(d for d in visible if d.order == ticket)
         if position is not None:
-            return tuple(d for d in self._deals if d.position_id == position)
+            return tuple(d for d in visible if d.position_id == position)
         bounds = self._bounds(date_from, date_to)
         if bounds is None:
             return None
         lo, hi = bounds
-        return tuple(d for d in self._deals if lo <= d.time <= hi and _group_match(d.symbol, group))
+        return tuple(d for d in visible if lo <= d.time <= hi and _group_match(d.symbol, group))
 
     # --- history -----------------------------------------------------------------------------
 
@@ -789,11 +947,13 @@ class SimulatedTerminal:
         deal: int = 0,
         order: int = 0,
         price: float = 0.0,
+        volume: float | None = None,
     ) -> OrderSendResult:
         s = self._symbols.get(req.symbol)
         bid, ask = (s.bid, s.ask) if s else (0.0, 0.0)
         text = comment if comment is not None else _COMMENTS.get(retcode, "Request rejected")
-        volume = req.volume if deal else 0.0
+        if volume is None:
+            volume = req.volume if deal else 0.0
         return OrderSendResult(
             retcode, deal, order, volume, price, bid, ask, text, request_id, 0, req
         )
@@ -906,27 +1066,49 @@ class SimulatedTerminal:
                 total += (p.price_open - s.ask) * p.volume * s.contract_size
         return total
 
-    def _execute(self, req: TradeRequest) -> tuple[int, int, float]:
-        s = self._symbols[req.symbol]
-        buy = req.type == c.ORDER_TYPE_BUY
-        price = s.ask if buy else s.bid
+    def _stored_comment(self, comment: str) -> str:
+        return self._comment_rewriter(comment)[:31] if self._comment_rewriter else comment
+
+    def _book(
+        self,
+        *,
+        symbol: str,
+        buy: bool,
+        volume: float,
+        price: float,
+        magic: int,
+        comment: str,
+        reason: int,
+        position: int = 0,
+        order_ticket: int = 0,
+        sl: float = 0.0,
+        tp: float = 0.0,
+    ) -> tuple[int, float]:
+        """Execute one deal against the positions; returns (deal ticket, price).
+
+        `position` names the position a hedging close (or a server-side close) applies to.
+        `order_ticket` 0 makes a server order for the deal (stop outs, manual closes).
+        """
+        s = self._symbols[symbol]
         secs, msc = self._server_now()
-        order_ticket = next(self._tickets)
+        server_order = not order_ticket
+        if server_order:
+            order_ticket = next(self._tickets)
         deal_ticket = next(self._tickets)
         pos_type = c.POSITION_TYPE_BUY if buy else c.POSITION_TYPE_SELL
-        volume = req.volume
         profit = 0.0
-        if self._hedging and req.position:
-            existing = self._positions.get(req.position)
+        if position:
+            existing = self._positions.get(position)
         elif self._hedging:
             existing = None
         else:
-            existing = self._net_position(req.symbol)
+            existing = self._net_position(symbol)
+        stored = self._stored_comment(comment)
         if existing is None:
             entry = c.DEAL_ENTRY_IN
             position_id = order_ticket
             self._positions[position_id] = _Position(
-                position_id, req.symbol, pos_type, volume, price, req.magic, req.comment, secs, msc
+                position_id, symbol, pos_type, volume, price, magic, stored, secs, msc, sl, tp
             )
         elif existing.type == pos_type:
             entry = c.DEAL_ENTRY_IN
@@ -934,6 +1116,8 @@ class SimulatedTerminal:
             total = existing.volume + volume
             existing.price_open = (existing.price_open * existing.volume + price * volume) / total
             existing.volume = round(total, 8)
+            if sl or tp:
+                existing.sl, existing.tp = sl, tp
         else:
             position_id = existing.ticket
             closed = min(volume, existing.volume)
@@ -946,30 +1130,102 @@ class SimulatedTerminal:
             elif remaining == 0:
                 entry = c.DEAL_ENTRY_OUT
                 del self._positions[existing.ticket]
-            else:  # a netting reversal keeps the position id
+            else:  # a netting reversal keeps the position id; the new side gets the new stops
                 entry = c.DEAL_ENTRY_INOUT
                 existing.type, existing.volume, existing.price_open = pos_type, -remaining, price
+                existing.sl, existing.tp = sl, tp
+        self._position_of_order[order_ticket] = position_id
         commission = -s.commission_per_lot * volume
         self._account.balance += profit + commission
-        history_order = TradeOrder(
-            ticket=order_ticket, time_setup=secs, time_setup_msc=msc, time_done=secs,
-            time_done_msc=msc, time_expiration=0, type=req.type, type_time=req.type_time,
-            type_filling=req.type_filling, state=c.ORDER_STATE_FILLED, magic=req.magic,
-            position_id=position_id, position_by_id=0, reason=c.DEAL_REASON_EXPERT,
-            volume_initial=volume, volume_current=0.0, price_open=price, sl=req.sl, tp=req.tp,
-            price_current=price, price_stoplimit=0.0, symbol=req.symbol, comment=req.comment,
-            external_id="",
-        )  # fmt: skip
+        deal_type = c.DEAL_TYPE_BUY if buy else c.DEAL_TYPE_SELL
+        if server_order:
+            server = TradeOrder(
+                ticket=order_ticket, time_setup=secs, time_setup_msc=msc, time_done=secs,
+                time_done_msc=msc, time_expiration=0, type=deal_type, type_time=0,
+                type_filling=c.ORDER_FILLING_FOK, state=c.ORDER_STATE_FILLED, magic=magic,
+                position_id=position_id, position_by_id=0, reason=reason, volume_initial=volume,
+                volume_current=0.0, price_open=price, sl=0.0, tp=0.0, price_current=price,
+                price_stoplimit=0.0, symbol=symbol, comment=comment, external_id="",
+            )  # fmt: skip
+            self._history_orders.append(server)
         deal = TradeDeal(
-            ticket=deal_ticket, order=order_ticket, time=secs, time_msc=msc,
-            type=c.DEAL_TYPE_BUY if buy else c.DEAL_TYPE_SELL, entry=entry, magic=req.magic,
-            position_id=position_id, reason=c.DEAL_REASON_EXPERT, volume=volume, price=price,
-            commission=commission, swap=0.0, profit=profit, fee=0.0, symbol=req.symbol,
-            comment=req.comment, external_id="",
+            ticket=deal_ticket, order=order_ticket, time=secs, time_msc=msc, type=deal_type,
+            entry=entry, magic=magic, position_id=position_id, reason=reason, volume=volume,
+            price=price, commission=commission, swap=0.0, profit=profit, fee=0.0,
+            symbol=symbol, comment=comment if server_order else stored, external_id="",
         )  # fmt: skip
-        self._history_orders.append(history_order)
         self._deals.append(deal)
-        return deal_ticket, order_ticket, price
+        self._deal_visible_at[deal_ticket] = self._clock() + self._deal_delay
+        return deal_ticket, price
+
+    def _on_tick(self, s: SymbolConfig) -> None:
+        """What the server does on a new quote: stops, take profits, stop out, RETURN orders."""
+        for p in [p for p in self._positions.values() if p.symbol == s.name]:
+            long = p.type == c.POSITION_TYPE_BUY
+            market = s.bid if long else s.ask
+            hit_sl = p.sl > 0 and (market <= p.sl if long else market >= p.sl)
+            hit_tp = p.tp > 0 and (market >= p.tp if long else market <= p.tp)
+            if hit_sl or hit_tp:
+                reason, level, tag = (
+                    (c.DEAL_REASON_SL, p.sl, "sl") if hit_sl else (c.DEAL_REASON_TP, p.tp, "tp")
+                )
+                self._book(
+                    symbol=p.symbol, buy=not long, volume=p.volume, price=market, magic=p.magic,
+                    comment=f"[{tag} {level:.{s.digits}f}]", reason=reason, position=p.ticket,
+                )  # fmt: skip
+        self._check_stop_out()
+        self._work_orders(s)
+
+    def margin_level(self) -> float:
+        """Equity / margin in percent (0.0 with no margin used), as account_info reports it."""
+        margin = self._margin_total()
+        return (self._account.balance + self._floating_profit()) / margin * 100 if margin else 0.0
+
+    def _check_stop_out(self) -> None:
+        while self._margin_total() > 0 and self.margin_level() <= self._account.stop_out_level:
+            level = self.margin_level()
+            worst = min(self._positions.values(), key=self._position_profit)
+            s = self._symbols[worst.symbol]
+            long = worst.type == c.POSITION_TYPE_BUY
+            self._book(
+                symbol=worst.symbol, buy=not long, volume=worst.volume,
+                price=s.bid if long else s.ask, magic=worst.magic, comment=f"[so {level:.2f}%]",
+                reason=c.DEAL_REASON_SO, position=worst.ticket,
+            )  # fmt: skip
+
+    def _position_profit(self, p: _Position) -> float:
+        s = self._symbols[p.symbol]
+        if p.type == c.POSITION_TYPE_BUY:
+            return (s.bid - p.price_open) * p.volume * s.contract_size
+        return (p.price_open - s.ask) * p.volume * s.contract_size
+
+    def _work_orders(self, s: SymbolConfig) -> None:
+        for order in [o for o in self._active_orders if o.symbol == s.name]:
+            available = order.volume_current if s.liquidity is None else s.liquidity
+            take = round(
+                math.floor(min(available, order.volume_current) / s.volume_step + 1e-9)
+                * s.volume_step,
+                8,
+            )
+            if take <= 0:
+                continue
+            buy = order.type == c.ORDER_TYPE_BUY
+            self._book(
+                symbol=s.name, buy=buy, volume=take, price=s.ask if buy else s.bid,
+                magic=order.magic, comment=order.comment, reason=c.DEAL_REASON_EXPERT,
+                order_ticket=order.ticket, sl=order.sl, tp=order.tp,
+            )  # fmt: skip
+            rest = round(order.volume_current - take, 8)
+            self._active_orders.remove(order)
+            secs, msc = self._server_now()
+            if rest > 0:
+                self._active_orders.append(order._replace(volume_current=rest))
+            else:
+                done = order._replace(
+                    volume_current=0.0, state=c.ORDER_STATE_FILLED, time_done=secs,
+                    time_done_msc=msc, position_id=self._position_of_order[order.ticket],
+                )  # fmt: skip
+                self._history_orders.append(done)
 
     def _position_tuple(self, p: _Position) -> TradePosition:
         s = self._symbols[p.symbol]
@@ -978,7 +1234,7 @@ class SimulatedTerminal:
         profit = (current - p.price_open) * p.volume * s.contract_size * (1 if buy else -1)
         return TradePosition(
             p.ticket, p.time, p.time_msc, p.time, p.time_msc, p.type, p.magic, p.ticket,
-            c.DEAL_REASON_EXPERT, p.volume, p.price_open, 0.0, 0.0, current, 0.0, profit,
+            c.DEAL_REASON_EXPERT, p.volume, p.price_open, p.sl, p.tp, current, 0.0, profit,
             p.symbol, p.comment, "",
         )  # fmt: skip
 

@@ -17,6 +17,7 @@ SERVER_OFFSET = timedelta(hours=2)  # the simulated broker runs on UTC+2, like m
 LOGIN = 88_123_456
 PASSWORD = "s3cr3t-Pa55word"
 SERVER = "SimBroker-Demo"
+LOT = 100_000  # units in one EURUSD / GBPUSD lot (the simulator's trade_contract_size)
 
 
 class FakeClock:
@@ -102,7 +103,7 @@ def _fields(config: MT5Config) -> dict[str, object]:
 
 
 def make_order(
-    quantity: float = 0.237,
+    quantity: float = 0.237 * LOT,
     side: Side = Side.BUY,
     symbol: str = "EURUSD",
     intent: str = "entry",

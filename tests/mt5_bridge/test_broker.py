@@ -17,8 +17,9 @@ from execution.broker import (
 from execution.domain import OrderStatus, OrderType, Side
 from mt5_bridge import MT5Broker, MT5Config, MT5ConfigError, TerminalUnavailableError
 from mt5_bridge import _codes as c
+from mt5_bridge._parse import order_magic
 from mt5_bridge.simulator import SendFault, TradeDeal
-from tests.mt5_bridge.conftest import LOGIN, PASSWORD, SERVER, SERVER_OFFSET, T0, make_order
+from tests.mt5_bridge.conftest import LOGIN, LOT, PASSWORD, SERVER, SERVER_OFFSET, T0, make_order
 
 NO_IPC = (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 
@@ -31,7 +32,7 @@ def test_submit_when_quantity_is_off_step_then_volume_rounds_down_and_ioc_is_cho
 ):
     # Arrange
     broker = make_broker()
-    order = make_order(quantity=0.237)
+    order = make_order(quantity=0.237 * LOT)
 
     # Act
     ack = broker.submit(order)
@@ -44,7 +45,8 @@ def test_submit_when_quantity_is_off_step_then_volume_rounds_down_and_ioc_is_cho
     assert request["type_filling"] == c.ORDER_FILLING_IOC
     assert request["type"] == c.ORDER_TYPE_BUY
     assert request["price"] == pytest.approx(1.10020)
-    assert request["magic"] == broker.config.magic
+    assert request["magic"] >> 32 == broker.config.magic  # the book; low half: the client id
+    assert request["magic"] == order_magic(broker.config.magic, order.client_id)
     assert request["comment"] == "cf:" + order.client_id
     assert len(request["comment"]) <= 31
     assert sim.checked_requests, "order_check must run before order_send"
@@ -54,7 +56,7 @@ def test_submit_when_quantity_is_off_step_then_volume_rounds_down_and_ioc_is_cho
 def test_poll_fills_when_order_filled_then_one_fill_in_utc_with_client_id(sim, make_broker):
     # Arrange
     broker = make_broker()
-    order = make_order(quantity=0.237)
+    order = make_order(quantity=0.237 * LOT)
     broker.submit(order)
 
     # Act
@@ -65,7 +67,7 @@ def test_poll_fills_when_order_filled_then_one_fill_in_utc_with_client_id(sim, m
     (fill,) = fills
     assert fill.client_id == order.client_id
     assert fill.side is Side.BUY
-    assert fill.quantity == pytest.approx(0.23)
+    assert fill.quantity == pytest.approx(23_000)
     assert fill.price == pytest.approx(1.10020)
     assert fill.commission == pytest.approx(3.5 * 0.23)
     assert fill.ts == T0  # the server stamped T0 + 2h; the bridge undoes the offset
@@ -76,23 +78,23 @@ def test_positions_when_bought_then_partly_sold_then_net_quantity_by_magic(sim, 
     # Arrange
     broker = make_broker()
     other_ea = make_broker(magic=999)
-    broker.submit(make_order(quantity=0.30, intent="entry"))
-    broker.submit(make_order(quantity=0.10, side=Side.SELL, intent="exit"))
-    other_ea.submit(make_order(quantity=0.50, symbol="GBPUSD"))
+    broker.submit(make_order(quantity=0.30 * LOT, intent="entry"))
+    broker.submit(make_order(quantity=0.10 * LOT, side=Side.SELL, intent="exit"))
+    other_ea.submit(make_order(quantity=0.50 * LOT, symbol="GBPUSD"))
 
     # Act
     positions = broker.positions()
 
     # Assert
     assert set(positions) == {"EURUSD"}
-    assert positions["EURUSD"].quantity == pytest.approx(0.20)
+    assert positions["EURUSD"].quantity == pytest.approx(20_000)
     assert positions["EURUSD"].avg_price == pytest.approx(1.10020)
 
 
 def test_submit_when_stop_is_far_enough_then_it_is_rounded_and_sent(sim, make_broker):
     # Arrange
     broker = make_broker()
-    order = make_order(quantity=0.1, stop_loss=1.0990000001, take_profit=1.1020)
+    order = make_order(quantity=0.1 * LOT, stop_loss=1.0990000001, take_profit=1.1020)
 
     # Act
     broker.submit(order)
@@ -114,7 +116,7 @@ def test_submit_when_requoted_then_resent_at_the_fresh_price_without_waiting(
     sim.queue_send_faults(SendFault(c.TRADE_RETCODE_REQUOTE, new_quote=(1.10100, 1.10120)))
 
     # Act
-    ack = broker.submit(make_order(quantity=0.1))
+    ack = broker.submit(make_order(quantity=0.1 * LOT))
     fills = broker.poll_fills()
 
     # Assert
@@ -134,7 +136,7 @@ def test_submit_when_price_retcode_repeats_past_max_retries_then_retryable_error
 
     # Act
     with pytest.raises(RetryableBrokerError) as info:
-        broker.submit(make_order(quantity=0.1))
+        broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert info.value.code == retcode
@@ -150,7 +152,7 @@ def test_submit_when_too_many_requests_then_backs_off_and_succeeds(sim, make_bro
     )
 
     # Act
-    ack = broker.submit(make_order(quantity=0.1))
+    ack = broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert ack.status is OrderStatus.FILLED
@@ -163,7 +165,7 @@ def test_submit_when_timeout_but_executed_then_not_resent_and_fill_reported_once
     # Arrange
     broker = make_broker()
     sim.queue_send_faults(SendFault(c.TRADE_RETCODE_TIMEOUT, execute=True))
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
 
     # Act
     ack = broker.submit(order)
@@ -175,7 +177,7 @@ def test_submit_when_timeout_but_executed_then_not_resent_and_fill_reported_once
     assert ack.client_id == order.client_id
     assert [f.client_id for f in fills] == [order.client_id]
     assert broker.poll_fills() == []
-    assert broker.positions()["EURUSD"].quantity == pytest.approx(0.1)
+    assert broker.positions()["EURUSD"].quantity == pytest.approx(10_000)
 
 
 def test_submit_when_timeout_and_not_executed_then_verified_absent_and_resent(sim, make_broker):
@@ -184,7 +186,7 @@ def test_submit_when_timeout_and_not_executed_then_verified_absent_and_resent(si
     sim.queue_send_faults(SendFault(c.TRADE_RETCODE_TIMEOUT))
 
     # Act
-    ack = broker.submit(make_order(quantity=0.1))
+    ack = broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert ack.status is OrderStatus.FILLED
@@ -201,7 +203,7 @@ def test_submit_when_answer_lost_to_ipc_after_execution_then_reconnects_and_does
     initializations = sim.calls["initialize"]
 
     # Act
-    ack = broker.submit(make_order(quantity=0.1))
+    ack = broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert ack.status is OrderStatus.FILLED
@@ -216,7 +218,7 @@ def test_submit_when_ipc_dropped_before_sending_then_reconnects_and_sends_once(s
     sim.drop_connection()
 
     # Act
-    ack = broker.submit(make_order(quantity=0.1))
+    ack = broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert ack.status is OrderStatus.FILLED
@@ -244,7 +246,7 @@ def test_submit_when_venue_refuses_for_good_then_rejected_with_code_and_comment_
 
     # Act
     with pytest.raises(OrderRejectedError) as info:
-        broker.submit(make_order(quantity=0.1))
+        broker.submit(make_order(quantity=0.1 * LOT))
 
     # Assert
     assert info.value.code == code
@@ -256,11 +258,11 @@ def test_submit_when_venue_refuses_for_good_then_rejected_with_code_and_comment_
 def test_submit_when_margin_exceeds_equity_then_no_money_rejection_before_sending(sim, make_broker):
     # Arrange: 5 lots of EURUSD need 5 * 100_000 * 1.1002 / 100 = 5501 margin; 10 lots > 10_000
     broker = make_broker()
-    broker.submit(make_order(quantity=5.0, intent="a"))
+    broker.submit(make_order(quantity=5.0 * LOT, intent="a"))
 
     # Act
     with pytest.raises(OrderRejectedError) as info:
-        broker.submit(make_order(quantity=5.0, intent="b"))
+        broker.submit(make_order(quantity=5.0 * LOT, intent="b"))
 
     # Assert
     assert info.value.code == c.TRADE_RETCODE_NO_MONEY
@@ -274,7 +276,7 @@ def test_submit_when_quantity_rounds_below_volume_min_then_rejected_locally(sim,
 
     # Act
     with pytest.raises(OrderRejectedError) as info:
-        broker.submit(make_order(quantity=0.004))
+        broker.submit(make_order(quantity=0.004 * LOT))
 
     # Assert
     assert info.value.code == c.TRADE_RETCODE_INVALID_VOLUME
@@ -283,21 +285,42 @@ def test_submit_when_quantity_rounds_below_volume_min_then_rejected_locally(sim,
     assert sim.sent_requests == []
 
 
-def test_submit_when_quantity_above_volume_max_then_capped(sim, make_broker):
-    # Arrange: volume_max is 5 lots; margin for 5 lots fits the account
+def test_submit_when_quantity_above_volume_max_then_refused_not_capped(sim, make_broker):
+    # Arrange: volume_max is 5 lots = 500,000 units
     broker = make_broker()
 
     # Act
-    broker.submit(make_order(quantity=7.5))
+    with pytest.raises(OrderRejectedError) as info:
+        broker.submit(make_order(quantity=7.5 * LOT))
 
     # Assert
-    assert sim.sent_requests[0]["volume"] == 5.0
+    assert info.value.code == c.TRADE_RETCODE_INVALID_VOLUME
+    assert "above volume_max 5" in info.value.comment
+    assert "not capped" in info.value.comment
+    assert sim.sent_requests == []
+    assert broker.positions() == {}
+
+
+def test_units_when_045_lots_of_eurusd_then_45000_units_in_and_booked_out(sim, make_broker):
+    # Arrange
+    broker = make_broker()
+    order = make_order(quantity=45_000.0)
+
+    # Act
+    broker.submit(order)
+    fills = broker.poll_fills()
+    positions = broker.positions()
+
+    # Assert
+    assert sim.sent_requests[0]["volume"] == pytest.approx(0.45)
+    assert [f.quantity for f in fills] == [pytest.approx(45_000.0)]
+    assert positions["EURUSD"].quantity == pytest.approx(45_000.0)
 
 
 def test_submit_when_stop_inside_stops_level_then_rejected_locally(sim, make_broker):
     # Arrange: stops_level 10 points = 0.0001; the bid is 1.1000
     broker = make_broker()
-    order = make_order(quantity=0.1, stop_loss=1.09995)
+    order = make_order(quantity=0.1 * LOT, stop_loss=1.09995)
 
     # Act
     with pytest.raises(OrderRejectedError) as info:
@@ -312,7 +335,7 @@ def test_submit_when_stop_inside_stops_level_then_rejected_locally(sim, make_bro
 def test_submit_when_limit_order_then_not_implemented(make_broker):
     # Arrange
     broker = make_broker()
-    order = make_order(quantity=0.1, order_type=OrderType.LIMIT, limit_price=1.09)
+    order = make_order(quantity=0.1 * LOT, order_type=OrderType.LIMIT, limit_price=1.09)
 
     # Act / Assert
     with pytest.raises(NotImplementedError, match="market orders only"):
@@ -325,7 +348,7 @@ def test_submit_when_limit_order_then_not_implemented(make_broker):
 def test_submit_when_client_id_repeats_then_duplicate_refused_and_nothing_sent(sim, make_broker):
     # Arrange
     broker = make_broker()
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
     broker.submit(order)
 
     # Act
@@ -338,7 +361,7 @@ def test_submit_when_client_id_repeats_then_duplicate_refused_and_nothing_sent(s
 
 def test_submit_when_restarted_over_same_terminal_then_earlier_client_id_refused(sim, make_broker):
     # Arrange
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
     make_broker().submit(order)
     restarted = make_broker()
 
@@ -354,7 +377,7 @@ def test_submit_when_restarted_over_same_terminal_then_earlier_client_id_refused
 def test_submit_when_another_instance_sent_the_id_after_our_connect_then_refused(sim, make_broker):
     # Arrange: both connected before either sent; only the venue knows
     first, second = make_broker(), make_broker()
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
     first.submit(order)
 
     # Act / Assert
@@ -369,7 +392,7 @@ def test_submit_when_another_instance_sent_the_id_after_our_connect_then_refused
 def test_positions_when_terminal_returns_none_then_unavailable_not_flat(sim, make_broker):
     # Arrange
     broker = make_broker()
-    broker.submit(make_order(quantity=0.1))
+    broker.submit(make_order(quantity=0.1 * LOT))
     sim.fail_next_calls("positions_get", error=(c.RES_E_FAIL, "Terminal: Call failed"))
 
     # Act / Assert
@@ -403,7 +426,7 @@ def test_poll_fills_when_deals_of_other_eas_and_balance_ops_then_only_ours(sim, 
     balance = foreign._replace(ticket=3, type=c.DEAL_TYPE_BALANCE, magic=broker.config.magic)
     sim.add_foreign_deal(foreign)
     sim.add_foreign_deal(balance)
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
     broker.submit(order)
 
     # Act
@@ -416,7 +439,7 @@ def test_poll_fills_when_deals_of_other_eas_and_balance_ops_then_only_ours(sim, 
 def test_open_orders_when_only_market_orders_were_sent_then_empty(make_broker):
     # Arrange
     broker = make_broker()
-    broker.submit(make_order(quantity=0.1))
+    broker.submit(make_order(quantity=0.1 * LOT))
 
     # Act / Assert
     assert list(broker.open_orders()) == []
@@ -513,7 +536,7 @@ def test_credentials_when_connecting_trading_and_failing_then_never_in_logs_or_r
 
     # Act
     broker.connect()
-    broker.submit(make_order(quantity=0.1))
+    broker.submit(make_order(quantity=0.1 * LOT))
     bad_config = MT5Config.from_mapping({**_as_dict(config), "password": "nope"})
     bad = MT5Broker(bad_config, sim, live_enabled=True, clock=clock, sleep=sleeps)
     with pytest.raises(TerminalUnavailableError) as info:
@@ -569,7 +592,7 @@ def test_submit_when_first_send_is_older_than_history_lookback_then_local_record
 ):
     # Arrange: the venue check no longer reaches back far enough; this instance remembers
     broker = make_broker(history_lookback=timedelta(minutes=5))
-    order = make_order(quantity=0.1)
+    order = make_order(quantity=0.1 * LOT)
     broker.submit(order)
     clock.advance(3600)
 

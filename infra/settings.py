@@ -37,6 +37,7 @@ class Settings:
     timescale_dsn: str | None = field(default=None, repr=False)  # secret: never logged
     broker: Broker = Broker.PAPER
     live: bool = False  # CANDLEFLOW_LIVE=1: the explicit opt-in a live broker requires
+    broker_named: bool = False  # CANDLEFLOW_BROKER was set (live trading must name its venue)
     mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI; default: SQLite under home
 
     @classmethod
@@ -68,6 +69,7 @@ class Settings:
             timescale_dsn=dsn,
             broker=broker,
             live=env.get("CANDLEFLOW_LIVE", "0").strip() == "1",
+            broker_named=bool((env.get("CANDLEFLOW_BROKER") or "").strip()),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
         )
 

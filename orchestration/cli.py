@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,12 +31,22 @@ def _parse_time(value: str | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("candleflow")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="candleflow",
         description="Market bars to trading decisions: research (Dagster) and live (Bytewax).",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("init-home", help="create CANDLEFLOW_HOME and its Dagster instance config")
@@ -118,17 +129,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Great Expectations logs its own internals at INFO; users need its results, not that.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    from infra.redact import install_redaction, redact
+
+    install_redaction()
     from orchestration import commands
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
     try:
         return int(handler(args) or 0)
-    except CliError as exc:
-        print(f"candleflow: error: {exc}", file=sys.stderr)
+    except (CliError, *commands.USER_ERRORS) as exc:
+        _error(redact(str(exc)))
         return 2
-    except commands.USER_ERRORS as exc:
-        print(f"candleflow: error: {exc}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        # The reader went away (`candleflow bars ... | head`): stop quietly, like `cat` does.
+        # Python would try to flush stdout again at exit and fail once more: point it at null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command the pipe ended
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:
+        # A bug, not a user error: one line, the traceback only on request (and redacted).
+        if args.verbose:
+            logger.exception("unexpected error")
+        _error(
+            f"unexpected {type(exc).__name__}: {redact(str(exc))}"
+            + ("" if args.verbose else " (run with -v for the traceback)")
+        )
+        return 1
+
+
+def _error(message: str) -> None:
+    first = " ".join(message.split())  # one line, whatever the exception text held
+    print(f"candleflow: error: {first}", file=sys.stderr)
 
 
 def emit_json(obj: object) -> None:

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from execution.broker import LiveTradingNotEnabledError
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
 from infra.settings import Settings, SettingsError
 from infra.sources import SourceError
 from infra.stores import StoreError
+from quality.schema import UnknownTimeframeError
 
 __all__ = ["USER_ERRORS"]
 
@@ -24,7 +26,15 @@ logger = logging.getLogger("candleflow")
 
 
 # Errors whose message tells the user what to do: printed as one line, exit code 2.
-USER_ERRORS = (SettingsError, SeriesSpecError, FileNotFoundError, SourceError, StoreError)
+USER_ERRORS = (
+    SettingsError,
+    SeriesSpecError,
+    FileNotFoundError,
+    SourceError,
+    StoreError,
+    UnknownTimeframeError,
+    LiveTradingNotEnabledError,
+)
 
 BUNDLED_SERIES = (
     SeriesSpec("SPX", "1d", "bundled", "equity", {"dataset": "sp500"}),
@@ -123,10 +133,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _parse_since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    ts = datetime.fromisoformat(value)
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+    from orchestration.cli import _parse_time
+
+    return _parse_time(value) if value else None
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -150,6 +159,11 @@ def cmd_bars(args: argparse.Namespace) -> int:
             frame = store.resample(args.symbol, args.timeframe, args.resample, start, end)
         else:
             frame = store.read_bars(args.symbol, args.timeframe, start, end)
+        stored = [] if not frame.empty else sorted(store.list_series())
+    if frame.empty and (args.symbol, args.timeframe) not in stored:
+        listed = ", ".join(f"{s}@{tf}" for s, tf in stored) or "none (run `candleflow ingest`)"
+        msg = f"no bars stored for {args.symbol}@{args.timeframe}; stored series: {listed}"
+        raise SeriesSpecError(msg)
     if frame.empty:
         _say(f"no bars stored for {args.symbol}@{args.timeframe} in that range")
     if args.format == "csv":
@@ -191,9 +205,11 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.action == "on":
         engage_kill_switch(settings.home, flatten=args.flatten)
+        state = kill_switch_status(settings.home)
         _say(
             "kill switch ON: the worker sends no new orders"
-            + (" and flattens open positions" if args.flatten else "")
+            + (" and flattens open positions" if state["flatten"] else "")
+            + (" (kept the pending flatten)" if state["flatten"] and not args.flatten else "")
         )
     elif args.action == "off":
         release_kill_switch(settings.home)

@@ -43,6 +43,8 @@ class KillSwitchState:
 
 
 RELEASED = KillSwitchState(engaged=False, flatten=False, since=None)
+# The content of each unreadable switch file last reported, so each corruption logs once.
+_last_unreadable: dict[Path, str] = {}
 
 
 def kill_switch_path(home: Path) -> Path:
@@ -50,9 +52,21 @@ def kill_switch_path(home: Path) -> Path:
 
 
 def engage_kill_switch(home: Path, *, flatten: bool, now: datetime | None = None) -> None:
-    """Stop new entries (and with `flatten`, close all positions) from the next bar on."""
+    """Stop new entries (and with `flatten`, close all positions) from the next bar on.
+
+    Engaging a switch that is already on never weakens it: a pending flatten stays pending
+    (same engagement, same `since`), so `on --flatten` then `on` still closes the positions.
+    """
     when = now or datetime.now(UTC)
     path = kill_switch_path(home)
+    current = read_kill_switch(home)
+    if current.engaged and current.since is not None and (current.flatten or not flatten):
+        logger.warning(
+            "event=kill_switch_already_engaged flatten=%s since=%s",
+            current.flatten,
+            current.since.isoformat(),
+        )
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"flatten": bool(flatten), "since": when.isoformat()}))
@@ -73,15 +87,25 @@ def read_kill_switch(home: Path) -> KillSwitchState:
     try:
         raw = path.read_text()
     except FileNotFoundError:
+        _last_unreadable.pop(path, None)
         return RELEASED
     try:
         data = json.loads(raw)
         since = datetime.fromisoformat(data["since"])
         flatten = bool(data.get("flatten", False))
     except (ValueError, KeyError, TypeError):
-        # Fail safe: somebody meant to stop trading; a corrupt file must not resume it.
-        logger.error("event=kill_switch_unreadable path=%s", path)
+        # Fail safe: somebody meant to stop trading; a corrupt file must not resume it. Said
+        # once per content, not once per bar that reads it.
+        if _last_unreadable.get(path) != raw:
+            _last_unreadable[path] = raw
+            logger.error(
+                "event=kill_switch_unreadable path=%s engaged=true reason=not the JSON "
+                "`candleflow kill-switch on` writes; run `candleflow kill-switch off` or `on` "
+                "to replace it",
+                path,
+            )
         return KillSwitchState(engaged=True, flatten=False, since=None)
+    _last_unreadable.pop(path, None)
     return KillSwitchState(engaged=True, flatten=flatten, since=since)
 
 

@@ -51,6 +51,7 @@ from streaming.sources import (
 __all__ = [
     "LIVE_SOURCES",
     "SOURCES",
+    "NoChampionError",
     "WorkerArgs",
     "WorkerArgsError",
     "build_worker_flow",
@@ -60,6 +61,7 @@ __all__ = [
     "kill_switch_status",
     "live_broker_from_settings",
     "release_kill_switch",
+    "require_champions",
     "run_from_cli",
 ]
 
@@ -109,6 +111,12 @@ class WorkerArgs:
         if self.poll_s is not None and self.poll_s < 0:
             msg = f"--poll-s must be >= 0, got {self.poll_s}"
             raise WorkerArgsError(msg)
+        if self.symbols:
+            _parse_series(self.symbols)
+        for flag, path in (("--bundle", self.bundle), ("--strategy", self.strategy)):
+            if path is not None and not Path(path).exists():
+                msg = f"{flag} {path}: no such file or directory"
+                raise WorkerArgsError(msg)
 
     @property
     def live(self) -> bool:
@@ -147,8 +155,8 @@ def _parse_series(items: Sequence[str]) -> list[tuple[str, str]]:
     for item in items:
         symbol, sep, tf = item.partition("@")
         if not sep or not symbol or not tf:
-            msg = f"series {item!r} is not SYMBOL@TIMEFRAME (e.g. SPX@1d)"
-            raise ValueError(msg)
+            msg = f"--series {item!r} is not SYMBOL@TIMEFRAME (e.g. {item or 'SPX'}@1d)"
+            raise WorkerArgsError(msg)
         out.append((symbol, tf))
     return out
 
@@ -167,8 +175,23 @@ def _open_store(settings: Settings) -> Any:
 
 
 def live_broker_from_settings(settings: Settings) -> Broker | None:
-    """None for the paper broker; a connected MT5 broker only with the explicit live opt-in."""
+    """None for the paper broker; a connected MT5 broker only with the explicit live opt-in.
+
+    CANDLEFLOW_LIVE=1 must name its venue: without CANDLEFLOW_BROKER the worker refuses rather
+    than trade on the paper broker while the operator believes it is live.
+    """
+    if settings.live and not settings.broker_named:
+        msg = (
+            "CANDLEFLOW_LIVE=1 but CANDLEFLOW_BROKER is not set: name the venue to trade live "
+            "(CANDLEFLOW_BROKER=mt5), or unset CANDLEFLOW_LIVE to trade on the paper broker"
+        )
+        raise LiveTradingNotEnabledError(msg)
     if settings.broker is BrokerChoice.PAPER:
+        if settings.live:
+            logger.warning(
+                "event=live_on_paper reason=CANDLEFLOW_LIVE=1 with CANDLEFLOW_BROKER=paper: "
+                "orders go to the simulated paper broker, not to a venue"
+            )
         return None
     if not settings.live:
         msg = (
@@ -176,9 +199,15 @@ def live_broker_from_settings(settings: Settings) -> Broker | None:
             "opt-in: set CANDLEFLOW_LIVE=1 and CANDLEFLOW_BROKER=mt5 (or use the paper broker)"
         )
         raise LiveTradingNotEnabledError(msg)
-    from mt5_bridge import MT5Broker, MT5Config, load_mt5_module
+    from mt5_bridge import MT5Broker, MT5Config, MT5ConfigError, load_mt5_module
 
-    broker = MT5Broker.from_settings(settings, load_mt5_module("MetaTrader5"), MT5Config.from_env())
+    try:
+        module = load_mt5_module("MetaTrader5")
+        config = MT5Config.from_env()
+    except (ImportError, MT5ConfigError) as exc:
+        msg = f"CANDLEFLOW_BROKER=mt5: {exc}"
+        raise WorkerArgsError(msg) from None
+    broker = MT5Broker.from_settings(settings, module, config)
     broker.connect()
     return broker
 
@@ -196,8 +225,14 @@ def _providers(
 ) -> dict[str, ModelProvider]:
     if bundle is not None:
         from ml.bundle import load_bundle
+        from ml.errors import ModelError
 
-        local = LocalBundleProvider(load_bundle(bundle), version=f"file:{bundle.name}")
+        try:
+            loaded = load_bundle(bundle)
+        except ModelError as exc:
+            msg = f"--bundle {bundle}: {exc}"
+            raise WorkerArgsError(msg) from None
+        local = LocalBundleProvider(loaded, version=f"file:{bundle.name}")
         return dict.fromkeys((s for s, _ in series), local)
     from infra.tracking import registered_model_name
 
@@ -229,9 +264,9 @@ def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str,
     if not with_champion:
         msg = (
             "no stored series has a champion model; run the research pipeline first or name "
-            "the series (SYM@TF) and a --bundle"
+            "the series (--series SYM@TF) and a --bundle DIR"
         )
-        raise LookupError(msg)
+        raise NoChampionError(msg)
     by_tf: dict[str, list[tuple[str, str]]] = {}
     for s, tf in with_champion:
         by_tf.setdefault(tf, []).append((s, tf))
@@ -244,6 +279,39 @@ def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str,
             ",".join(others),
         )
     return chosen
+
+
+class NoChampionError(WorkerArgsError):
+    """A series to trade has no champion model in the registry."""
+
+
+def require_champions(settings: Settings, series: Sequence[tuple[str, str]]) -> None:
+    """Refuse, in one line that says why and what to do, a series without a champion model."""
+    from infra.tracking import registered_model_name
+
+    tracker = _tracker(settings)
+    for symbol, tf in series:
+        name = registered_model_name(symbol, tf)
+        if tracker.alias_version(name, "champion") is not None:
+            continue
+        challenger = tracker.alias_version(name, "challenger")
+        if challenger is None:
+            msg = (
+                f"{symbol}@{tf} has no model in the registry ({name}); run the research "
+                "pipeline first (`candleflow demo` or the Dagster research job), or trade a "
+                "saved bundle with --bundle DIR"
+            )
+            raise NoChampionError(msg)
+        reason = (challenger.tags or {}).get("promotion", "no promotion decision recorded")
+        msg = (
+            f"{symbol}@{tf} has no champion: the promotion rule rejected {name} "
+            f"v{challenger.version} ({reason}); to deploy it anyway, download it with "
+            f"`MLFLOW_TRACKING_URI={settings.mlflow_uri} mlflow artifacts download -r "
+            f"{challenger.run_id} -a model -d {symbol}-v{challenger.version}` and run "
+            f"`candleflow stream --series {symbol}@{tf} --bundle "
+            f"{symbol}-v{challenger.version}/model`"
+        )
+        raise NoChampionError(msg)
 
 
 def _strategy(
@@ -364,6 +432,8 @@ def build_worker_flow(
     mt5_config = None
     if args.source == "mt5":  # a missing package is told before any model is downloaded
         mt5, mt5_config = _mt5_module(mt5)
+    if args.bundle is None and providers is None:
+        require_champions(settings, series)
     config = StreamConfig(
         strategy=_strategy(settings, args.strategy, series, args.bundle),
         symbols=tuple(s for s, _ in series),

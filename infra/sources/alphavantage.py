@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 OutputSize = Literal["compact", "full"]
 
 ENV_VAR: Final = "ALPHAVANTAGE_API_KEY"
+ENV_URL: Final = "CANDLEFLOW_ALPHAVANTAGE_URL"
 SOURCE_NAME: Final = "alphavantage"
 _COMPACT_BARS: Final = 100  # "compact" returns the latest 100 data points
 _FX_INTERVALS: Final = {"1min": "1m", "5min": "5m", "15min": "15m", "30min": "30m", "60min": "1h"}
@@ -94,12 +95,16 @@ class AlphaVantageSource:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **kwargs: Any
     ) -> AlphaVantageSource:
-        """Build from ALPHAVANTAGE_API_KEY; SourceAuthError names the variable when it is unset."""
+        """Build from ALPHAVANTAGE_API_KEY (and CANDLEFLOW_ALPHAVANTAGE_URL, a proxy or test
+        server, when set); SourceAuthError names the variable when the key is unset."""
         env = os.environ if environ is None else environ
         key = (env.get(ENV_VAR) or "").strip()
         if not key:
             msg = f"{ENV_VAR} is not set: get a free key at alphavantage.co and export it"
             raise SourceAuthError(msg)
+        url = (env.get(ENV_URL) or "").strip()
+        if url and "base_url" not in kwargs:
+            kwargs["base_url"] = url
         return cls(key, **kwargs)
 
     def __repr__(self) -> str:

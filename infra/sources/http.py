@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import requests
 
+from infra.redact import Redactor, register_secrets
 from infra.sources.base import (
     RateLimitedError,
     SourceAuthError,
+    SourceError,
     SourceFormatError,
     SourceRequestError,
     SourceUnavailableError,
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 # Vantage does this); the client then retries like a 429. Any other exception propagates.
 PayloadCheck = Callable[[Any], None]
 
-_REDACTED = "***"
 _BODY_SNIPPET = 300
 
 
@@ -73,20 +73,11 @@ class _SecretFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, secrets: Iterable[str]) -> None:
-        with self._lock:
-            self._secrets.update(_secret_forms(secrets))
+        self.redactor = Redactor()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        with self._lock:
-            secrets = tuple(self._secrets)
-        if not secrets:
-            return True
         text = record.getMessage()
-        scrubbed = _scrub(text, secrets)
+        scrubbed = self.redactor.redact(text)
         if scrubbed != text:
             record.msg, record.args = scrubbed, None
         return True
@@ -96,26 +87,11 @@ _URLLIB3_FILTER = _SecretFilter()
 _URLLIB3_LOGGER = "urllib3.connectionpool"  # logs every request line, query string included
 
 
-def _secret_forms(secrets: Iterable[str]) -> set[str]:
-    # A key can appear raw, or percent-encoded in a URL.
-    forms: set[str] = set()
-    for s in secrets:
-        if s:
-            forms.update({s, quote(s, safe=""), quote_plus(s)})
-    return forms
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in sorted(secrets, key=len, reverse=True):
-        text = text.replace(s, _REDACTED)
-    return text
-
-
 def _install_urllib3_redaction(secrets: Iterable[str]) -> None:
     target = logging.getLogger(_URLLIB3_LOGGER)
     if _URLLIB3_FILTER not in target.filters:
         target.addFilter(_URLLIB3_FILTER)
-    _URLLIB3_FILTER.add(secrets)
+    _URLLIB3_FILTER.redactor.add(secrets)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -177,18 +153,20 @@ class HttpClient:
         self._clock = clock
         # Jitter only spreads retries in time; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
-        self._secrets = frozenset(_secret_forms(secrets))
+        self._secrets = tuple(s for s in secrets if s)
+        self._redactor = Redactor(self._secrets)
         self._rate_limit_statuses = frozenset(rate_limit_statuses)
         self._last_call: float | None = None
         self._lock = threading.Lock()
         if self._secrets:
             _install_urllib3_redaction(self._secrets)
+            register_secrets(self._secrets)  # the CLI's errors and every log line too
 
     def __repr__(self) -> str:
         return f"HttpClient(name={self.name!r})"
 
     def redact(self, text: str) -> str:
-        return _scrub(text, self._secrets)
+        return self._redactor.redact(text)
 
     def get_json(
         self,
@@ -295,6 +273,12 @@ class HttpClient:
                     reason=self.redact(str(exc)),
                     retry_after_s=exc.retry_after_s,
                 )
+            except SourceError as exc:
+                # A provider may echo the key in its refusal (Alpha Vantage does).
+                clean = self.redact(str(exc))
+                if clean != str(exc):
+                    raise _make_error(type(exc), clean, None) from None
+                raise
         return _Outcome(payload=payload)
 
     def _snippet(self, response: requests.Response) -> str:

@@ -106,3 +106,105 @@ def test_ingest_when_timescale_env_then_dagster_resource_reads_the_same_bars(
     accepted = json.loads(out.stdout)["accepted"]
     with BarStoreResource(kind="timescale", dsn=timescale_dsn).open() as store:
         assert store.count_bars(symbol, "1d") == accepted
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode != 0, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("candleflow: error:"), out.stderr
+    return last
+
+
+@pytest.fixture(scope="module")
+def spx_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("spx") / "home"
+    out = run(home, "ingest", "--source", "bundled", "--dataset", "sp500", "--symbol", "SPX",
+              "--timeframe", "1d")
+    assert out.returncode == 0, out.stderr
+    return home
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("ingest", "--source", "bundled", "--dataset", "sp500", "--symbol", "SPX",
+          "--timeframe", "2d"), {}, "unknown timeframe '2d'"),
+        (("ingest", "--source", "binance", "--symbol", "BTCUSDT", "--timeframe", "1h",
+          "--start", "last-week"), {}, "cannot parse time 'last-week'"),
+        (("stream", "--series", "SPX", "--metrics-port", "0"), {}, "is not SYMBOL@TIMEFRAME"),
+        (("stream", "--series", "SPX@1d", "--metrics-port", "0"), {},
+         "has no model in the registry"),
+        (("stream", "--metrics-port", "0"), {"CANDLEFLOW_BROKER": "mt5"},
+         "needs the explicit opt-in"),
+        (("stream", "--metrics-port", "0"), {"CANDLEFLOW_BROKER": "mt5", "CANDLEFLOW_LIVE": "1"},
+         "MetaTrader5 package is not installed"),
+        (("stream", "--metrics-port", "0"), {"CANDLEFLOW_LIVE": "1"},
+         "CANDLEFLOW_BROKER is not set"),
+        (("stream", "--series", "SPX@1d", "--bundle", "/nope", "--metrics-port", "0"), {},
+         "--bundle /nope: no such file"),
+        (("bars", "--symbol", "SPY", "--timeframe", "1d"), {}, "stored series: SPX@1d"),
+    ],
+    ids=["timeframe-2d", "start-last-week", "series-no-timeframe", "no-model", "mt5-no-opt-in",
+         "mt5-not-installed", "live-without-broker", "bundle-missing", "bars-unknown-series"],
+)
+def test_cli_when_user_error_then_one_line_and_nonzero_exit(spx_home, args, env, says):
+    out = run(spx_home, *args, env=env)
+
+    assert says in _one_line_error(out)
+
+
+def test_stream_when_promotion_rule_rejected_the_model_then_says_so_and_how_to_deploy(spx_home):
+    import mlflow
+
+    from infra.settings import Settings
+
+    settings = Settings.from_env({"CANDLEFLOW_HOME": str(spx_home)})
+    (spx_home / "mlflow").mkdir(exist_ok=True)
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri)
+    client.create_registered_model("candleflow.SPX.1d")
+    exp = client.create_experiment("t", artifact_location=(spx_home / "art").as_uri())
+    run_id = client.create_run(exp).info.run_id
+    mv = client.create_model_version("candleflow.SPX.1d", f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("candleflow.SPX.1d", "challenger", mv.version)
+    client.set_model_version_tag("candleflow.SPX.1d", mv.version, "promotion",
+                                 "not promoted: dsr=0.1200 <= 0.95")
+
+    out = run(spx_home, "stream", "--series", "SPX@1d", "--metrics-port", "0")
+
+    line = _one_line_error(out)
+    assert "promotion rule rejected candleflow.SPX.1d v1 (not promoted: dsr=0.1200" in line
+    assert f"mlflow artifacts download -r {run_id} -a model" in line and "--bundle" in line
+
+
+def test_bars_when_reader_closes_the_pipe_then_no_traceback(spx_home):
+    env = {**os.environ, "CANDLEFLOW_HOME": str(spx_home), "CANDLEFLOW_ENV": "local"}
+    proc = subprocess.Popen([str(BIN), "bars", "--symbol", "SPX", "--timeframe", "1d"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert proc.returncode == 141
+
+
+def test_version_when_asked_then_prints_package_version(tmp_path):
+    from importlib.metadata import version
+
+    out = run(tmp_path, "--version")
+
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"candleflow {version('candleflow')}"
+
+
+def test_kill_switch_when_on_flatten_then_plain_on_then_flatten_still_pending(tmp_path):
+    first = run(tmp_path, "kill-switch", "on", "--flatten")
+    second = run(tmp_path, "kill-switch", "on")
+
+    assert first.returncode == second.returncode == 0
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert two == one and two["flatten"] is True
+    assert "kept the pending flatten" in second.stderr

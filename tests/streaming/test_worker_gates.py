@@ -1,0 +1,65 @@
+"""The live gates: live trading must name its venue, and paper under LIVE=1 is said aloud."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from execution.broker import LiveTradingNotEnabledError
+from infra.settings import Settings
+from streaming.worker import WorkerArgs, WorkerArgsError, live_broker_from_settings
+
+
+def _settings(tmp_path, **env: str) -> Settings:
+    return Settings.from_env({"CANDLEFLOW_HOME": str(tmp_path), **env})
+
+
+def test_gate_when_live_without_broker_then_refused_naming_the_variable(tmp_path) -> None:
+    with pytest.raises(LiveTradingNotEnabledError, match="CANDLEFLOW_BROKER is not set"):
+        live_broker_from_settings(_settings(tmp_path, CANDLEFLOW_LIVE="1"))
+
+
+def test_gate_when_live_with_paper_broker_then_paper_and_a_warning(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="streaming.worker")
+
+    broker = live_broker_from_settings(
+        _settings(tmp_path, CANDLEFLOW_LIVE="1", CANDLEFLOW_BROKER="paper")
+    )
+
+    assert broker is None
+    assert any("event=live_on_paper" in r.getMessage() for r in caplog.records)
+
+
+def test_gate_when_paper_without_live_then_paper_and_silent(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="streaming.worker")
+
+    assert live_broker_from_settings(_settings(tmp_path)) is None
+    assert not caplog.records
+
+
+def test_gate_when_mt5_live_but_package_missing_then_one_line_worker_error(tmp_path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("MetaTrader5") is not None:
+        pytest.skip("MetaTrader5 is installed here")
+    settings = _settings(tmp_path, CANDLEFLOW_LIVE="1", CANDLEFLOW_BROKER="mt5")
+
+    with pytest.raises(WorkerArgsError, match="MetaTrader5 package is not installed"):
+        live_broker_from_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"symbols": ("SPX",)}, "is not SYMBOL@TIMEFRAME"),
+        ({"bundle": "/nope/bundle"}, "--bundle /nope/bundle: no such file"),
+        ({"strategy": "/nope/s.json"}, "--strategy /nope/s.json: no such file"),
+    ],
+)
+def test_worker_args_when_unusable_then_refused_before_anything_starts(kwargs, says) -> None:
+    from pathlib import Path
+
+    args = {k: Path(v) if k in ("bundle", "strategy") else v for k, v in kwargs.items()}
+    with pytest.raises(WorkerArgsError, match=says):
+        WorkerArgs(**args)

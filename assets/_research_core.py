@@ -397,24 +397,47 @@ def portfolio_backtests(
             "oos_start": str(first),
             "oos_end": str(last),
             "fingerprint": fingerprint(pd.concat(list(bars.values()))),
-            "folds": {
-                s.key: oos_predictions[s.key][DEPLOYABLE].groupby("fold").size().to_dict()
+            "folds": [row for s in specs for row in _fold_rows(s, oos_predictions[s.key], cfg)],
+            # Deployable family's gain importance per series, each the mean over its fold models.
+            "feature_importance": {
+                s.key: dict(oos_predictions[s.key][DEPLOYABLE].attrs["feature_importance"])
                 for s in specs
+                if oos_predictions[s.key][DEPLOYABLE].attrs.get("feature_importance")
             },
-            "feature_importance": _mean_importance(
-                oos_predictions[s.key][DEPLOYABLE].attrs.get("feature_importance") for s in specs
-            ),
+            "importance_model": DEPLOYABLE,
+            "prices": {s.symbol: _close_between(bars[s.symbol], first, last) for s in specs},
         }
     return books
 
 
-def _mean_importance(items: Any) -> dict[str, float]:
-    """Mean gain importance of the deployable family over the portfolio's series."""
-    frames = [pd.Series(d, dtype=float) for d in items if d]
-    if not frames:
-        return {}
-    mean = pd.concat(frames, axis=1).fillna(0.0).mean(axis=1).sort_values(ascending=False)
-    return {str(k): float(v) for k, v in mean.items()}
+def _close_between(bars: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd.Series:
+    inside = bars[(bars["ts"] >= first) & (bars["ts"] <= last)]
+    return pd.Series(
+        inside["close"].to_numpy(dtype=float), index=pd.DatetimeIndex(inside["ts"]), name="close"
+    )
+
+
+def _fold_rows(
+    spec: SeriesSpec, predictions: Mapping[str, pd.DataFrame], cfg: ResearchConfig
+) -> list[dict[str, Any]]:
+    """Per walk-forward fold of one series: its OOS window and each model's hit rate there."""
+    rows = []
+    for fold, part in predictions[DEPLOYABLE].groupby("fold", sort=True):
+        row: dict[str, Any] = {
+            "series": spec.key,
+            "symbol": spec.symbol,
+            "fold": int(fold),
+            "start": part.index[0],
+            "end": part.index[-1],
+            "rows": len(part),
+        }
+        for family in cfg.models:
+            pred = predictions[family]
+            labelled = pred[(pred["fold"] == fold) & pred["label"].notna()]
+            hits = (labelled[PROBA].to_numpy().argmax(axis=1) - 1) == labelled["label"].to_numpy()
+            row[f"accuracy {family}"] = float(hits.mean()) if len(labelled) else float("nan")
+        rows.append(row)
+    return rows
 
 
 def consistency(books: Mapping[str, Any]) -> list[str]:
@@ -518,13 +541,9 @@ def write_reports(
             mlflow_run_ids={"report": run_id},
             config={"strategy": book["strategy_config"], "research": book["research_config"]},
         )
-        folds = pd.DataFrame(
-            [
-                {"series": k, "fold": f, "oos_rows": n}
-                for k, d in book["folds"].items()
-                for f, n in d.items()
-            ]
-        )
+        folds = pd.DataFrame(book["folds"]).set_index("series")
+        importance = pd.DataFrame(book["feature_importance"], dtype=float)
+        n_folds = book["research_config"]["n_folds"]
         report = ReportInput(
             title=f"candleflow walk-forward backtest: {tf} portfolio of "
             + ", ".join(book["series"]),
@@ -532,12 +551,21 @@ def write_reports(
             metadata=meta,
             benchmark="buy_and_hold" if "buy_and_hold" in strategies else next(iter(strategies)),
             folds=folds,
-            feature_importance=pd.Series(book["feature_importance"], dtype=float)
-            if book.get("feature_importance")
-            else None,
+            feature_importance=importance if not importance.empty else None,
+            importance_title=f"{book['importance_model']} gain importance, one bar per series "
+            f"({', '.join(importance.columns)}), each the mean over its {n_folds} walk-forward "
+            "fold models (folds 0 to "
+            f"{n_folds - 1}); top 20 features by the mean over series.",
+            prices=book["prices"],
+            primary=book["importance_model"] if book["importance_model"] in strategies else None,
         )
         html_path = render_report(report, out_dir / "report.html")
         write_summary_json(report, out_dir / "summary.json")
+        # MLflow's artifact viewer shows one file without its neighbours: log a self-contained
+        # copy there, keep one shared plotly.min.js on disk.
+        with tempfile.TemporaryDirectory() as tmp:
+            standalone = render_report(report, Path(tmp) / "report.html", plotly_js="inline")
+            tracker.client.log_artifact(run_id, str(standalone), artifact_path="report")
         rows = []
         for name, res in book["strategies"].items():
             row: dict[str, Any] = {"strategy": name, "kind": book["kinds"][name]}
@@ -556,7 +584,6 @@ def write_reports(
         }
         (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
         client = tracker.client
-        client.log_artifact(run_id, str(html_path), artifact_path="report")
         client.log_artifact(run_id, str(out_dir / "summary.json"), artifact_path="report")
         for row in rows:
             for k in ("sharpe", "deflated_sharpe", "ann_return"):

@@ -1,9 +1,17 @@
-"""The backtest report: one self-contained HTML file and a JSON summary.
+"""The backtest report: an HTML tearsheet and a JSON summary.
 
-The HTML embeds plotly.js inline (once, in the head), so the file opens offline and can be
-attached to an MLflow run or mailed as is. Every number in the metrics table carries its exact
-value in a `data-value` attribute beside the formatted text, so a reader (or a test) can check
-the table against the Metrics it was rendered from.
+The tearsheet shows what quantstats, pyfolio and NautilusTrader's tearsheet show (equity,
+underwater curves, worst drawdowns, calendar returns, return distribution, rolling Sharpe and
+volatility, trade statistics) and what only candleflow has: the deflated Sharpe ratio and the
+probability of backtest overfitting beside every strategy, per-fold and per-series breakdowns,
+the trades on the price chart, and the lineage of the run.
+
+plotly.js (4.7 MB) is not pasted into each report: by default one plotly.min.js, copied from
+the installed plotly package, sits beside the reports of a directory; `plotly_js="inline"`
+gives one file that opens anywhere (what MLflow's artifact viewer needs). Charts are drawn as
+they scroll into view. Every number in the metrics table carries its exact value in a
+`data-value` attribute beside the formatted text, so a reader (or a test) can check the table
+against the Metrics it was rendered from.
 """
 
 from __future__ import annotations
@@ -22,15 +30,28 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
+import plotly.utils
 from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
+from execution._report_analytics import (
+    EXTRA_STAT_LABELS,
+    extra_stats,
+    fold_breakdown,
+    period_returns,
+    series_breakdown,
+    worst_drawdowns,
+    yearly_returns,
+)
 from execution.metrics import Metrics, drawdown_series, returns_from_equity
 
 __all__ = [
     "DISCLAIMER",
+    "EXTRA_STAT_LABELS",
     "METRIC_LABELS",
+    "PLOTLY_JS_FILE",
     "SECTION_TITLES",
+    "PlotlyJs",
     "ReportError",
     "ReportInput",
     "ReportMetadata",
@@ -41,7 +62,11 @@ __all__ = [
     "monthly_returns",
     "read_summary_json",
     "render_report",
+    "series_breakdown",
+    "strategy_colours",
+    "worst_drawdowns",
     "write_summary_json",
+    "yearly_returns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,14 +82,21 @@ DISCLAIMER: Final = (
 
 # Section id -> heading, in page order.
 SECTION_TITLES: Final = {
-    "equity": "Equity: strategies vs buy-and-hold",
-    "drawdown": "Drawdown",
+    "equity": "Equity: strategies vs the benchmark",
+    "metrics": "Metrics: strategies and baselines side by side",
+    "drawdown": "Drawdown, one panel per strategy",
+    "worst_drawdowns": "Five worst drawdowns",
+    "yearly": "Yearly returns",
     "monthly": "Monthly returns",
+    "distribution": "Distribution of monthly returns",
+    "extra_stats": "Distribution and trade statistics",
     "rolling_sharpe": "Rolling Sharpe ratio",
+    "rolling_vol": "Rolling volatility",
+    "series": "Per-series breakdown",
+    "trades": "Trades on the price chart",
     "trade_pnl": "Trade P&L distribution",
     "folds": "Per-fold results",
     "importance": "Feature importance",
-    "metrics": "Metrics: strategies and baselines side by side",
     "lineage": "Lineage and metadata",
     "disclaimer": "Risk disclaimer",
 }
@@ -199,9 +231,15 @@ class ReportInput:
     strategies: Mapping[str, StrategyResult]  # model(s) and every baseline, by name
     metadata: ReportMetadata
     benchmark: str = "buy_and_hold"  # the strategy every other one is compared with
-    folds: pd.DataFrame | None = None  # per-fold table, one row per walk-forward fold
-    feature_importance: pd.Series | None = None  # feature name -> importance
-    rolling_window: int | None = None  # bars in the rolling Sharpe window; None: ~a quarter
+    # Per-fold table, one row per walk-forward fold (and series). With columns symbol, start
+    # and end (the OOS window) each model's P&L and trades in the window are added.
+    folds: pd.DataFrame | None = None
+    # feature -> importance; a DataFrame has one column per series (or fold)
+    feature_importance: pd.Series | pd.DataFrame | None = None
+    importance_title: str | None = None  # what the importance is: model, series, folds
+    rolling_window: int | None = None  # bars in the rolling windows; None: see _default_window
+    prices: Mapping[str, pd.Series] | None = None  # close per symbol, for the trades chart
+    primary: str | None = None  # whose trades are charted and listed; None: the first model
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -212,6 +250,9 @@ class ReportInput:
                 f"benchmark {self.benchmark!r} is not among the strategies "
                 f"({', '.join(self.strategies)})"
             )
+            raise ReportError(msg)
+        if self.primary is not None and self.primary not in self.strategies:
+            msg = f"primary {self.primary!r} is not among the strategies"
             raise ReportError(msg)
         if self.rolling_window is not None and self.rolling_window < 2:
             msg = f"rolling_window must be >= 2 bars, got {self.rolling_window}"
@@ -293,41 +334,154 @@ def _format_cell(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _PLOT_CONFIG: Final = {"displaylogo": False, "responsive": True}
+_MAX_POINTS: Final = 4000  # per trace: more than a screen shows, far less than 100k bars
+_BENCHMARK_COLOUR: Final = "#444444"
+# Plotly's default qualitative palette, benchmark excluded; strategy i keeps colour i everywhere.
+_PALETTE: Final = (
+    "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A",
+    "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
+)  # fmt: skip
+_BASE_LAYOUT: Final = {
+    "font": {"family": "system-ui, sans-serif", "size": 12},
+    "paper_bgcolor": "white",
+    "plot_bgcolor": "white",
+    "margin": {"l": 64, "r": 20, "t": 40, "b": 40},
+    "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+    "hoverlabel": {"namelength": -1},
+}
+_AXIS: Final = {"gridcolor": "#e6e6e6", "zerolinecolor": "#999999", "automargin": True}
+_TIME_AXIS: Final = {**_AXIS, "type": "date", "title": {"text": "time (UTC)"}}
 
 
 def _figure_html(fig: go.Figure) -> str:
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 40})
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config=_PLOT_CONFIG)
+    """A placeholder div and the figure's JSON; the page script draws it when scrolled near, so
+    the first chart shows without waiting for every chart to be built."""
+    spec = fig.to_plotly_json()
+    layout = _merged(_BASE_LAYOUT, spec["layout"])
+    layout.pop("template", None)
+    for key in list(layout):
+        if key.startswith(("xaxis", "yaxis")):
+            layout[key] = _merged(_AXIS, layout[key])
+    layout.setdefault("xaxis", dict(_AXIS))
+    layout.setdefault("yaxis", dict(_AXIS))
+    spec["layout"] = layout
+    height = int(spec["layout"].get("height") or 360)
+    payload = json.dumps(
+        {"data": spec["data"], "layout": spec["layout"]},
+        cls=plotly.utils.PlotlyJSONEncoder,
+        separators=(",", ":"),
+    ).replace("</", "<\\/")
+    return (
+        f'<div class="fig" style="height:{height}px"></div>'
+        f'<script type="application/json" class="fig-data">{payload}</script>'
+    )
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid on top, nested mappings merged: a figure's own settings win."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _x(index: pd.Index) -> np.ndarray:
-    """UTC wall times without an offset: plotly.js does not reliably honour ISO offsets, and
-    every axis here is labelled UTC."""
-    return pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).to_numpy()
+    """Milliseconds since the epoch (UTC): plotly.js reads numbers on a date axis as such, they
+    encode in a third of the bytes of ISO strings, and offsets cannot be misread."""
+    ns = pd.DatetimeIndex(index).tz_convert("UTC").as_unit("ns").asi8
+    return ns / 1e6
+
+
+def _thin(series: pd.Series, how: str = "last") -> pd.Series:
+    """At most _MAX_POINTS points: the last (or the minimum) of each run of consecutive bars,
+    so a drawdown's trough survives thinning."""
+    n = len(series)
+    if n <= _MAX_POINTS:
+        return series
+    step = math.ceil(n / _MAX_POINTS)
+    bucket = np.arange(n) // step
+    if how == "min":
+        values = series.to_numpy(dtype=float)
+        padded = np.full(step * (int(bucket[-1]) + 1), np.inf)
+        padded[:n] = np.where(np.isnan(values), np.inf, values)
+        rows = padded.reshape(-1, step)
+        return series.iloc[np.arange(rows.shape[0]) * step + rows.argmin(axis=1)]
+    picks = np.minimum((np.arange(bucket[-1] + 1) + 1) * step - 1, n - 1)
+    return series.iloc[picks]
+
+
+def strategy_colours(names: list[str], benchmark: str) -> dict[str, str]:
+    """One colour per strategy, the same in every chart; the benchmark is dark grey."""
+    colours, i = {}, 0
+    for name in names:
+        if name == benchmark:
+            colours[name] = _BENCHMARK_COLOUR
+        else:
+            colours[name] = _PALETTE[i % len(_PALETTE)]
+            i += 1
+    return colours
+
+
+def _colours(result: ReportInput) -> dict[str, str]:
+    return strategy_colours(list(result.strategies), result.benchmark)
 
 
 def _equity_figure(result: ReportInput) -> go.Figure:
+    colours = _colours(result)
     fig = go.Figure()
     for name, strat in result.strategies.items():
-        growth = strat.equity / float(strat.equity.iloc[0])
+        growth = _thin(strat.equity / float(strat.equity.iloc[0]) - 1.0)
         dash = "dash" if name == result.benchmark else "solid"
         fig.add_trace(
-            go.Scatter(x=_x(growth.index), y=growth.to_numpy(), name=name, line={"dash": dash})
+            go.Scatter(
+                x=_x(growth.index),
+                y=growth.to_numpy(),
+                name=name,
+                line={"dash": dash, "color": colours[name], "width": 1.6},
+                hovertemplate="%{y:.2%}",
+            )
         )
-    fig.update_layout(
-        yaxis_title="growth of 1 unit of equity", xaxis_title="time (UTC)", height=420
-    )
+    fig.update_layout(height=420, hovermode="x unified")
+    fig.update_xaxes(_TIME_AXIS)
+    fig.update_yaxes(title_text="cumulative return", tickformat=".0%")
     return fig
 
 
 def _drawdown_figure(result: ReportInput) -> go.Figure:
-    fig = go.Figure()
-    for name, strat in result.strategies.items():
-        dd = drawdown_series(strat.equity)
-        fig.add_trace(go.Scatter(x=_x(dd.index), y=dd.to_numpy(), name=name, fill="tozeroy"))
-    fig.update_layout(
-        yaxis_title="drawdown", yaxis_tickformat=".0%", xaxis_title="time (UTC)", height=340
+    """Small multiples on one shared y scale: one underwater panel per strategy."""
+    colours = _colours(result)
+    names = list(result.strategies)
+    fig = make_subplots(
+        rows=len(names),
+        cols=1,
+        shared_xaxes=True,
+        shared_yaxes="all",
+        vertical_spacing=min(0.04, 0.3 / max(len(names), 1)),
+        subplot_titles=names,
     )
+    for row, name in enumerate(names, start=1):
+        dd = _thin(drawdown_series(result.strategies[name].equity), how="min")
+        fig.add_trace(
+            go.Scatter(
+                x=_x(dd.index),
+                y=dd.to_numpy(),
+                name=name,
+                fill="tozeroy",
+                line={"color": colours[name], "width": 1},
+                hovertemplate="%{y:.2%}",
+                showlegend=False,
+            ),
+            row=row,
+            col=1,
+        )
+    fig.update_layout(height=60 + 110 * len(names), hovermode="x")
+    fig.update_xaxes(type="date")
+    fig.update_xaxes(title_text="time (UTC)", row=len(names), col=1)
+    fig.update_yaxes(tickformat=".0%", nticks=4)
+    fig.update_annotations(font_size=12, x=0, xanchor="left")
     return fig
 
 
@@ -337,10 +491,7 @@ def monthly_returns(equity: pd.Series) -> pd.DataFrame:
     The first month is measured from the curve's first value, later months from the previous
     month's last value, so the months compound to the total return.
     """
-    month_end = equity.resample("ME").last().dropna()
-    previous = month_end.shift(1)
-    previous.iloc[0] = float(equity.iloc[0])
-    rets = month_end / previous - 1.0
+    rets = period_returns(equity, "ME")
     table = pd.DataFrame(
         {"year": rets.index.year, "month": rets.index.month, "ret": rets.to_numpy()}
     )
@@ -349,67 +500,243 @@ def monthly_returns(equity: pd.Series) -> pd.DataFrame:
     )
 
 
+_MONTHS: Final = tuple("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
+
+
 def _monthly_figure(name: str, equity: pd.Series) -> go.Figure:
     table = monthly_returns(equity)
+    table["year"] = yearly_returns(equity).reindex(table.index).to_numpy()
     z = table.to_numpy(dtype=float) * 100.0
     text = [[("" if math.isnan(v) else f"{v:.1f}") for v in row] for row in z]
-    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    finite = np.abs(z[:, :12][np.isfinite(z[:, :12])])
+    # Scale the colours to the bulk of the months so one extreme month does not grey the rest.
+    zmax = float(np.quantile(finite, 0.95)) if finite.size else 1.0
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=months,
+            x=[*_MONTHS, "Year"],
             y=[str(y) for y in table.index],
             text=text,
             texttemplate="%{text}",
             colorscale="RdYlGn",
             zmid=0.0,
-            colorbar={"title": "%"},
+            zmin=-max(zmax, 1e-9),
+            zmax=max(zmax, 1e-9),
+            colorbar={"title": {"text": "%"}},
+            hovertemplate="%{y} %{x}: %{z:.2f}%<extra></extra>",
+            xgap=1,
+            ygap=1,
         )
     )
-    fig.update_layout(title=f"{name}: monthly returns (%)", height=140 + 28 * len(table))
+    fig.update_layout(
+        title={"text": f"{name}: monthly returns (%)", "x": 0, "xanchor": "left", "y": 0.98},
+        height=150 + 24 * len(table),
+        margin={"t": 80},
+    )
+    fig.update_yaxes(autorange="reversed", type="category", gridcolor="rgba(0,0,0,0)")
+    fig.update_xaxes(side="top", gridcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def _yearly_figure(result: ReportInput) -> go.Figure:
+    colours = _colours(result)
+    fig = go.Figure()
+    for name, strat in result.strategies.items():
+        years = yearly_returns(strat.equity)
+        fig.add_trace(
+            go.Bar(
+                x=[str(y) for y in years.index],
+                y=years.to_numpy(),
+                name=name,
+                marker_color=colours[name],
+                hovertemplate="%{x}: %{y:.2%}",
+            )
+        )
+    fig.update_layout(height=360, barmode="group", hovermode="x unified")
+    fig.update_xaxes(type="category", title_text="calendar year (UTC)")
+    fig.update_yaxes(tickformat=".0%", title_text="return")
+    return fig
+
+
+def _distribution_figure(result: ReportInput) -> go.Figure:
+    """Box plots of monthly returns, one per strategy (pyfolio's return quantiles)."""
+    colours = _colours(result)
+    fig = go.Figure()
+    for name, strat in result.strategies.items():
+        months = period_returns(strat.equity, "ME")
+        fig.add_trace(
+            go.Box(y=months.to_numpy(), name=name, marker_color=colours[name], boxmean=True)
+        )
+    fig.update_layout(height=360, showlegend=False)
+    fig.update_yaxes(tickformat=".1%", title_text="monthly return")
     return fig
 
 
 def _default_window(result: ReportInput) -> int:
+    """About half a year of bars, but at most a quarter of the shortest curve, so the rolling
+    line covers most of the sample; at least 10 bars where the data allows."""
     shortest = min(len(s.equity) for s in result.strategies.values())
     ppy = next(iter(result.strategies.values())).metrics.periods_per_year
-    # About a quarter of a year, but never more than half the sample, so the line exists.
-    return max(2, min(round(ppy / 4), shortest // 2))
+    wanted = round(ppy / 2)
+    return max(2, min(wanted, max(shortest // 4, min(10, shortest // 2))))
 
 
-def _rolling_sharpe_figure(result: ReportInput, window: int) -> go.Figure:
+def _window_text(result: ReportInput, window: int) -> str:
+    first = next(iter(result.strategies.values()))
+    span = first.equity.index[min(window, len(first.equity) - 1)] - first.equity.index[0]
+    return f"{window} bars (≈ {_format_duration(pd.Timedelta(span))})"
+
+
+def _rolling_figure(result: ReportInput, window: int, what: str) -> go.Figure:
+    colours = _colours(result)
     fig = go.Figure()
     for name, strat in result.strategies.items():
         rets = returns_from_equity(strat.equity)
         ppy = strat.metrics.periods_per_year
-        mean = rets.rolling(window).mean()
         sd = rets.rolling(window).std(ddof=1)
-        sharpe = (mean / sd.where(sd > 0)) * math.sqrt(ppy)
-        fig.add_trace(go.Scatter(x=_x(sharpe.index), y=sharpe.to_numpy(), name=name))
-    fig.update_layout(
-        yaxis_title=f"Sharpe over {window} bars (ann.)", xaxis_title="time (UTC)", height=340
-    )
+        if what == "sharpe":
+            line = rets.rolling(window).mean() / sd.where(sd > 0) * math.sqrt(ppy)
+        else:
+            line = sd * math.sqrt(ppy)
+        line = _thin(line.dropna())
+        dash = "dash" if name == result.benchmark else "solid"
+        fig.add_trace(
+            go.Scatter(
+                x=_x(line.index),
+                y=line.to_numpy(),
+                name=name,
+                line={"color": colours[name], "width": 1.3, "dash": dash},
+                hovertemplate="%{y:.2f}" if what == "sharpe" else "%{y:.1%}",
+            )
+        )
+    fig.update_layout(height=340, hovermode="x unified")
+    fig.update_xaxes(_TIME_AXIS)
+    if what == "sharpe":
+        fig.update_yaxes(title_text="Sharpe (ann.)", zeroline=True, zerolinewidth=1.5)
+    else:
+        fig.update_yaxes(title_text="volatility (ann.)", tickformat=".0%", rangemode="tozero")
     return fig
 
 
 def _trade_pnl_figure(result: ReportInput) -> go.Figure | None:
+    """Histograms of net P&L per trade, binned over the 1st..99th percentile of all trades so
+    a few outliers do not squash the bulk into one bar."""
+    colours = _colours(result)
+    all_pnl = np.concatenate(
+        [s.trades["pnl"].to_numpy(dtype=float) for s in result.strategies.values()]
+    )
+    if not len(all_pnl):
+        return None
+    lo, hi = np.quantile(all_pnl, [0.01, 0.99])
+    size = (hi - lo) / 40 if hi > lo else 1.0
     fig = go.Figure()
     for name, strat in result.strategies.items():
         pnl = strat.trades["pnl"].to_numpy(dtype=float)
         if len(pnl):
-            fig.add_trace(go.Histogram(x=pnl, name=name, opacity=0.6, nbinsx=40))
-    if not fig.data:
-        return None
-    fig.update_layout(barmode="overlay", xaxis_title="net P&L per trade", height=340)
+            fig.add_trace(
+                go.Histogram(
+                    x=np.clip(pnl, lo, hi),
+                    name=name,
+                    opacity=0.55,
+                    marker_color=colours[name],
+                    xbins={"start": lo, "end": hi + size, "size": size},
+                )
+            )
+    fig.update_layout(barmode="overlay", height=340)
+    fig.update_xaxes(
+        title_text="net P&L per trade (outer 1% on each side counted in the end bins)",
+        tickformat=",.0f",
+    )
+    fig.update_yaxes(title_text="trades")
     return fig
 
 
-def _importance_figure(importance: pd.Series, top: int = 30) -> go.Figure:
-    ordered = importance.astype(float).sort_values(ascending=False).iloc[:top].iloc[::-1]
-    fig = go.Figure(
-        go.Bar(x=ordered.to_numpy(), y=[str(i) for i in ordered.index], orientation="h")
+def _primary(result: ReportInput) -> str:
+    if result.primary is not None:
+        return result.primary
+    models = [n for n, s in result.strategies.items() if s.kind is StrategyKind.MODEL]
+    return models[0] if models else next(iter(result.strategies))
+
+
+def _trades_figure(symbol: str, close: pd.Series, trades: pd.DataFrame, name: str) -> go.Figure:
+    """The symbol's close with the strategy's entries (triangles: up long, down short) and
+    exits (crosses: green a winner, red a loser)."""
+    fig = go.Figure()
+    line = _thin(close)
+    fig.add_trace(
+        go.Scatter(
+            x=_x(line.index),
+            y=line.to_numpy(),
+            name=f"{symbol} close",
+            line={"color": "#888888", "width": 1},
+            hovertemplate="%{y:,.5g}",
+        )
     )
-    fig.update_layout(height=120 + 22 * len(ordered), xaxis_title="importance")
+    if len(trades):
+        for side, symbol_mark, colour in (
+            ("long", "triangle-up", "#1a9850"),
+            ("short", "triangle-down", "#d73027"),
+        ):
+            leg = trades[trades["side"] == side] if "side" in trades else trades.iloc[:0]
+            if len(leg):
+                fig.add_trace(
+                    go.Scatter(
+                        x=_x(pd.DatetimeIndex(leg["entry_ts"])),
+                        y=leg["entry_price"].to_numpy(dtype=float),
+                        mode="markers",
+                        name=f"{side} entry",
+                        marker={"symbol": symbol_mark, "color": colour, "size": 8},
+                        customdata=leg["pnl"].to_numpy(dtype=float),
+                        hovertemplate=f"{side} entry %{{y:,.5g}}<br>trade P&L %{{customdata:,.2f}}"
+                        "<extra></extra>",
+                    )
+                )
+        won = trades["pnl"].to_numpy(dtype=float) > 0
+        fig.add_trace(
+            go.Scatter(
+                x=_x(pd.DatetimeIndex(trades["exit_ts"])),
+                y=trades["exit_price"].to_numpy(dtype=float),
+                mode="markers",
+                name="exit",
+                marker={
+                    "symbol": "x-thin-open",
+                    "line": {"width": 2},
+                    "color": np.where(won, "#1a9850", "#d73027").tolist(),
+                    "size": 7,
+                },
+                customdata=trades["pnl"].to_numpy(dtype=float),
+                hovertemplate="exit %{y:,.5g}<br>trade P&L %{customdata:,.2f}<extra></extra>",
+            )
+        )
+    fig.update_layout(title={"text": f"{symbol}: {name} trades"}, height=380, hovermode="closest")
+    fig.update_xaxes(_TIME_AXIS)
+    fig.update_yaxes(title_text="price", tickformat=",.5~g")
+    return fig
+
+
+def _importance_figure(result: ReportInput, top: int = 15) -> go.Figure:
+    importance = result.feature_importance
+    frame = importance.to_frame("all") if isinstance(importance, pd.Series) else importance
+    frame = frame.astype(float).fillna(0.0)
+    order = frame.mean(axis=1).sort_values(ascending=False).index[:top][::-1]
+    fig = go.Figure()
+    for i, column in enumerate(frame.columns):
+        fig.add_trace(
+            go.Bar(
+                x=frame.loc[order, column].to_numpy(),
+                y=[str(f) for f in order],
+                name=str(column),
+                orientation="h",
+                marker_color=_PALETTE[i % len(_PALETTE)],
+            )
+        )
+    fig.update_layout(
+        height=120 + len(order) * (14 + 7 * min(len(frame.columns), 4)),
+        barmode="group",
+        showlegend=len(frame.columns) > 1,
+    )
+    fig.update_xaxes(title_text="importance (gain)", rangemode="tozero")
+    fig.update_yaxes(type="category")
     return fig
 
 
@@ -442,17 +769,304 @@ def _metrics_table(result: ReportInput) -> str:
     )
 
 
-def _frame_table(frame: pd.DataFrame) -> str:
+# How each column of the analytics tables is written; anything else goes through _format_cell.
+_STAT_FORMAT: Final = {
+    "skew": "ratio",
+    "kurtosis": "ratio",
+    "best_bar": "pct",
+    "worst_bar": "pct",
+    "best_month": "pct",
+    "worst_month": "pct",
+    "best_year": "pct",
+    "worst_year": "pct",
+    "positive_months": "pct",
+    "recovery_factor": "ratio",
+    "ulcer_index": "pct",
+    "avg_win": "money",
+    "avg_loss": "money",
+    "payoff_ratio": "ratio",
+    "max_consecutive_wins": "count",
+    "max_consecutive_losses": "count",
+    "mean_holding": "duration",
+    "depth": "pct",
+    "bars": "count",
+    "duration": "duration",
+    "trades": "count",
+    "net_pnl": "money",
+    "contribution": "pct",
+    "win_rate": "pct",
+    "profit_factor": "ratio",
+    "avg_pnl": "money",
+    "costs": "money",
+    "symbol_buy_and_hold": "pct",
+    "quantity": "qty",
+    "entry_price": "price",
+    "exit_price": "price",
+    "pnl": "money",
+    "return": "pct",
+    "rows": "count",
+}
+
+
+def _format_as(kind: str | None, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return "n/a" if kind != "time" else "—"
+    if kind == "duration" or isinstance(value, pd.Timedelta | timedelta):
+        return _format_duration(pd.Timedelta(value))
+    if isinstance(value, pd.Timestamp | datetime):
+        ts = pd.Timestamp(value)
+        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M")
+    number = float(value) if isinstance(value, int | float | np.number) else None
+    if number is None:
+        return str(value)
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if kind == "pct":
+        return f"{number:.2%}"
+    if kind == "ratio":
+        return f"{number:,.2f}"
+    if kind == "money":
+        return f"{number:,.2f}"
+    if kind == "count":
+        return f"{int(number):,d}"
+    if kind in {"qty", "price"}:
+        return f"{number:,.6g}"
+    return _format_cell(value)
+
+
+def _kind_of(column: str) -> str | None:
+    if column in _STAT_FORMAT:
+        return _STAT_FORMAT[column]
+    if column.endswith(" P&L"):
+        return "money"
+    if column.endswith(" trades"):
+        return "count"
+    if column.startswith("accuracy"):
+        return "pct"
+    return None
+
+
+# Columns whose sign is the point (gains green, losses red); costs and hit rates are not.
+_SIGNED: Final = frozenset(
+    {"net_pnl", "contribution", "avg_pnl", "symbol_buy_and_hold", "pnl", "return", "depth"}
+)
+
+
+def _signed_class(column: str, value: Any) -> str:
+    signed = column in _SIGNED or column.endswith(" P&L")
+    if signed and isinstance(value, int | float | np.number):
+        number = float(value)
+        if number > 0:
+            return ' class="pos"'
+        if number < 0:
+            return ' class="neg"'
+    return ""
+
+
+def _table(frame: pd.DataFrame, *, index: bool = True, css: str = "frame") -> str:
+    """An HTML table whose cells are formatted by column (percent, money, counts, durations)
+    and carry their exact value in data-value."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    index_name = html.escape(str(frame.index.name or ""))
+    index_head = f"<th>{html.escape(str(frame.index.name or ''))}</th>" if index else ""
+    columns = [str(c) for c in frame.columns]
+    kinds = [_kind_of(c) for c in columns]
     rows = []
     for idx, row in zip(frame.index, frame.itertuples(index=False), strict=True):
-        cells = "".join(f"<td>{html.escape(_format_cell(v))}</td>" for v in row)
-        rows.append(f"<tr><th>{html.escape(_format_cell(idx))}</th>{cells}</tr>")
+        cells = "".join(
+            f'<td{_signed_class(c, v)} data-value="{html.escape(_raw(v))}">'
+            f"{html.escape(_format_as(k, v))}</td>"
+            for c, k, v in zip(columns, kinds, row, strict=True)
+        )
+        first = f"<th>{html.escape(_format_as(None, idx))}</th>" if index else ""
+        rows.append(f"<tr>{first}{cells}</tr>")
     return (
-        f'<table class="frame"><thead><tr><th>{index_name}</th>{head}</tr></thead>'
+        f'<table class="{css}"><thead><tr>{index_head}{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _raw(value: Any) -> str:
+    if isinstance(value, pd.Timestamp | datetime):
+        return "" if value is pd.NaT else pd.Timestamp(value).isoformat()
+    if isinstance(value, pd.Timedelta | timedelta):
+        return pd.Timedelta(value).isoformat()
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(value)
+
+
+def _frame_table(frame: pd.DataFrame) -> str:
+    return _table(frame)
+
+
+def _extra_stats_table(result: ReportInput) -> str:
+    stats = {n: extra_stats(s.equity, s.trades) for n, s in result.strategies.items()}
+    frame = pd.DataFrame(stats).reindex(list(EXTRA_STAT_LABELS))
+    names = list(result.strategies)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for key, label in EXTRA_STAT_LABELS.items():
+        kind = _STAT_FORMAT[key]
+        cells = "".join(
+            f'<td data-stat="{key}" data-strategy="{html.escape(n)}" '
+            f'data-value="{html.escape(_raw(frame.at[key, n]))}">'
+            f"{html.escape(_format_as(kind, frame.at[key, n]))}</td>"
+            for n in names
+        )
+        rows.append(f'<tr><th scope="row">{html.escape(label)}</th>{cells}</tr>')
+    return (
+        f'<table class="metrics"><thead><tr><th>statistic</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _drawdown_names(result: ReportInput) -> list[str]:
+    """Strategies whose drawdowns and monthly tables are shown: the models and the benchmark."""
+    return [
+        n
+        for n, s in result.strategies.items()
+        if s.kind is StrategyKind.MODEL or n == result.benchmark
+    ]
+
+
+def _worst_drawdowns_section(result: ReportInput) -> str:
+    parts = []
+    for name in _drawdown_names(result):
+        table = worst_drawdowns(result.strategies[name].equity, 5)
+        body = (
+            _table(table)
+            if len(table)
+            else _not_provided("Never under water: no drawdown to list.")
+        )
+        parts.append(f'<div class="cell"><h3>{html.escape(name)}</h3>{body}</div>')
+    return (
+        '<p class="note">Peak: last bar at the high-water mark; recovery: first bar back at it '
+        "(— while still under water); duration runs from the peak to the recovery or the "
+        f'last bar.</p><div class="grid">{"".join(parts)}</div>'
+    )
+
+
+def _yearly_section(result: ReportInput) -> str:
+    table = pd.DataFrame({n: yearly_returns(s.equity) for n, s in result.strategies.items()})
+    table.columns = [str(c) for c in table.columns]
+    return _figure_html(_yearly_figure(result)) + _table_as_pct(table)
+
+
+def _table_as_pct(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for idx, row in zip(frame.index, frame.itertuples(index=False), strict=True):
+        cells = "".join(
+            f'<td{_signed_class("return", v)} data-value="{html.escape(_raw(v))}">'
+            f"{html.escape(_format_as('pct', v))}</td>"
+            for v in row
+        )
+        rows.append(f"<tr><th>{html.escape(str(idx))}</th>{cells}</tr>")
+    return (
+        f'<table class="frame"><thead><tr><th>{html.escape(str(frame.index.name or ""))}</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _series_section(result: ReportInput) -> str:
+    table = series_breakdown(
+        {n: (s.trades, float(s.equity.iloc[0])) for n, s in result.strategies.items()},
+        result.prices,
+    )
+    if table.empty:
+        return _not_provided("No trades carry a symbol: nothing to break down by series.")
+    colours = _colours(result)
+    fig = go.Figure()
+    for name in result.strategies:
+        part = table[table["strategy"] == name]
+        if len(part):
+            fig.add_trace(
+                go.Bar(
+                    x=part["symbol"],
+                    y=part["contribution"],
+                    name=name,
+                    marker_color=colours[name],
+                    hovertemplate="%{x}: %{y:.2%}",
+                )
+            )
+    fig.update_layout(height=340, barmode="group")
+    fig.update_xaxes(type="category", title_text="series")
+    fig.update_yaxes(tickformat=".1%", title_text="closed-trade P&L / start equity")
+    note = (
+        '<p class="note">Each series\' share of the shared-cash portfolio: closed round trips '
+        "on that symbol. Contributions of one strategy add up to its closed-trade return; "
+        "a position still open at the end (buy-and-hold's) is not in them. The last column "
+        "is the symbol's own buy-and-hold return over the report's span.</p>"
+    )
+    return note + _figure_html(fig) + _table(table, index=False)
+
+
+_TRADE_COLUMNS: Final = (
+    "symbol", "side", "quantity", "entry_ts", "entry_price", "exit_ts", "exit_price", "pnl",
+    "costs",
+)  # fmt: skip
+_MAX_TRADE_ROWS: Final = 500
+
+
+def _trades_section(result: ReportInput) -> str:
+    name = _primary(result)
+    trades = result.strategies[name].trades
+    parts = [
+        f'<p class="note">Trades of <strong>{html.escape(name)}</strong>: entries are '
+        "triangles (up long, down short), exits crosses (green a winner, red a loser).</p>"
+    ]
+    has_columns = {"symbol", "entry_ts", "exit_ts", "entry_price", "exit_price"} <= set(
+        trades.columns
+    )
+    if result.prices and has_columns:
+        for symbol, close in result.prices.items():
+            mine = trades[trades["symbol"] == symbol]
+            parts.append(_figure_html(_trades_figure(symbol, close, mine, name)))
+    elif not result.prices:
+        parts.append(_not_provided("No prices were provided: the trades are listed only."))
+    if not len(trades):
+        parts.append(_not_provided("No closed trades."))
+        return "".join(parts)
+    shown = trades[[c for c in _TRADE_COLUMNS if c in trades.columns]].copy()
+    if {"quantity", "entry_price"} <= set(shown.columns):
+        notional = (shown["quantity"].astype(float) * shown["entry_price"].astype(float)).abs()
+        shown["return"] = shown["pnl"].astype(float) / notional.where(notional > 0)
+    shown.index = pd.RangeIndex(1, len(shown) + 1, name="#")
+    if len(shown) > _MAX_TRADE_ROWS:
+        parts.append(
+            f'<p class="note">The last {_MAX_TRADE_ROWS:,d} of {len(shown):,d} trades.</p>'
+        )
+        shown = shown.iloc[-_MAX_TRADE_ROWS:]
+    parts.append(f'<div class="scroll">{_table(shown)}</div>')
+    return "".join(parts)
+
+
+def _folds_section(result: ReportInput) -> str:
+    folds = result.folds
+    if folds is None:
+        return _not_provided("No per-fold table was provided.")
+    if {"symbol", "start", "end"} <= set(folds.columns):
+        shown = [n for n, s in result.strategies.items() if s.kind is StrategyKind.MODEL]
+        folds = fold_breakdown(folds, {n: result.strategies[n].trades for n in shown})
+        note = (
+            '<p class="note">One row per series and walk-forward fold: the out-of-sample '
+            "window, the models' hit rate on it, and each model's net P&L and trade count from "
+            "trades entered on that series inside the window.</p>"
+        )
+        return note + f'<div class="scroll">{_table(folds)}</div>'
+    return _table(folds)
+
+
+def _importance_section(result: ReportInput) -> str:
+    importance = result.feature_importance
+    if importance is None or not len(importance):
+        return _not_provided("No feature importance was provided.")
+    caption = result.importance_title or "Feature importance"
+    return f'<p class="note">{html.escape(caption)}</p>' + _figure_html(_importance_figure(result))
 
 
 def _lineage(meta: ReportMetadata) -> str:
@@ -467,7 +1081,8 @@ def _lineage(meta: ReportMetadata) -> str:
         f"<dt>Data fingerprint</dt><dd><code>{html.escape(meta.data_fingerprint)}</code></dd>"
         f"<dt>Git revision</dt><dd><code>{html.escape(meta.git_rev)}</code></dd>"
         f"<dt>MLflow runs</dt><dd><ul>{runs or '<li>none recorded</li>'}</ul></dd>"
-        f"<dt>Configuration</dt><dd><pre>{html.escape(config)}</pre></dd>"
+        "<dt>Configuration</dt><dd><details><summary>resolved configuration (JSON)</summary>"
+        f"<pre>{html.escape(config)}</pre></details></dd>"
         "</dl>"
     )
 
@@ -481,87 +1096,150 @@ def _not_provided(what: str) -> str:
 
 
 _CSS: Final = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
-table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222;
+  padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem;
+  margin-top: 2rem; } h3 { font-size: 1rem; margin: 0.4rem 0; }
+nav { font-size: 0.85rem; line-height: 1.8; } nav a { margin-right: 0.8rem; color: #2a5db0; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
 th[scope="row"], .frame tbody th { text-align: left; font-weight: normal; }
-thead th { background: #f4f4f4; } .kind { font-weight: normal; color: #777; font-size: 0.8rem; }
-.missing { color: #777; font-style: italic; } pre { background: #f8f8f8; padding: 0.5rem; }
+thead th { background: #f4f4f4; position: sticky; top: 0; }
+.kind { font-weight: normal; color: #777; font-size: 0.8rem; }
+.pos { color: #1a7f37; } .neg { color: #b42318; }
+.missing, .note { color: #666; } .missing { font-style: italic; }
+pre { background: #f8f8f8; padding: 0.5rem; overflow: auto; }
+.scroll { max-height: 28rem; overflow: auto; border: 1px solid #eee; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1rem; }
+.fig { width: 100%; } .fig-error { color: #b42318; font-weight: bold; }
 #disclaimer { background: #fff7e6; padding: 0.5rem 1rem; border: 1px solid #f0d9a8; }
 """
 
+# Draws each chart when it comes within a screen of the viewport (all of them before
+# printing), so the page is readable while later charts are still unbuilt.
+_BOOT_JS: Final = """
+(function () {
+  var config = %s;
+  var figs = Array.prototype.slice.call(document.querySelectorAll('div.fig'));
+  if (typeof Plotly === 'undefined') {
+    figs.forEach(function (el) {
+      el.style.height = 'auto';
+      el.innerHTML = '<p class="fig-error">Chart not drawn: plotly.min.js was not found beside ' +
+        'this file. Keep the report folder together.</p>';
+    });
+    return;
+  }
+  function draw(el) {
+    if (el.dataset.drawn) { return; }
+    el.dataset.drawn = '1';
+    var spec = JSON.parse(el.nextElementSibling.textContent);
+    Plotly.newPlot(el, spec.data, spec.layout, config);
+  }
+  window.addEventListener('beforeprint', function () { figs.forEach(draw); });
+  var near = window.innerHeight + 800;
+  figs.forEach(function (el) { if (el.getBoundingClientRect().top < near) { draw(el); } });
+  if (!('IntersectionObserver' in window)) { figs.forEach(draw); return; }
+  var io = new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) {
+      if (e.isIntersecting) { io.unobserve(e.target); draw(e.target); }
+    });
+  }, {rootMargin: '800px 0px'});
+  figs.forEach(function (el) { io.observe(el); });
+})();
+"""
 
-def _build_html(result: ReportInput) -> str:
+
+class PlotlyJs(StrEnum):
+    """Where the report's plotly.js comes from."""
+
+    DIRECTORY = "directory"  # one plotly.min.js beside the report, shared by its directory
+    INLINE = "inline"  # pasted into the file: one file that opens anywhere (MLflow's viewer)
+
+
+PLOTLY_JS_FILE: Final = "plotly.min.js"
+
+
+def _sections(result: ReportInput) -> dict[str, str]:
     window = result.rolling_window or _default_window(result)
-    sections = [
-        _section("equity", _figure_html(_equity_figure(result))),
-        _section("drawdown", _figure_html(_drawdown_figure(result))),
-    ]
-    monthly_names = [
-        n
-        for n, s in result.strategies.items()
-        if s.kind is StrategyKind.MODEL or n == result.benchmark
-    ]
-    sections.append(
-        _section(
-            "monthly",
-            "".join(
-                _figure_html(_monthly_figure(n, result.strategies[n].equity)) for n in monthly_names
-            ),
-        )
-    )
-    sections.append(
-        _section("rolling_sharpe", _figure_html(_rolling_sharpe_figure(result, window)))
-    )
+    window_note = f'<p class="note">Window: {html.escape(_window_text(result, window))}.</p>'
     pnl_fig = _trade_pnl_figure(result)
-    sections.append(
-        _section(
-            "trade_pnl",
-            _figure_html(pnl_fig) if pnl_fig is not None else _not_provided("No closed trades."),
-        )
+    return {
+        "equity": _figure_html(_equity_figure(result)),
+        "metrics": _metrics_table(result),
+        "drawdown": _figure_html(_drawdown_figure(result)),
+        "worst_drawdowns": _worst_drawdowns_section(result),
+        "yearly": _yearly_section(result),
+        "monthly": "".join(
+            _figure_html(_monthly_figure(n, result.strategies[n].equity))
+            for n in _drawdown_names(result)
+        ),
+        "distribution": _figure_html(_distribution_figure(result)),
+        "extra_stats": _extra_stats_table(result),
+        "rolling_sharpe": window_note + _figure_html(_rolling_figure(result, window, "sharpe")),
+        "rolling_vol": window_note + _figure_html(_rolling_figure(result, window, "vol")),
+        "series": _series_section(result),
+        "trades": _trades_section(result),
+        "trade_pnl": _figure_html(pnl_fig)
+        if pnl_fig is not None
+        else _not_provided("No closed trades."),
+        "folds": _folds_section(result),
+        "importance": _importance_section(result),
+        "lineage": _lineage(result.metadata),
+        "disclaimer": f"<p>{html.escape(DISCLAIMER)}</p>",
+    }
+
+
+def _build_html(result: ReportInput, plotly_js: PlotlyJs = PlotlyJs.DIRECTORY) -> str:
+    bodies = _sections(result)
+    sections = "".join(_section(key, bodies[key]) for key in SECTION_TITLES)
+    nav = "".join(
+        f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTION_TITLES.items()
     )
-    sections.append(
-        _section(
-            "folds",
-            _frame_table(result.folds)
-            if result.folds is not None
-            else _not_provided("No per-fold table was provided."),
-        )
-    )
-    importance = result.feature_importance
-    sections.append(
-        _section(
-            "importance",
-            _figure_html(_importance_figure(importance))
-            if importance is not None and len(importance)
-            else _not_provided("No feature importance was provided."),
-        )
-    )
-    sections.append(_section("metrics", _metrics_table(result)))
-    sections.append(_section("lineage", _lineage(result.metadata)))
-    sections.append(_section("disclaimer", f"<p>{html.escape(DISCLAIMER)}</p>"))
     title = html.escape(result.title)
-    # plotly.js goes in once, inline, so the file needs no network to open.
+    if plotly_js is PlotlyJs.INLINE:
+        library = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    else:
+        library = f'<script type="text/javascript" src="{PLOTLY_JS_FILE}" charset="utf-8"></script>'
+    boot = _BOOT_JS % json.dumps(_PLOT_CONFIG)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>{_CSS}</style>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_CSS}</style></head>"
         f"<body><h1>{title}</h1>"
         f'<p class="kind">Benchmark: {html.escape(result.benchmark)}. '
         f"Generated {html.escape(result.metadata.generated_at.isoformat())}.</p>"
-        f"{''.join(sections)}</body></html>\n"
+        f"<nav>{nav}</nav>{sections}{library}<script>{boot}</script></body></html>\n"
     )
 
 
-def render_report(result: ReportInput, path: Path) -> Path:
-    """Write the report as one self-contained HTML file at `path` and return the path."""
+def _ensure_plotly_js(directory: Path) -> Path:
+    """plotly.min.js from the installed plotly package, written once per directory (and again
+    only when the installed version differs)."""
+    target = directory / PLOTLY_JS_FILE
+    library = get_plotlyjs()
+    if not target.exists() or target.stat().st_size != len(library.encode("utf-8")):
+        target.write_text(library, encoding="utf-8")
+    return target
+
+
+def render_report(
+    result: ReportInput, path: Path, *, plotly_js: PlotlyJs | str = PlotlyJs.DIRECTORY
+) -> Path:
+    """Write the report as HTML at `path` and return the path.
+
+    With plotly_js="directory" (the default) the charts load plotly.min.js from the same folder,
+    written there once from the installed plotly package; "inline" pastes it into the file.
+    Neither needs a network.
+    """
     path = Path(path)
+    mode = PlotlyJs(plotly_js)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = _build_html(result)
+    if mode is PlotlyJs.DIRECTORY:
+        _ensure_plotly_js(path.parent)
+    document = _build_html(result, mode)
     path.write_text(document, encoding="utf-8")
-    logger.info("wrote backtest report %s (%d bytes)", path, len(document))
+    logger.info("wrote backtest report %s (%d bytes, plotly.js %s)", path, len(document), mode)
     return path
 
 

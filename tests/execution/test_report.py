@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import json
@@ -19,6 +20,7 @@ from execution.metrics import Metrics, compute_metrics
 from execution.report import (
     DISCLAIMER,
     METRIC_LABELS,
+    PLOTLY_JS_FILE,
     SECTION_TITLES,
     ReportError,
     ReportInput,
@@ -29,11 +31,19 @@ from execution.report import (
     monthly_returns,
     read_summary_json,
     render_report,
+    series_breakdown,
+    strategy_colours,
+    worst_drawdowns,
     write_summary_json,
+    yearly_returns,
 )
 
 FIXED_NOW = datetime(2024, 6, 30, 12, 0, tzinfo=UTC)
 INDEX = pd.date_range("2023-01-02", periods=120, freq="B", tz="UTC")
+PRICES = {
+    "SPX": pd.Series(np.linspace(4000.0, 4400.0, len(INDEX)), INDEX),
+    "NDX": pd.Series(np.linspace(12000.0, 11000.0, len(INDEX)), INDEX),
+}
 
 
 def _strategy(name: str, drift: float, seed: int, kind: StrategyKind) -> StrategyResult:
@@ -41,9 +51,13 @@ def _strategy(name: str, drift: float, seed: int, kind: StrategyKind) -> Strateg
     equity = pd.Series(100_000.0 * np.cumprod(1.0 + rng.normal(drift, 0.01, len(INDEX))), INDEX)
     trades = pd.DataFrame(
         {
-            "symbol": ["SPX"] * 8,
+            "symbol": ["SPX", "NDX"] * 4,
+            "side": ["long", "short"] * 4,
+            "quantity": np.full(8, 10.0),
             "entry_ts": INDEX[:8],
             "exit_ts": INDEX[1:9],
+            "entry_price": PRICES["SPX"].to_numpy()[:8],
+            "exit_price": PRICES["SPX"].to_numpy()[1:9],
             "pnl": rng.normal(50.0, 200.0, 8),
             "costs": np.full(8, 2.0),
         }
@@ -85,6 +99,7 @@ def _input(**overrides: object) -> ReportInput:
             index=pd.Index([0, 1], name="fold"),
         ),
         "feature_importance": pd.Series({"rsi_14": 0.4, "ret_1": 0.35, "atr_14": 0.25}),
+        "prices": PRICES,
     }
     values.update(overrides)
     return ReportInput(**values)  # type: ignore[arg-type]
@@ -137,18 +152,105 @@ def test_render_report_when_full_input_then_every_section_heading_present(
     assert "Past performance" in doc
 
 
-def test_render_report_when_written_then_self_contained_offline(
+def _figures(doc: str) -> list[dict]:
+    return [
+        json.loads(m)
+        for m in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', doc)
+    ]
+
+
+def _length(values: list | dict) -> int:
+    """Points in a plotly array: a list, or typed-array JSON ({"dtype", "bdata"} in base64)."""
+    if isinstance(values, list):
+        return len(values)
+    return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
+
+
+def test_render_report_when_written_then_plotly_loads_from_a_file_beside_it(
+    tmp_path: Path,
+) -> None:
+    # Arrange
+    result = _input()
+    # Act
+    first = render_report(result, tmp_path / "report.html")
+    second = render_report(result, tmp_path / "other.html")
+    doc = first.read_text(encoding="utf-8")
+    # Assert: one copy of the library for the directory, none inside the reports, no network
+    library = tmp_path / PLOTLY_JS_FILE
+    assert library.read_text(encoding="utf-8").lstrip().startswith("/**\n* plotly.js v")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other.html",
+        PLOTLY_JS_FILE,
+        "report.html",
+    ]
+    assert "plotly.js v" not in doc
+    assert re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", doc) == [PLOTLY_JS_FILE]
+    assert re.findall(r"(?:src|href)=[\"']?https?:", doc) == []
+    assert first.stat().st_size < 400_000 and second.stat().st_size < 400_000
+    assert len(_figures(doc)) >= 12  # equity .. importance, each drawn from its own JSON
+
+
+def test_render_report_when_inline_then_one_file_holds_the_library(tmp_path: Path) -> None:
+    # Act
+    path = render_report(_input(), tmp_path / "report.html", plotly_js="inline")
+    doc = path.read_text(encoding="utf-8")
+    # Assert
+    assert not (tmp_path / PLOTLY_JS_FILE).exists()
+    assert re.findall(r"<script[^>]*\bsrc=", doc) == []
+    assert "plotly.js v" in doc
+
+
+def test_render_report_when_many_strategies_then_each_keeps_one_colour_in_every_chart(
     rendered: tuple[ReportInput, str],
 ) -> None:
     # Arrange
+    result, doc = rendered
+    expected = strategy_colours(list(result.strategies), result.benchmark)
+    seen: dict[str, set[str]] = {}
+    # Act
+    for fig in _figures(doc):
+        for trace in fig["data"]:
+            name = trace.get("name")
+            colour = (trace.get("line") or {}).get("color") or (trace.get("marker") or {}).get(
+                "color"
+            )
+            if name in expected and isinstance(colour, str):
+                seen.setdefault(name, set()).add(colour)
+    # Assert
+    assert set(seen) == set(expected)
+    assert all(colours == {expected[n]} for n, colours in seen.items()), seen
+    assert len(set(expected.values())) == len(expected)
+
+
+def test_render_report_when_prices_given_then_every_trade_is_marked_on_its_symbol(
+    rendered: tuple[ReportInput, str],
+) -> None:
+    # Arrange
+    result, doc = rendered
+    trades = result.strategies["xgb"].trades  # the first model is the one charted
+    # Act
+    charts = [f for f in _figures(doc) if "xgb trades" in str(f["layout"].get("title"))]
+    # Assert
+    assert len(charts) == 2
+    for fig in charts:
+        symbol = fig["layout"]["title"]["text"].split(":")[0]
+        mine = trades[trades["symbol"] == symbol]
+        entries = sum(_length(t["y"]) for t in fig["data"] if "entry" in t["name"])
+        exits = next(t for t in fig["data"] if t["name"] == "exit")
+        assert entries == len(mine)
+        assert _length(exits["y"]) == len(mine)
+
+
+def test_render_report_when_rolling_window_not_given_then_it_fits_the_sample(
+    rendered: tuple[ReportInput, str],
+) -> None:
+    # Arrange: 120 daily bars; half a year (126 bars) would leave no rolling line at all
     _, doc = rendered
     # Act
-    remote_refs = re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=[\"']?https?:", doc)
+    section = doc[doc.index('<section id="rolling_sharpe">') :]
+    window = int(re.search(r"Window: (\d+) bars", section).group(1))
     # Assert
-    assert remote_refs == []
-    assert re.findall(r"<script[^>]*\bsrc=", doc) == []
-    assert "plotly.js v" in doc[:2_000_000]  # the library itself is inline
-    assert doc.count("Plotly.newPlot(") >= 7  # equity, drawdown, 2 heatmaps, rolling, pnl, fi
+    assert 10 <= window <= 120 // 4
 
 
 def test_render_report_when_metrics_given_then_table_shows_exactly_those_values(
@@ -218,13 +320,14 @@ def test_render_report_when_title_has_markup_then_escaped(
 
 def test_render_report_when_optional_inputs_missing_then_sections_say_so(tmp_path: Path) -> None:
     # Arrange
-    result = _input(folds=None, feature_importance=None)
+    result = _input(folds=None, feature_importance=None, prices=None)
     # Act
     doc = render_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
     # Assert
     assert re.findall(r"<h2>(.*?)</h2>", doc) == [html.escape(t) for t in SECTION_TITLES.values()]
     assert "No per-fold table was provided." in doc
     assert "No feature importance was provided." in doc
+    assert "No prices were provided: the trades are listed only." in doc
 
 
 def test_render_report_when_lineage_given_then_footer_lists_it(
@@ -316,3 +419,92 @@ def test_monthly_returns_when_hand_computed_then_months_compound_to_total() -> N
     assert table.loc[2024, 2] == pytest.approx(-0.10)
     assert table.loc[2024].isna().sum() == 10
     assert (1 + table.loc[2024].dropna()).prod() - 1 == pytest.approx(99.0 / 100.0 - 1)
+
+
+def test_render_report_when_importance_per_series_then_caption_and_bars_name_them(
+    tmp_path: Path,
+) -> None:
+    # Arrange
+    importance = pd.DataFrame(
+        {"SPX@1d": {"rsi_14": 0.4, "ret_1": 0.1}, "NDX@1d": {"rsi_14": 0.2, "ret_1": 0.3}}
+    )
+    caption = "xgboost gain importance, mean over folds 0 to 1, per series"
+    # Act
+    doc = render_report(
+        _input(feature_importance=importance, importance_title=caption), tmp_path / "r.html"
+    ).read_text(encoding="utf-8")
+    # Assert
+    section = doc[doc.index('<section id="importance">') :]
+    assert caption in section
+    bars = [t for f in _figures(section) for t in f["data"] if t["type"] == "bar"]
+    assert [t["name"] for t in bars] == ["SPX@1d", "NDX@1d"]
+
+
+def test_render_report_when_folds_have_windows_then_each_model_pnl_in_window_is_shown(
+    tmp_path: Path,
+) -> None:
+    # Arrange: fold 0 of SPX covers the first 4 bars, so it holds the SPX trades entered on 0, 2
+    folds = pd.DataFrame(
+        {"symbol": ["SPX"], "fold": [0], "start": [INDEX[0]], "end": [INDEX[3]]},
+        index=pd.Index(["SPX@1d"], name="series"),
+    )
+    result = _input(folds=folds)
+    trades = result.strategies["xgb"].trades
+    expected = float(trades["pnl"].iloc[[0, 2]].sum())
+    # Act
+    doc = render_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    # Assert
+    section = doc[doc.index('<section id="folds">') : doc.index('<section id="importance">')]
+    assert "<th>xgb P&amp;L</th>" in section
+    values = [float(v) for v in re.findall(r'data-value="(-?[0-9.e+-]+)"', section)]
+    assert expected in values
+
+
+def test_worst_drawdowns_when_hand_computed_then_deepest_first_with_recovery() -> None:
+    # Arrange: 100 -> 90 (back at 101), then 101 -> 80 still under water at the end
+    index = pd.date_range("2024-01-01", periods=7, freq="D", tz="UTC")
+    equity = pd.Series([100.0, 90.0, 95.0, 101.0, 90.0, 80.0, 85.0], index=index)
+    # Act
+    table = worst_drawdowns(equity, 5)
+    # Assert
+    assert list(table.index) == [1, 2]
+    deepest, second = table.loc[1], table.loc[2]
+    assert deepest["depth"] == pytest.approx(80.0 / 101.0 - 1)
+    assert deepest["peak"] == index[3] and deepest["trough"] == index[5]
+    assert pd.isna(deepest["recovery"]) and deepest["bars"] == 3
+    assert second["depth"] == pytest.approx(-0.10)
+    assert second["recovery"] == index[3] and second["duration"] == pd.Timedelta(days=3)
+
+
+def test_worst_drawdowns_when_never_under_water_then_empty() -> None:
+    equity = pd.Series([1.0, 2.0, 3.0], index=INDEX[:3])
+    assert worst_drawdowns(equity).empty
+
+
+def test_yearly_returns_when_two_years_then_they_compound_to_the_total() -> None:
+    # Arrange
+    index = pd.DatetimeIndex(["2023-06-01", "2023-12-29", "2024-03-01", "2024-12-31"], tz="UTC")
+    equity = pd.Series([100.0, 120.0, 90.0, 108.0], index=index)
+    # Act
+    years = yearly_returns(equity)
+    # Assert
+    assert list(years.index) == [2023, 2024]
+    assert years.loc[2023] == pytest.approx(0.20)
+    assert years.loc[2024] == pytest.approx(-0.10)
+    assert (1 + years).prod() - 1 == pytest.approx(108.0 / 100.0 - 1)
+
+
+def test_series_breakdown_when_two_symbols_then_contributions_sum_to_closed_trade_return() -> None:
+    # Arrange
+    trades = pd.DataFrame(
+        {"symbol": ["A", "B", "A"], "pnl": [100.0, -50.0, 30.0], "costs": [1.0, 1.0, 1.0]}
+    )
+    # Act
+    table = series_breakdown({"m": (trades, 1000.0)}, {"A": pd.Series([10.0, 12.0], INDEX[:2])})
+    # Assert
+    by_symbol = table.set_index("symbol")
+    assert by_symbol.loc["A", "trades"] == 2
+    assert by_symbol.loc["A", "net_pnl"] == pytest.approx(130.0)
+    assert by_symbol.loc["A", "symbol_buy_and_hold"] == pytest.approx(0.2)
+    assert pd.isna(by_symbol.loc["B", "symbol_buy_and_hold"])
+    assert table["contribution"].sum() == pytest.approx(80.0 / 1000.0)

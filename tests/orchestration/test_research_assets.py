@@ -93,10 +93,15 @@ def test_research_report_when_materialized_then_html_and_results_match_metrics(m
         metrics = summary["strategies"][row["strategy"]]["metrics"]
         assert row["n_trades"] == metrics["n_trades"]
     html = (settings.reports_dir / "portfolio_1d" / "report.html").read_text()
+    assert (settings.reports_dir / "portfolio_1d" / "plotly.min.js").is_file()
     assert "Monthly returns" in html
     assert "Deflated Sharpe" in html
-    assert "Feature importance" in html
-    assert "not provided" not in html.split("Feature importance")[1][:400].lower()
+    importance = html[html.index('<section id="importance">') :][:600]
+    assert "not provided" not in importance.lower()
+    assert "xgboost gain importance" in importance
+    assert "IXIC@1d" in importance and "SPX@1d" in importance
+    trades = html[html.index('<section id="trades">') : html.index('<section id="trade_pnl">')]
+    assert "IXIC: xgboost trades" in trades and "SPX: xgboost trades" in trades
 
 
 @pytest.mark.slow

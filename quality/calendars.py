@@ -6,13 +6,13 @@ and Monday 1970-01-05 00:00 UTC for 1w, so weekly bars open on Mondays.
 
 Sessions (a bar is expected when its open time falls inside the session):
 - crypto: 24x7.
-- fx: 24x5, open from Sunday 22:00 UTC to Friday 22:00 UTC. The real market follows New York
-  17:00, which is 21:00 UTC in northern summer; the fixed 22:00 boundary means a summer Sunday
-  21:00 bar is not expected (it is still accepted if present: calendars only feed gap reports).
-- equity: daily and weekly bars on business days Monday to Friday. There is no holiday list, so
-  exchange holidays appear as one-bar gaps: equity gaps are a WARNING, never an error. Intraday
-  equity bars need exchange session hours, which are not modelled: asking for them raises
-  UnsupportedCalendarError.
+- fx: 24x5, from Sunday 17:00 to Friday 17:00 New York time, so the boundary follows daylight
+  saving: 22:00 UTC in northern winter, 21:00 UTC in summer.
+- equity: daily bars on the sessions of the exchange (default XNYS, the New York Stock
+  Exchange), holidays and special closures included, from the maintained `exchange_calendars`
+  package; weekly bars on every Monday (a week with a Monday holiday still has its bar).
+  Intraday equity bars need exchange session hours on the bar grid, which are not modelled:
+  asking for them raises UnsupportedCalendarError. Equity gaps stay a WARNING, never an error.
 
 Gap reports compare the bars present with the bars expected between the first and the last bar
 present; nothing is expected outside the data's own span.
@@ -20,8 +20,10 @@ present; nothing is expected outside the data's own span.
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime, timedelta
-from typing import Final, NamedTuple
+from functools import lru_cache
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,7 @@ from quality.errors import UnknownInstrumentClassError, UnsupportedCalendarError
 from quality.schema import timeframe_to_timedelta
 
 __all__ = [
+    "DEFAULT_EXCHANGE",
     "INSTRUMENT_CLASSES",
     "Gap",
     "check_instrument_class",
@@ -43,7 +46,9 @@ INSTRUMENT_CLASSES: Final = ("equity", "fx", "crypto")
 
 _EPOCH: Final = pd.Timestamp("1970-01-01", tz="UTC")
 _FIRST_MONDAY: Final = pd.Timestamp("1970-01-05", tz="UTC")
-_FX_BOUNDARY: Final = timedelta(hours=22)  # Sunday open and Friday close, UTC
+_FX_ZONE: Final = "America/New_York"
+_FX_BOUNDARY: Final = timedelta(hours=17)  # Sunday open and Friday close, New York wall time
+DEFAULT_EXCHANGE: Final = "XNYS"  # exchange_calendars code of the equity calendar by default
 _DAY: Final = timedelta(days=1)
 
 
@@ -80,10 +85,30 @@ def is_on_grid(ts: pd.Series | pd.DatetimeIndex, timeframe: str) -> np.ndarray:
     return ~np.asarray(index.isna()) & ((ns - origin) % step == 0)
 
 
-def _in_session(index: pd.DatetimeIndex, instrument_class: str, timeframe: str) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _exchange_sessions(exchange: str, first_year: int, last_year: int) -> Any:
+    """Session dates (naive, midnight) of `exchange` for whole years; cached since building a
+    calendar costs about a second."""
+    import exchange_calendars as xcals
+
+    try:
+        with warnings.catch_warnings():
+            # exchange_calendars still reads Series.values, which pandas 3.1 deprecates.
+            warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+            calendar = xcals.get_calendar(
+                exchange, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+            )
+    except xcals.errors.InvalidCalendarName:
+        msg = f"unknown exchange calendar {exchange!r}; use an exchange_calendars code (XNYS)"
+        raise UnsupportedCalendarError(msg) from None
+    return calendar.sessions.as_unit("ns")
+
+
+def _in_session(
+    index: pd.DatetimeIndex, instrument_class: str, timeframe: str, exchange: str
+) -> np.ndarray:
     if instrument_class == "crypto":
         return np.ones(len(index), dtype=bool)
-    weekday = np.asarray(index.day_of_week)  # Monday == 0
     if instrument_class == "equity":
         if timeframe_to_timedelta(timeframe) < _DAY:
             msg = (
@@ -91,20 +116,32 @@ def _in_session(index: pd.DatetimeIndex, instrument_class: str, timeframe: str) 
                 "hours are not modelled; gaps can be computed for equity 1d and 1w only"
             )
             raise UnsupportedCalendarError(msg)
-        return weekday < 5
-    time_of_day = np.asarray(index - index.normalize())
+        if timeframe_to_timedelta(timeframe) >= timedelta(weeks=1) or len(index) == 0:
+            return np.asarray(index.day_of_week) < 5
+        sessions = _exchange_sessions(exchange, int(index.year.min()), int(index.year.max()))
+        return np.asarray(index.tz_localize(None).normalize().isin(sessions))
+    local = index.tz_convert(_FX_ZONE)
+    weekday = np.asarray(local.day_of_week)  # Monday == 0
+    time_of_day = np.asarray(local.tz_localize(None) - local.tz_localize(None).normalize())
     before_close = time_of_day < np.timedelta64(_FX_BOUNDARY)
-    # Open all of Monday..Thursday, Friday until 22:00, Sunday from 22:00, never Saturday.
+    # Open all of Monday..Thursday, Friday until 17:00, Sunday from 17:00, never Saturday.
     return (weekday < 4) | ((weekday == 4) & before_close) | ((weekday == 6) & ~before_close)
 
 
 def expected_timestamps(
-    instrument_class: str, timeframe: str, start: datetime, end: datetime
+    instrument_class: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    *,
+    exchange: str = DEFAULT_EXCHANGE,
 ) -> pd.DatetimeIndex:
-    """Bar open times expected in [start, end] (both inclusive) for the class and timeframe.
+    """Bar open times expected in [start, end] (both inclusive) for the class and timeframe;
+    `exchange` (an exchange_calendars code) picks the equity holidays.
 
-    Raises UnsupportedCalendarError for intraday equity, UnknownInstrumentClassError and
-    UnknownTimeframeError for unknown codes, ValueError for naive bounds.
+    Raises UnsupportedCalendarError for intraday equity and unknown exchanges,
+    UnknownInstrumentClassError and UnknownTimeframeError for unknown codes, ValueError for
+    naive bounds.
     """
     check_instrument_class(instrument_class)
     step = timeframe_to_timedelta(timeframe)
@@ -119,11 +156,15 @@ def expected_timestamps(
     if offset:
         first = first + (step - offset)
     index = pd.date_range(first, last.tz_convert("UTC"), freq=step).as_unit("ns")
-    return index[_in_session(index, instrument_class, timeframe)]
+    return index[_in_session(index, instrument_class, timeframe, exchange)]
 
 
 def find_gaps(
-    ts: pd.Series | pd.DatetimeIndex, instrument_class: str, timeframe: str
+    ts: pd.Series | pd.DatetimeIndex,
+    instrument_class: str,
+    timeframe: str,
+    *,
+    exchange: str = DEFAULT_EXCHANGE,
 ) -> tuple[Gap, ...]:
     """Runs of expected bars missing from `ts`, between its first and last timestamp.
 
@@ -135,10 +176,12 @@ def find_gaps(
     timeframe_to_timedelta(timeframe)
     if len(present) == 0:
         # Still refuse unsupported calendars, so callers learn it on the first run.
-        _in_session(pd.DatetimeIndex([], tz="UTC"), instrument_class, timeframe)
+        _in_session(pd.DatetimeIndex([], tz="UTC"), instrument_class, timeframe, exchange)
         return ()
     present = present.tz_convert("UTC").as_unit("ns")
-    expected = expected_timestamps(instrument_class, timeframe, present.min(), present.max())
+    expected = expected_timestamps(
+        instrument_class, timeframe, present.min(), present.max(), exchange=exchange
+    )
     missing_pos = np.flatnonzero(~expected.isin(present))
     if missing_pos.size == 0:
         return ()

@@ -35,13 +35,51 @@ def test_expected_when_crypto_then_every_bar_of_the_week():
     assert len(got) == 3 * 6 + 1
 
 
-def test_expected_when_equity_daily_then_business_days_only():
-    # Monday 2024-01-01 (a holiday in reality: calendars carry no holiday list) to next Monday.
-    got = expected_timestamps("equity", "1d", ts("2024-01-01"), ts("2024-01-08"))
+def test_expected_when_equity_daily_then_exchange_sessions_without_holidays():
+    # Monday 2024-01-01 (New Year's Day) to Tuesday 2024-01-16 (Monday the 15th is MLK Day).
+    got = expected_timestamps("equity", "1d", ts("2024-01-01"), ts("2024-01-16"))
 
-    assert [d.day_name() for d in got] == [
-        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Monday",
+    assert [d.strftime("%a %d") for d in got] == [
+        "Tue 02", "Wed 03", "Thu 04", "Fri 05", "Mon 08", "Tue 09", "Wed 10", "Thu 11", "Fri 12",
+        "Tue 16",
     ]  # fmt: skip
+
+
+def test_expected_when_equity_special_closure_then_not_expected():
+    # The NYSE closed on 2012-10-29 and 30 for Hurricane Sandy: a maintained calendar knows.
+    got = expected_timestamps("equity", "1d", ts("2012-10-26"), ts("2012-10-31"))
+
+    assert list(got) == [ts("2012-10-26"), ts("2012-10-31")]
+
+
+def test_expected_when_equity_weekly_then_every_monday_even_a_holiday():
+    got = expected_timestamps("equity", "1w", ts("2024-01-01"), ts("2024-01-15"))
+
+    assert list(got) == [ts("2024-01-01"), ts("2024-01-08"), ts("2024-01-15")]
+
+
+def test_expected_when_unknown_exchange_then_unsupported_calendar():
+    with pytest.raises(UnsupportedCalendarError, match="unknown exchange calendar 'XNOPE'"):
+        expected_timestamps("equity", "1d", ts("2024-01-01"), ts("2024-01-05"), exchange="XNOPE")
+
+
+def test_expected_when_fx_hourly_in_summer_then_week_follows_new_york_17h():
+    # 2024-07-05 is a Friday, 2024-07-07 a Sunday; New York is UTC-4 (EDT).
+    got = expected_timestamps("fx", "1h", ts("2024-07-05 19:00"), ts("2024-07-07 22:00"))
+
+    assert list(got) == [
+        ts("2024-07-05 19:00"), ts("2024-07-05 20:00"), ts("2024-07-07 21:00"),
+        ts("2024-07-07 22:00"),
+    ]  # fmt: skip
+
+
+def test_gaps_when_fx_summer_week_complete_then_no_friday_21h_gap():
+    # An EDT trading week and the next week's open as a venue stamps them: Sunday 21:00 to
+    # Friday 20:00 UTC, then Sunday 21:00 again. A fixed 22:00 UTC close would miss Friday 21:00.
+    week = pd.date_range(ts("2024-07-07 21:00"), ts("2024-07-12 20:00"), freq="1h")
+    present = week.append(pd.DatetimeIndex([ts("2024-07-14 21:00"), ts("2024-07-14 22:00")]))
+
+    assert find_gaps(present, "fx", "1h") == ()
 
 
 def test_expected_when_fx_daily_then_monday_to_friday():

@@ -31,6 +31,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink, StatefulSinkPartition
 from execution.broker import Broker
 from execution.config import StrategyConfig
 from execution.engine import bar_close_ts
+from execution.reconcile import ReconcileConfig
 from execution.signal import Bar
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
@@ -66,6 +67,8 @@ class StreamConfig:
     # a bar that closed before the worker started. None (replay of the store): trade every bar.
     trade_after: datetime | None = None
     reconcile_backoff_s: tuple[float, ...] = field(default=(1.0, 2.0, 5.0, 10.0, 30.0))
+    # Ledger vs venue: at start and every N bars; a mismatch halts new risk or adopts the venue.
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -193,6 +196,7 @@ def build_flow(
         reorder=config.reorder,
         metrics=metrics,
         reconcile_backoff_s=config.reconcile_backoff_s,
+        reconcile=config.reconcile,
         progress_every=config.progress_every,
         on_bar_done=on_bar_done,
     )

@@ -1,9 +1,20 @@
 """The order router: the one place where orders leave the dataflow for a venue.
 
-Client ids are deterministic (execution.domain.make_client_id), so an order re-emitted after a
-crash carries the id the venue already holds; the venue refuses it with DuplicateOrderError and
-the router counts it as sent, logs it and does not resend. A transient venue error is retried a
-few times; a rejection is logged and counted, never retried.
+It never blocks the step beyond one broker call and never lets a venue error out of it. The
+broker holds the one retry layer (the MT5 bridge: fresh price after a requote, backoff while
+busy, look-before-resend after a timeout, all within its per-order deadline); the router adds
+no retries of its own, and maps every broker error, in `outcome_for_error`, onto an outcome:
+
+- SENT: the venue took it. DUPLICATE: the venue (or the journal) already had this client id, so
+  an order re-emitted after a crash is counted as sent and not resent.
+- REJECTED: the venue refused it for good (no money, bad volume, market closed). FAILED: a
+  transient failure outlasted the broker's retries; nothing executed. Neither is at the venue:
+  the engine learns it as a rejection, and a flat signal then sends nothing.
+- UNKNOWN: the answer was lost and the venue could not say (timeouts, a dead terminal). The
+  order becomes a reconciliation item (`take_unresolved`), settled by looking at the venue.
+
+Client ids are deterministic (execution.domain.make_client_id), which is what makes DUPLICATE
+safe.
 """
 
 from __future__ import annotations
@@ -11,18 +22,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from execution.broker import (
     Broker,
+    BrokerError,
+    BrokerUnavailableError,
     DuplicateOrderError,
     OrderRejectedError,
     RetryableBrokerError,
 )
-from execution.domain import Order
+from execution.domain import Order, OrderAck
 from streaming.metrics import LiveMetrics
 
-__all__ = ["OrderRouter", "RouteOutcome"]
+__all__ = ["OrderRouter", "RouteOutcome", "Routed", "outcome_for_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +44,41 @@ logger = logging.getLogger(__name__)
 class RouteOutcome(StrEnum):
     SENT = "sent"
     DUPLICATE = "duplicate"  # the venue already had this client id: sent before a restart
-    REJECTED = "rejected"
+    REJECTED = "rejected"  # refused for good; nothing executed
+    FAILED = "failed"  # transient failures outlasted the broker's retries; nothing executed
+    UNKNOWN = "unknown"  # may or may not have executed: reconcile before trading on
+
+    @property
+    def at_venue(self) -> bool | None:
+        """True: the venue holds it; False: it does not; None: nobody knows yet."""
+        if self in (RouteOutcome.SENT, RouteOutcome.DUPLICATE):
+            return True
+        if self is RouteOutcome.UNKNOWN:
+            return None
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    order: Order
+    outcome: RouteOutcome
+    ack: OrderAck | None = None  # the venue's answer when SENT
+    reason: str = ""  # the venue's code and comment, or the error, when not SENT
+    elapsed_s: float = 0.0  # time the step spent in the broker call
+
+
+def outcome_for_error(exc: BrokerError) -> RouteOutcome:
+    """The one mapping from the Broker port's errors onto route outcomes."""
+    if isinstance(exc, DuplicateOrderError):
+        return RouteOutcome.DUPLICATE
+    if isinstance(exc, OrderRejectedError):
+        return RouteOutcome.REJECTED
+    if isinstance(exc, RetryableBrokerError):
+        return RouteOutcome.FAILED
+    if isinstance(exc, BrokerUnavailableError):
+        return RouteOutcome.UNKNOWN
+    # An error the port does not classify: assume nothing about the order's fate.
+    return RouteOutcome.UNKNOWN
 
 
 class OrderRouter:
@@ -38,72 +86,44 @@ class OrderRouter:
         self,
         metrics: LiveMetrics | None = None,
         *,
-        retries: int = 3,
-        retry_delay_s: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
         on_submit: Callable[[Order, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
-        self._retries = retries
-        self._retry_delay_s = retry_delay_s
-        self._sleep = sleep
         self._on_submit = on_submit  # (order, latency ns from bar arrival) for benchmarks
+        self._clock = clock
+        self._unresolved: dict[str, Order] = {}
 
     def submit(
         self, broker: Broker, order: Order, *, received_ns: int | None = None
     ) -> RouteOutcome:
+        return self.route(broker, order, received_ns=received_ns).outcome
+
+    def route(self, broker: Broker, order: Order, *, received_ns: int | None = None) -> Routed:
+        """Hand `order` to `broker` once; never raises a broker error."""
         handed_ns = time.perf_counter_ns()
         latency_ns = None if received_ns is None else handed_ns - received_ns
-        attempt = 0
-        while True:
-            try:
-                ack = broker.submit(order)
-            except DuplicateOrderError:
-                logger.info(
-                    "event=order_duplicate client_id=%s symbol=%s note=already_sent",
-                    order.client_id,
-                    order.symbol,
-                )
-                self._count(order, RouteOutcome.DUPLICATE)
-                return RouteOutcome.DUPLICATE
-            except OrderRejectedError as exc:
-                logger.error(
-                    "event=order_rejected client_id=%s symbol=%s code=%s comment=%s",
-                    order.client_id,
-                    order.symbol,
-                    exc.code,
-                    exc.comment,
-                )
-                self._count(order, RouteOutcome.REJECTED)
-                return RouteOutcome.REJECTED
-            except RetryableBrokerError as exc:
-                attempt += 1
-                if attempt > self._retries:
-                    logger.error(
-                        "event=order_failed client_id=%s attempts=%d error=%s",
-                        order.client_id,
-                        attempt,
-                        exc,
-                    )
-                    self._count(order, RouteOutcome.REJECTED)
-                    return RouteOutcome.REJECTED
-                logger.warning(
-                    "event=order_retry client_id=%s attempt=%d error=%s",
-                    order.client_id,
-                    attempt,
-                    exc,
-                )
-                self._sleep(self._retry_delay_s * attempt)
-                continue
-            break
+        started = self._clock()
+        try:
+            ack = broker.submit(order)
+        except BrokerError as exc:
+            routed = Routed(order, outcome_for_error(exc), None, str(exc), self._clock() - started)
+            self._log_failure(routed, exc)
+            self._count(order, routed.outcome)
+            if routed.outcome is RouteOutcome.UNKNOWN:
+                self._unresolved[order.client_id] = order
+            return routed
+        routed = Routed(order, RouteOutcome.SENT, ack, "", self._clock() - started)
         logger.info(
-            "event=order_sent client_id=%s symbol=%s side=%s qty=%.8g intent=%s status=%s",
+            "event=order_sent client_id=%s symbol=%s side=%s qty=%.8g intent=%s status=%s "
+            "elapsed_s=%.3f",
             order.client_id,
             order.symbol,
             order.side,
             order.quantity,
             order.intent,
             ack.status,
+            routed.elapsed_s,
         )
         self._count(order, RouteOutcome.SENT)
         if latency_ns is not None:
@@ -111,12 +131,46 @@ class OrderRouter:
                 self._metrics.bar_to_order_latency.observe(latency_ns / 1e9)
             if self._on_submit is not None:
                 self._on_submit(order, latency_ns)
-        return RouteOutcome.SENT
+        return routed
+
+    def unresolved(self) -> tuple[Order, ...]:
+        """Orders whose outcome is unknown, oldest first, until reconciliation settles them."""
+        return tuple(self._unresolved.values())
+
+    def settle(self, client_id: str) -> None:
+        """Reconciliation found out what became of `client_id`."""
+        self._unresolved.pop(client_id, None)
+
+    def _log_failure(self, routed: Routed, exc: BrokerError) -> None:
+        o = routed.order
+        if routed.outcome is RouteOutcome.DUPLICATE:
+            logger.info(
+                "event=order_duplicate client_id=%s symbol=%s note=already_sent",
+                o.client_id,
+                o.symbol,
+            )
+            return
+        code = getattr(exc, "code", None)
+        level = logging.WARNING if routed.outcome is RouteOutcome.UNKNOWN else logging.ERROR
+        logger.log(
+            level,
+            "event=order_%s client_id=%s symbol=%s side=%s qty=%.8g intent=%s code=%s "
+            "elapsed_s=%.3f reason=%s",
+            routed.outcome,
+            o.client_id,
+            o.symbol,
+            o.side,
+            o.quantity,
+            o.intent,
+            code,
+            routed.elapsed_s,
+            exc,
+        )
 
     def _count(self, order: Order, outcome: RouteOutcome) -> None:
         if self._metrics is None:
             return
-        if outcome is RouteOutcome.REJECTED:
+        if outcome in (RouteOutcome.REJECTED, RouteOutcome.FAILED):
             self._metrics.rejects.labels(symbol=order.symbol).inc()
         else:
             self._metrics.orders.labels(symbol=order.symbol, outcome=str(outcome)).inc()

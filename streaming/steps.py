@@ -7,15 +7,16 @@ dataclasses and runs without a dataflow, so the steps are tested in microseconds
   prediction for the newest one, equal to the batch plane's
   (`bundle.predict_frame(buffer).iloc[-1]`).
 - `portfolio_step`: one portfolio for all symbols; runs per bar the sequence of
-  `execution.backtest.run_backtest`: broker fills for the bar, `on_fill` for each, `on_bar`, and
-  every order to the broker through the order router.
+  `execution.backtest.run_backtest`: broker fills for the bar, `on_fill` for each, the
+  reconciliation of the ledger with the venue (`streaming.reconcile`: at start and every
+  `ReconcileConfig.every_bars` bars; no new risk while they disagree), `on_bar`, and every order
+  to the broker through the order router (which never raises a venue error).
 - `aggregate_ticks`: trades/quotes into bars of one timeframe.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,11 +30,14 @@ import pandas as pd
 from execution.broker import Broker, BrokerUnavailableError
 from execution.config import StrategyConfig
 from execution.domain import Fill, Order, Position, Side, make_client_id
+from execution.engine import bar_close_ts
+from execution.reconcile import ReconcileConfig
 from execution.signal import Bar, Prediction
 from streaming.killswitch import read_kill_switch
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
-from streaming.router import OrderRouter, RouteOutcome
+from streaming.reconcile import ReconcileGauges, Reconciler
+from streaming.router import OrderRouter
 
 __all__ = [
     "Arrival",
@@ -182,11 +186,11 @@ class PortfolioRuntime:
     progress_every: int = 1000
     clock: Callable[[], float] = time.monotonic
     on_bar_done: Callable[[Scored, int], None] | None = None  # (item, done perf_counter_ns)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     # process-local bookkeeping
     reconciled: bool = False
     halted: str | None = None  # reason trading is halted (ledger disagrees with the venue)
-    _next_reconcile: float = float("-inf")
-    _reconcile_attempt: int = 0
+    reconciler: Reconciler | None = None  # built on first use from the fields above
 
 
 def _new_portfolio(rt: PortfolioRuntime) -> PortfolioState:
@@ -206,45 +210,26 @@ def _broker(state: PortfolioState, rt: PortfolioRuntime) -> Broker:
     return rt.live_broker if rt.live_broker is not None else state.paper
 
 
-def _ledger_positions(engine: Any) -> dict[str, float]:
-    return {s: float(p.quantity) for s, p in engine.positions.items() if abs(p.quantity) > _QTY_EPS}
+def _reconcile(state: PortfolioState, rt: PortfolioRuntime, ts: datetime) -> list[Fill]:
+    """Compare the ledger with the venue when due (streaming.reconcile); the adopting fills."""
+    if rt.reconciler is None:
+        gauges = ReconcileGauges.on(rt.metrics.registry) if rt.metrics is not None else None
+        rt.reconciler = Reconciler(rt.reconcile, rt.reconcile_backoff_s, rt.clock, gauges)
+    unresolved = [(o.client_id, o.symbol) for o in rt.router.unresolved()]
+    adopt = rt.reconciler.check(
+        state.engine, _broker(state, rt), unresolved=unresolved, settle=rt.router.settle, ts=ts
+    )
+    rt.reconciled, rt.halted = rt.reconciler.reconciled, rt.reconciler.halted
+    return adopt
 
 
-def _reconcile(state: PortfolioState, rt: PortfolioRuntime) -> bool:
-    """Compare the ledger with the venue once per process start; True when trading may go on."""
-    if rt.reconciled:
-        return True
-    now = rt.clock()
-    if now < rt._next_reconcile:
-        return False
-    broker = _broker(state, rt)
+def _poll_venue(broker: Broker) -> list[Fill]:
+    """The venue's new fills; none while it cannot be asked (reconciliation holds trading)."""
     try:
-        venue: Mapping[str, Position] = broker.positions()
+        return list(broker.poll_fills())
     except BrokerUnavailableError as exc:
-        delay = rt.reconcile_backoff_s[min(rt._reconcile_attempt, len(rt.reconcile_backoff_s) - 1)]
-        rt._reconcile_attempt += 1
-        rt._next_reconcile = now + delay
-        logger.warning(
-            "event=reconcile_unavailable attempt=%d retry_in_s=%.1f error=%s",
-            rt._reconcile_attempt,
-            delay,
-            exc,
-        )
-        return False
-    ledger = _ledger_positions(state.engine)
-    theirs = {s: float(p.quantity) for s, p in venue.items() if abs(p.quantity) > _QTY_EPS}
-    diff = {
-        s: (ledger.get(s, 0.0), theirs.get(s, 0.0))
-        for s in sorted(set(ledger) | set(theirs))
-        if not math.isclose(ledger.get(s, 0.0), theirs.get(s, 0.0), rel_tol=1e-9, abs_tol=1e-9)
-    }
-    rt.reconciled = True
-    if diff:
-        rt.halted = f"ledger and {broker.name} disagree on positions (ledger, venue): {diff}"
-        logger.error("event=reconcile_mismatch halted=true detail=%s", rt.halted)
-    else:
-        logger.info("event=reconciled broker=%s positions=%s", broker.name, ledger or "flat")
-    return True
+        logger.warning("event=fills_unavailable broker=%s error=%s", broker.name, exc)
+        return []
 
 
 def _signed(order: Order) -> float:
@@ -317,19 +302,20 @@ def _process(
     bar, prediction = scored.bar, scored.prediction
     broker = _broker(st, rt)
     records: list[Record] = []
-    can_trade = _reconcile(st, rt)
 
     if rt.live_broker is None:
         fills: list[Fill] = list(st.paper.on_bar(bar))
         if fills:
             st.paper.poll_fills()  # the ledger took them from on_bar; drain the unpolled queue
-    elif can_trade:
-        fills = list(broker.poll_fills())
     else:
-        fills = []
+        fills = _poll_venue(broker)
     for fill in fills:
         st.engine, _trades = on_fill(st.engine, fill, rt.config)
         records.append(_fill_record(fill))
+    for fill in _reconcile(st, rt, bar_close_ts(bar)):  # adopting the venue's state, if any
+        st.engine, _trades = on_fill(st.engine, fill, rt.config)
+        records.append(_fill_record(fill))
+    can_trade = rt.reconciled
     kill = read_kill_switch(rt.home) if rt.home is not None else None
     engaged = kill is not None and kill.engaged
     if not can_trade or rt.halted:
@@ -354,10 +340,12 @@ def _process(
             st.flattened_since = kill.since
             logger.warning("event=flatten orders=%d since=%s", len(orders), kill.since)
     for order in orders:
-        outcome = rt.router.submit(broker, order, received_ns=scored.received_ns)
-        if outcome is not RouteOutcome.REJECTED:
+        routed = rt.router.route(broker, order, received_ns=scored.received_ns)
+        if routed.outcome.at_venue is not False:
             records.append(_order_record(order))
     st.bars += 1
+    if rt.reconciler is not None:
+        rt.reconciler.bar_done()
     if rt.metrics is not None:
         rt.metrics.bars_processed.labels(symbol=bar.symbol).inc()
     records.append(_equity_record(bar.ts, equity(st.engine), st.engine))

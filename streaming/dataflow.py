@@ -45,7 +45,14 @@ from streaming.steps import (
     make_portfolio_mapper,
 )
 
-__all__ = ["LIVE_TABLES", "StoreSink", "StreamConfig", "build_flow", "records_to_frames"]
+__all__ = [
+    "LIVE_TABLES",
+    "StoreRetry",
+    "StoreSink",
+    "StreamConfig",
+    "build_flow",
+    "records_to_frames",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,33 +99,138 @@ def records_to_frames(records: Sequence[Record]) -> dict[str, tuple[pd.DataFrame
     }
 
 
+@dataclass(frozen=True)
+class StoreRetry:
+    """How the store sink waits out an unavailable store (a TimescaleDB restart, a network cut).
+
+    While the store is down the sink retries with capped exponential backoff and the worker
+    makes no progress: no new bar reaches the portfolio step, so no new risk is taken, and the
+    records already produced stay in memory until they are written. An end-of-run close waits
+    at most `close_wait_s`; the records of a run stopped that way come again on restart.
+    """
+
+    first_s: float = 0.5  # wait before the 2nd attempt; doubles each time
+    max_s: float = 5.0  # the cap: a restarted server is seen within 5 s
+    close_wait_s: float = 300.0
+
+    def delay_s(self, attempt: int) -> float:
+        return min(self.max_s, self.first_s * 2 ** max(0, attempt - 1))
+
+
 class _StorePartition(StatefulSinkPartition[Record, None]):
-    def __init__(self, store: Any, max_buffer: int) -> None:
-        self._store = store
+    def __init__(
+        self,
+        open_store: Callable[[], Any],
+        max_buffer: int,
+        retry: StoreRetry,
+        metrics: LiveMetrics | None,
+        name: str = "store",
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open = open_store
+        self._store: Any | None = None
         self._max = max_buffer
+        self._retry = retry
+        self._metrics = metrics
+        self._name = name
+        self._sleep = sleep
+        self._clock = clock
         self._buffer: list[Record] = []
+        self._failed = False  # a write failed for good: close() must not write again
+        self._with_store(lambda store: None, deadline=None)  # opens, waiting out an outage
 
     def write_batch(self, items: list[Record]) -> None:
         self._buffer.extend(items)
         if len(self._buffer) >= self._max:
-            self._flush()
+            self._flush(deadline=None)
 
-    def _flush(self) -> None:
+    def _flush(self, deadline: float | None) -> bool:
         if not self._buffer:
-            return
-        for table, (frame, key) in records_to_frames(self._buffer).items():
-            self._store.upsert_records(table, frame, key)
+            return True
+        frames = records_to_frames(self._buffer)
+
+        def write(store: Any) -> None:
+            # Each table is its own transaction; a retry after a cut rewrites the tables that
+            # made it already, which the upsert on each table's key leaves unchanged.
+            for table, (frame, key) in frames.items():
+                store.upsert_records(table, frame, key)
+
+        if not self._with_store(write, deadline=deadline):
+            return False
         self._buffer = []
+        return True
+
+    def _with_store(self, action: Callable[[Any], None], deadline: float | None) -> bool:
+        """Run `action` on the store, retrying while it is unavailable; False past `deadline`."""
+        from infra.stores import StoreUnavailableError
+
+        attempt = 0
+        down_since: float | None = None
+        while True:
+            try:
+                if self._store is None:
+                    self._store = self._open()
+                action(self._store)
+            except StoreUnavailableError as exc:
+                attempt += 1
+                down_since = self._clock() if down_since is None else down_since
+                delay = self._retry.delay_s(attempt)
+                self._set_up(False)
+                logger.warning(
+                    "event=store_unavailable database=%s attempt=%d retry_in_s=%.1f "
+                    "held_records=%d trading=paused error=%s",
+                    self._name,
+                    attempt,
+                    delay,
+                    len(self._buffer),
+                    exc,
+                )
+                if deadline is not None and self._clock() + delay > deadline:
+                    return False
+                self._sleep(delay)
+                continue
+            except Exception:
+                self._failed = True
+                raise
+            if down_since is not None:
+                logger.warning(
+                    "event=store_recovered database=%s attempts=%d outage_s=%.1f "
+                    "written_records=%d",
+                    self._name,
+                    attempt,
+                    self._clock() - down_since,
+                    len(self._buffer),
+                )
+            self._set_up(True)
+            return True
+
+    def _set_up(self, up: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.store_up.set(1 if up else 0)
+            if not up:
+                self._metrics.store_retries.inc()
 
     def snapshot(self) -> None:
         # Called at the end of every epoch, before the epoch's snapshot is committed: whatever
         # the committed state has produced is in the store by then, so nothing is lost on a
-        # crash, and what is re-emitted after resume is an idempotent upsert.
-        self._flush()
+        # crash, and what is re-emitted after resume is an idempotent upsert. During an outage
+        # this waits (retrying) so that no snapshot ever runs ahead of the store.
+        self._flush(deadline=None)
 
     def close(self) -> None:
-        self._flush()
-        close = getattr(self._store, "close", None)
+        if not self._failed:
+            deadline = self._clock() + self._retry.close_wait_s
+            if not self._flush(deadline=deadline):
+                logger.error(
+                    "event=store_close_unwritten records=%d reason=store still unavailable "
+                    "after %.0f s; they are produced again when the worker restarts",
+                    len(self._buffer),
+                    self._retry.close_wait_s,
+                )
+        store, self._store = self._store, None
+        close = getattr(store, "close", None)
         if close is not None:
             close()
 
@@ -128,18 +240,30 @@ class StoreSink(FixedPartitionedSink[Record, None]):
 
     Records are buffered and written at each epoch end (the snapshot interval) or when
     `max_buffer` records are waiting: one upsert per table per flush instead of per bar.
-    `open_store` is called once, on the worker that owns the single partition.
+    `open_store` is called on the worker that owns the single partition, again after an outage
+    when the store could not be opened. An unavailable store is waited out (`StoreRetry`).
     """
 
-    def __init__(self, open_store: Callable[[], Any], max_buffer: int = 5000) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], Any],
+        max_buffer: int = 5000,
+        *,
+        retry: StoreRetry | None = None,
+        metrics: LiveMetrics | None = None,
+        name: str = "store",
+    ) -> None:
         self._open = open_store
+        self._name = name  # for log lines, e.g. "timescale 127.0.0.1:5432/candleflow"
         self._max = max_buffer
+        self._retry = retry if retry is not None else StoreRetry()
+        self._metrics = metrics
 
     def list_parts(self) -> list[str]:
         return [STORE_PART]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
-        return _StorePartition(self._open(), self._max)
+        return _StorePartition(self._open, self._max, self._retry, self._metrics, self._name)
 
 
 def _stamp(bar: Bar) -> Arrival:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["LiveMetrics", "serve_metrics"]
 
@@ -36,6 +36,8 @@ class LiveMetrics:
     bar_to_order_latency: Histogram
     orders: Counter
     rejects: Counter
+    store_up: Gauge
+    store_retries: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> LiveMetrics:
@@ -61,7 +63,24 @@ class LiveMetrics:
                 registry=reg,
             ),
             rejects=Counter("rejects", "Orders the venue refused", ["symbol"], registry=reg),
+            store_up=_gauge_at_one(
+                Gauge(
+                    "store_up",
+                    "1 while the live store accepts writes, 0 during an outage (worker paused)",
+                    registry=reg,
+                )
+            ),
+            store_retries=Counter(
+                "store_write_retries",
+                "Store writes that failed on an unavailable store and were retried",
+                registry=reg,
+            ),
         )
+
+
+def _gauge_at_one(gauge: Gauge) -> Gauge:
+    gauge.set(1)
+    return gauge
 
 
 def serve_metrics(metrics: LiveMetrics, port: int) -> bool:

@@ -174,6 +174,12 @@ def _open_store(settings: Settings) -> Any:
     return store_for(settings)
 
 
+def describe_store(settings: Settings) -> str:
+    from infra.stores import describe_store as describe
+
+    return describe(settings)
+
+
 def live_broker_from_settings(settings: Settings) -> Broker | None:
     """None for the paper broker; a connected MT5 broker only with the explicit live opt-in.
 
@@ -446,7 +452,7 @@ def build_worker_flow(
         with _open_store(settings) as st:
             return load_replay_bars(st, series)
 
-    sink = StoreSink(lambda: _open_store(settings))
+    sink = StoreSink(lambda: _open_store(settings), metrics=metrics, name=describe_store(settings))
     provs = providers if providers is not None else _providers(settings, series, args.bundle)
     source = _source(
         args, series, provs, load, mt5=mt5, klines=klines, clock=now, mt5_config=mt5_config

@@ -20,6 +20,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TimescaleBarStore",
+    "describe_store",
     "open_store",
     "store_for",
 ]
@@ -61,3 +62,19 @@ def store_for(settings: Settings) -> BarStore:
     if settings.env is Environment.TIMESCALE:
         return open_store("timescale", dsn=settings.timescale_dsn, schema=TIMESCALE_SCHEMA)
     return open_store("parquet", data_dir=settings.data_dir)
+
+
+def describe_store(settings: Settings) -> str:
+    """Where `store_for(settings)` keeps things, for log lines; never the DSN (it holds a
+    password): "timescale host:port/dbname" or "parquet <data dir>"."""
+    if settings.env is Environment.TIMESCALE and settings.timescale_dsn:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            info = conninfo_to_dict(settings.timescale_dsn)
+        except psycopg.ProgrammingError:  # refused, with its reason, when the store opens
+            return "timescale (unparseable DSN)"
+        host, port = info.get("host") or "localhost", info.get("port") or 5432
+        return f"timescale {host}:{port}/{info.get('dbname') or '?'}"
+    return f"parquet {settings.data_dir}"

@@ -8,17 +8,30 @@
 #      postgresql-17-timescaledb (Apache edition) with debootstrap and run that postgres
 #      on 127.0.0.1.
 # Anything else is an error that says what to do.
+#
+# Usage: start_local.sh [start|stop|kill]   (default start)
+#   stop: a fast shutdown of the chroot server on CANDLEFLOW_TSDB_PORT; kill: an immediate one
+#   (no checkpoint, what a crash looks like). Both only for the chroot server.
+# CANDLEFLOW_TSDB_PORT (default 55432) and CANDLEFLOW_TSDB_PGDATA (the data directory inside
+# the chroot, default /var/lib/candleflow-pg) let a second, private server run beside the
+# shared one (the store-outage test starts, kills and restarts its own).
 set -euo pipefail
 
+ACTION="${1:-start}"
 PORT="${CANDLEFLOW_TSDB_PORT:-55432}"
 ROOT="${CANDLEFLOW_TSDB_ROOT:-/var/cache/candleflow/tsdb-trixie}"
-PGDATA_IN_ROOT=/var/lib/candleflow-pg
+PGDATA_IN_ROOT="${CANDLEFLOW_TSDB_PGDATA:-/var/lib/candleflow-pg}"
 MIRROR="${CANDLEFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DSN="postgresql://candleflow:candleflow@127.0.0.1:${PORT}/candleflow"
 
 log() { echo "[timescale] $*" >&2; }
 
-if [[ -n "${CANDLEFLOW_TIMESCALE_DSN:-}" ]]; then
+case "${ACTION}" in
+  start|stop|kill) ;;
+  *) log "unknown action ${ACTION}; use start, stop or kill"; exit 2 ;;
+esac
+
+if [[ "${ACTION}" == "start" && -n "${CANDLEFLOW_TIMESCALE_DSN:-}" ]]; then
   log "using the server given in CANDLEFLOW_TIMESCALE_DSN"
   echo "${CANDLEFLOW_TIMESCALE_DSN}"
   exit 0
@@ -33,7 +46,7 @@ wait_ready() {
   return 1
 }
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+if [[ "${ACTION}" == "start" ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   pg_isready_cmd() { docker exec candleflow-tsdb pg_isready -U candleflow -d candleflow; }
   if ! docker ps --format '{{.Names}}' | grep -qx candleflow-tsdb; then
     log "starting the official image timescale/timescaledb:latest-pg17 on 127.0.0.1:${PORT}"
@@ -69,6 +82,14 @@ in_root() { chroot "${ROOT}" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "$@
 as_pg() { in_root /usr/sbin/runuser -u postgres -- "$@"; }
 pg_isready_cmd() { in_root /usr/lib/postgresql/17/bin/pg_isready -h 127.0.0.1 -p "${PORT}"; }
 BIN=/usr/lib/postgresql/17/bin
+
+if [[ "${ACTION}" != "start" ]]; then
+  mode=fast
+  [[ "${ACTION}" == "kill" ]] && mode=immediate
+  log "stopping (${mode}) the server of ${PGDATA_IN_ROOT} on 127.0.0.1:${PORT}"
+  as_pg "${BIN}/pg_ctl" -D "${PGDATA_IN_ROOT}" -m "${mode}" -w stop >&2
+  exit 0
+fi
 
 if pg_isready_cmd >/dev/null 2>&1; then
   log "a server is already answering on 127.0.0.1:${PORT}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,13 +27,15 @@ from infra.tracking import (
     registered_model_name,
 )
 from ml.features import FeatureConfig, compute_features, feature_columns
-from ml.labels import Labels
+from ml.labels import LABEL_PRICES, Labels
+from ml.metrics import single_class_warning
 from ml.pipeline import (
     BASELINES,
     DEPLOYABLE,
     ResearchConfig,
     feature_importance,
     fit_deployable_on,
+    make_factory,
     research_folds,
     research_labels,
     run_family,
@@ -92,8 +95,9 @@ def look_ahead_probe(
     return {"passed": worst <= 1e-9, "cut_points": len(points), "max_abs_diff": worst}
 
 
-def labels_of(bars: pd.DataFrame, cfg: ResearchConfig) -> pd.DataFrame:
-    lab = research_labels(bars, cfg)
+def labels_of(bars: pd.DataFrame, cfg: ResearchConfig, fill: str = "next_open") -> pd.DataFrame:
+    """Labels measured at the prices the series' backtest fills at (StrategyConfig.fill)."""
+    lab = research_labels(bars, cfg, fill)
     frame = pd.DataFrame(
         {
             "label": lab.values,
@@ -102,7 +106,27 @@ def labels_of(bars: pd.DataFrame, cfg: ResearchConfig) -> pd.DataFrame:
         }
     )
     frame["horizon"] = lab.horizon
+    frame["fill"] = lab.fill
     return frame
+
+
+def label_fill_probe(bars: pd.DataFrame, labels: pd.DataFrame, horizon: int) -> dict[str, Any]:
+    """Recompute every forward return from the fill prices it claims, independently of
+    ml.labels: a label decided at t with next-open fills must earn open[t+1] -> open[t+1+h]."""
+    fill = str(labels["fill"].iloc[0]) if "fill" in labels.columns else "close"
+    column, lag = LABEL_PRICES[fill]
+    price = pd.Series(bars[column].to_numpy(np.float64), index=labels.index)
+    expected = np.log(price.shift(-(lag + horizon)) / price.shift(-lag)).to_numpy()
+    got = labels["forward_return"].to_numpy(np.float64)
+    same_nan = bool((np.isnan(expected) == np.isnan(got)).all())
+    diff = float(np.nanmax(np.abs(expected - got))) if np.isfinite(got).any() else 0.0
+    reach = int(labels["horizon"].iloc[0]) if len(labels) else 0
+    return {
+        "passed": same_nan and diff <= 1e-12 and reach == lag + horizon,
+        "fill": fill,
+        "max_abs_diff": diff,
+        "label_reach_bars": reach,
+    }
 
 
 def _labels_from_frame(frame: pd.DataFrame) -> Labels:
@@ -112,6 +136,7 @@ def _labels_from_frame(frame: pd.DataFrame) -> Labels:
         threshold=frame["threshold"],
         horizon=int(frame["horizon"].iloc[0]),
         kind="direction",
+        fill=str(frame["fill"].iloc[0]) if "fill" in frame.columns else "close",
     )
 
 
@@ -127,6 +152,19 @@ class WalkForwardAll:
     oos_rows: int
     oos_start: str
     oos_end: str
+    single_class: dict[str, str]  # model family -> why it is flagged as a single-class model
+    trials: dict[str, int]  # family -> configurations evaluated on data (Optuna trials or 1)
+    trading: dict[str, dict[str, float]]  # family -> OOS trading metrics logged to MLflow
+
+
+def trading_summary(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The trading numbers of an OOS backtest that a walk-forward MLflow run carries."""
+    return {
+        "oos_sharpe": float(metrics["sharpe"]),
+        "oos_total_return": float(metrics["total_return"]),
+        "oos_max_drawdown": float(metrics["max_drawdown"]),
+        "oos_trades": float(metrics["n_trades"]),
+    }
 
 
 def walk_forward_all(
@@ -138,11 +176,19 @@ def walk_forward_all(
     *,
     log: Log,
     dagster_run_id: str,
+    bars: pd.DataFrame | None = None,
+    strategy: StrategyConfig | None = None,
 ) -> WalkForwardAll:
+    """Walk-forward of every family on one series, one MLflow run each. With `bars` and
+    `strategy`, each family's OOS predictions are also backtested alone on this series and the
+    run logs their Sharpe, return, drawdown and trades beside the classification metrics."""
     lab = _labels_from_frame(labels)
     folds = research_folds(features, cfg)
     fp = data_fingerprint(features.drop(columns=["warmup"]))
     predictions, run_ids, accuracy, fold_metrics = {}, {}, {}, {}
+    single_class: dict[str, str] = {}
+    trials: dict[str, int] = {}
+    trading: dict[str, dict[str, float]] = {}
     families = [*cfg.models, *cfg.baselines]
     for i, family in enumerate(families, start=1):
         t0 = datetime.now(UTC)
@@ -151,6 +197,21 @@ def walk_forward_all(
         importance = feature_importance(result, list(feature_columns(FeatureConfig())))
         if importance is not None:
             predictions[family].attrs["feature_importance"] = importance.to_dict()
+        tuned = [t for t in result.tuning if t is not None]
+        # Every Optuna trial of every fold was a configuration evaluated on data.
+        trials[family] = sum(t.n_trials for t in tuned) if tuned else 1
+        predictions[family].attrs["n_trials"] = trials[family]
+        predictions[family].attrs["trial_sharpes"] = [x for t in tuned for x in t.trial_sharpes]
+        flag = single_class_warning(result.predictions[PROBA].to_numpy())
+        if flag and family not in BASELINES:
+            single_class[family] = flag
+            log(f"{spec.key} {family}: {flag}")
+        summary = {f"oos_{k}": v for k, v in result.overall_metrics.items()}
+        summary["n_trials"] = float(trials[family])
+        if bars is not None and strategy is not None:
+            bt = backtest_series({spec.symbol: bars}, {spec.symbol: result.predictions}, strategy)
+            trading[family] = trading_summary(bt["metrics"])
+            summary |= trading[family]
         rows = [
             {k: float(v) for k, v in r.items() if isinstance(v, (int, float, np.number))}
             for r in result.fold_metrics.to_dict("records")
@@ -173,7 +234,7 @@ def walk_forward_all(
                     **{f"research.{k}": v for k, v in cfg.to_dict().items()},
                 },
                 fold_metrics=rows,
-                summary_metrics={f"oos_{k}": v for k, v in result.overall_metrics.items()},
+                summary_metrics=summary,
                 model_dir=Path(tmp),
                 features=list(feature_columns(FeatureConfig())),
                 fingerprint=fp,
@@ -197,7 +258,105 @@ def walk_forward_all(
         oos_rows=len(any_pred),
         oos_start=str(any_pred.index[0]),
         oos_end=str(any_pred.index[-1]),
+        single_class=single_class,
+        trials=trials,
+        trading=trading,
     )
+
+
+# --- combinatorial purged cross-validation ---------------------------------------------------
+
+
+def cpcv_of(
+    spec: SeriesSpec,
+    bars: pd.DataFrame,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    cfg: ResearchConfig,
+    strategy: StrategyConfig,
+    *,
+    log: Log,
+) -> dict[str, Any]:
+    """CPCV of the series' GARCH-free model families: the phi backtest paths of each family
+    through the strategy's own rules, each path's metrics, and PBO by CSCV over the families'
+    path returns (each family's paths laid end to end, one column per family)."""
+    from execution.metrics import pbo_with_reason
+    from ml.cpcv import cpcv_path_count, run_cpcv
+
+    t0 = datetime.now(UTC)
+    lab = _labels_from_frame(labels)
+    cols = list(feature_columns(FeatureConfig()))
+    rows, returns = [], {}
+    for family in cfg.cpcv_models:
+        t1 = datetime.now(UTC)
+        result = run_cpcv(
+            features,
+            lab,
+            make_factory(family, cfg),
+            n_groups=cfg.cpcv_groups,
+            n_test_groups=cfg.cpcv_test_groups,
+            embargo=cfg.embargo,
+            feature_columns=cols,
+        )
+        path_returns = []
+        for number, path in enumerate(result.paths):
+            bt = backtest_series({spec.symbol: bars}, {spec.symbol: path}, strategy)
+            m = bt["metrics"]
+            rows.append(
+                {
+                    "series": spec.key,
+                    "family": family,
+                    "path": number,
+                    "sharpe": m["sharpe"],
+                    "total_return": m["total_return"],
+                    "max_drawdown": m["max_drawdown"],
+                    "n_trades": m["n_trades"],
+                }
+            )
+            path_returns.append(bt["equity"].pct_change().iloc[1:].fillna(0.0).to_numpy())
+        returns[family] = np.concatenate(path_returns)
+        sharpes = [r["sharpe"] for r in rows if r["family"] == family]
+        log(
+            f"CPCV {spec.key} {family}: {len(result.splits)} splits, {len(result.paths)} paths, "
+            f"path Sharpe {np.nanmin(sharpes):.2f} .. {np.nanmax(sharpes):.2f}, "
+            f"{(datetime.now(UTC) - t1).total_seconds():.1f}s"
+        )
+    if returns:
+        length = min(len(r) for r in returns.values())
+        matrix = np.column_stack([r[:length] for r in returns.values()])
+        pbo, why = pbo_with_reason(matrix, 16)
+    else:
+        pbo, why = float("nan"), "no GARCH-free model family to run"
+    return {
+        "series": spec.key,
+        "paths": pd.DataFrame(rows),
+        "families": list(cfg.cpcv_models),
+        "n_groups": cfg.cpcv_groups,
+        "n_test_groups": cfg.cpcv_test_groups,
+        "n_splits": math.comb(cfg.cpcv_groups, cfg.cpcv_test_groups),
+        "n_paths": cpcv_path_count(cfg.cpcv_groups, cfg.cpcv_test_groups),
+        "pbo": pbo,
+        "pbo_note": why,
+        "seconds": (datetime.now(UTC) - t0).total_seconds(),
+    }
+
+
+def cpcv_spread(entry: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Family -> min / median / max / std of its path Sharpe ratios."""
+    paths = entry["paths"]
+    if paths.empty:
+        return {}
+    grouped = paths.groupby("family", sort=False)["sharpe"]
+    return {
+        str(f): {
+            "min": float(g.min()),
+            "median": float(g.median()),
+            "max": float(g.max()),
+            "std": float(g.std(ddof=1)),
+            "paths": float(len(g)),
+        }
+        for f, g in grouped
+    }
 
 
 # --- backtests -------------------------------------------------------------------------------
@@ -264,6 +423,7 @@ def with_trials(
     *,
     n_trials: int,
     trial_returns: pd.DataFrame | None,
+    trial_sharpes: list[float] | None = None,
 ) -> dict[str, Any]:
     """`res` with its metrics computed for `n_trials` configurations tried (DSR, PBO)."""
     res["metrics"] = compute_metrics(
@@ -275,6 +435,7 @@ def with_trials(
         costs_paid=res["costs_paid"],
         n_trials=n_trials,
         trial_returns=trial_returns,
+        trial_sharpes=trial_sharpes,
     ).to_dict()
     return res
 
@@ -348,6 +509,77 @@ def register_deployable(
     }
 
 
+# The two benchmarks beside every table; the names say which is which.
+BUY_AND_HOLD = "buy_and_hold"  # fully invested, no risk rules, costs once in and once out
+ALWAYS_LONG = "always_long"  # the always-long signal through the strategy's risk rules
+BENCHMARK_DESCRIPTIONS = {
+    BUY_AND_HOLD: "buy and hold: fully invested from the first fill, no sizing, stops or risk "
+    "rules, costs paid once in and once out",
+    ALWAYS_LONG: "always-long signal traded through the strategy's sizing, stops, risk rules "
+    "and costs (not buy and hold)",
+}
+_ALWAYS_LONG_FAMILY = "buy_and_hold"  # the ml baseline that always predicts up
+
+
+def _buy_and_hold_series(
+    bars_by_symbol: Mapping[str, pd.DataFrame], start: pd.Timestamp, config: StrategyConfig
+) -> dict[str, Any]:
+    """True buy and hold of the portfolio's symbols over the OOS period, shaped like _run_series."""
+    from execution.benchmark import buy_and_hold
+
+    frames = [b[b["ts"] >= start] for b in bars_by_symbol.values()]
+    res = buy_and_hold(pd.concat(frames, ignore_index=True), config)
+    return {
+        "equity": res.equity,
+        "trades": res.trades,
+        "turnover_notional": res.turnover_notional,
+        "costs_paid": res.costs_paid,
+        "fills": pd.DataFrame(),
+        "orders": pd.DataFrame(),
+        "exposure": res.exposure,
+        "unrealized": 0.0,
+    }
+
+
+def _always_long_predictions(pred: pd.DataFrame) -> pd.DataFrame:
+    """The always-up baseline's probabilities (BuyAndHoldModel's) on the rows of `pred`."""
+    from ml.models import BuyAndHoldModel
+
+    up = BuyAndHoldModel().confidence
+    rest = (1.0 - up) / 2.0
+    return pd.DataFrame({"p_down": rest, "p_flat": rest, "p_up": up}, index=pred.index)
+
+
+def trial_pool(
+    oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]],
+    keys: list[str],
+    models: tuple[str, ...],
+    model_returns: pd.DataFrame,
+) -> tuple[list[float], dict[str, int]]:
+    """Per-bar Sharpe ratios of every configuration evaluated on data, and the count per family.
+
+    An untuned family is one configuration: its OOS portfolio returns give its Sharpe ratio. A
+    tuned family contributes every Optuna trial of every fold of every series (each scored as a
+    trading signal on its inner folds); the configurations it finally traded are among them.
+    """
+    from execution.metrics import sharpe_ratio
+
+    pool: list[float] = []
+    counts: dict[str, int] = {}
+    for family in models:
+        tuned = [
+            float(x)
+            for key in keys
+            for x in oos_predictions[key][family].attrs.get("trial_sharpes", [])
+        ]
+        if tuned:
+            pool.extend(tuned)
+        else:
+            pool.append(sharpe_ratio(model_returns[family].to_numpy(), 1.0))
+        counts[family] = len(tuned) or 1
+    return pool, counts
+
+
 def portfolio_backtests(
     oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]],
     registry: SeriesRegistry,
@@ -356,7 +588,7 @@ def portfolio_backtests(
     *,
     log: Log,
 ) -> dict[str, Any]:
-    """One shared-cash portfolio per timeframe, for every family and baseline."""
+    """One shared-cash portfolio per timeframe, for every family, baseline and benchmark."""
     cfg: ResearchConfig = research.config()
     groups: dict[str, list[SeriesSpec]] = {}
     for key in sorted(oos_predictions):
@@ -366,32 +598,47 @@ def portfolio_backtests(
     for tf, specs in groups.items():
         bars = {s.symbol: store.read_bars(s.symbol, s.timeframe) for s in specs}
         strategy = research.strategy(specs[0])
-        families = [*cfg.models, *cfg.baselines]
+        keys = [s.key for s in specs]
         results: dict[str, Any] = {}
-        for family in families:
+        kinds: dict[str, str] = {}
+        for family in [*cfg.models, *cfg.baselines]:
+            if family == _ALWAYS_LONG_FAMILY:
+                continue
             preds = {s.symbol: oos_predictions[s.key][family] for s in specs}
             results[family] = _run_series(bars, preds, strategy)
+            kinds[family] = "baseline" if family in BASELINES else "model"
             log(f"portfolio {tf} {family}: {len(results[family]['trades'])} trades")
-        # Deflate every model's Sharpe by the configurations tried; PBO across them (CSCV).
-        rets = pd.DataFrame(
-            {f: results[f]["equity"].pct_change().dropna() for f in cfg.models}
-        ).dropna()
-        # A family that never traded has no Sharpe ratio to rank; CSCV needs >= 2 that did.
-        rets = rets.loc[:, rets.std() > 0]
-        for family in families:
-            model = family in cfg.models
-            with_trials(
-                results[family],
-                strategy,
-                n_trials=cfg.n_trials if model else 1,
-                trial_returns=rets if model and rets.shape[1] > 1 else None,
-            )
         first = min(oos_predictions[s.key][DEPLOYABLE].index[0] for s in specs)
         last = max(oos_predictions[s.key][DEPLOYABLE].index[-1] for s in specs)
+        long_preds = {
+            s.symbol: _always_long_predictions(oos_predictions[s.key][DEPLOYABLE]) for s in specs
+        }
+        results[ALWAYS_LONG] = _run_series(bars, long_preds, strategy)
+        results[BUY_AND_HOLD] = _buy_and_hold_series(bars, first, strategy)
+        kinds[ALWAYS_LONG] = kinds[BUY_AND_HOLD] = "benchmark"
+        # Deflate every model's Sharpe by every configuration evaluated on data; PBO (CSCV)
+        # across the model families. Degenerate cases (a family that never trades, fewer than
+        # two that do) give NaN with a reason in the metrics' notes, never an exception.
+        rets = pd.DataFrame(
+            {f: results[f]["equity"].pct_change() for f in cfg.models}
+        ).iloc[1:].fillna(0.0)
+        pool, trial_counts = trial_pool(oos_predictions, keys, cfg.models, rets)
+        for name in results:
+            model = name in cfg.models
+            with_trials(
+                results[name],
+                strategy,
+                n_trials=len(pool) if model else 1,
+                trial_returns=rets if model else None,
+                trial_sharpes=pool if model else None,
+            )
         books[tf] = {
-            "series": [s.key for s in specs],
+            "series": keys,
             "strategies": results,
-            "kinds": {f: ("baseline" if f in BASELINES else "model") for f in families},
+            "kinds": kinds,
+            "descriptions": dict(BENCHMARK_DESCRIPTIONS),
+            "trials": trial_counts,
+            "warnings": _warnings_by_family(oos_predictions, specs, cfg.models),
             "strategy_config": strategy.to_dict(),
             "research_config": cfg.to_dict(),
             "oos_start": str(first),
@@ -440,6 +687,21 @@ def _fold_rows(
     return rows
 
 
+def _warnings_by_family(
+    oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]],
+    specs: list[SeriesSpec],
+    models: tuple[str, ...],
+) -> dict[str, list[str]]:
+    """Model family -> one line per series on which it collapsed onto a single class."""
+    out: dict[str, list[str]] = {}
+    for family in models:
+        for spec in specs:
+            flag = single_class_warning(oos_predictions[spec.key][family][PROBA].to_numpy())
+            if flag:
+                out.setdefault(family, []).append(f"{spec.key}: {flag}")
+    return out
+
+
 def consistency(books: Mapping[str, Any]) -> list[str]:
     """Violations of metric identities; an empty list means every book is consistent."""
     bad = []
@@ -482,6 +744,11 @@ def portfolio_overview(books: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pbo_text(entry: Mapping[str, Any]) -> str:
+    pbo = entry["pbo"]
+    return f"{pbo:.1%}" if np.isfinite(pbo) else f"n/a ({entry['pbo_note']})"
+
+
 def _num(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
@@ -499,13 +766,21 @@ RESULT_FIELDS = {
     "n_trades": "n_trades",
     "win_rate": "win_rate",
     "profit_factor": "profit_factor",
+    "n_trials": "n_trials",
+    "pbo": "pbo",
 }
 
 
 def write_reports(
-    books: Mapping[str, Any], reports_dir: Path, tracker: ModelTracker, *, dagster_run_id: str
+    books: Mapping[str, Any],
+    reports_dir: Path,
+    tracker: ModelTracker,
+    *,
+    dagster_run_id: str,
+    cpcv: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Render one HTML report + JSON summary per portfolio; log both to MLflow."""
+    """Render one HTML report + JSON summary per portfolio; log both to MLflow. `cpcv` maps a
+    series key to its cpcv_of result; a portfolio shows those of its series."""
     from execution.metrics import Metrics
     from execution.report import (
         ReportInput,
@@ -520,12 +795,16 @@ def write_reports(
     now = datetime.now(UTC)
     for tf, book in books.items():
         out_dir = Path(reports_dir) / f"portfolio_{tf}"
+        descriptions = book.get("descriptions", {})
+        warnings = book.get("warnings", {})
         strategies = {
             name: StrategyResult(
                 equity=res["equity"],
                 metrics=Metrics.from_dict(res["metrics"]),
                 trades=res["trades"],
                 kind=StrategyKind(book["kinds"][name]),
+                description=descriptions.get(name, ""),
+                warnings=tuple(warnings.get(name, ())),
             )
             for name, res in book["strategies"].items()
         }
@@ -544,7 +823,17 @@ def write_reports(
         folds = pd.DataFrame(book["folds"]).set_index("series")
         importance = pd.DataFrame(book["feature_importance"], dtype=float)
         n_folds = book["research_config"]["n_folds"]
+        mine = [v for k, v in (cpcv or {}).items() if k in book["series"]]
+        cpcv_paths = pd.concat([v["paths"] for v in mine], ignore_index=True) if mine else None
+        cpcv_info = {
+            f"{v['series']}": f"N={v['n_groups']} groups, k={v['n_test_groups']} test groups, "
+            f"{v['n_splits']} splits, phi={v['n_paths']} paths per family, PBO (CSCV over path "
+            f"returns) {_pbo_text(v)}, {v['seconds']:.0f}s"
+            for v in mine
+        }
         report = ReportInput(
+            cpcv_paths=cpcv_paths,
+            cpcv_summary=cpcv_info,
             title=f"candleflow walk-forward backtest: {tf} portfolio of "
             + ", ".join(book["series"]),
             strategies=strategies,
@@ -568,8 +857,17 @@ def write_reports(
             tracker.client.log_artifact(run_id, str(standalone), artifact_path="report")
         rows = []
         for name, res in book["strategies"].items():
+            m = res["metrics"]
             row: dict[str, Any] = {"strategy": name, "kind": book["kinds"][name]}
-            row |= {k: _num(res["metrics"][v]) for k, v in RESULT_FIELDS.items()}
+            row |= {k: _num(m[v]) for k, v in RESULT_FIELDS.items()}
+            row["min_trl_years"] = _num(m["min_track_record_length"] / m["periods_per_year"])
+            row["track_years"] = _num((m["n_bars"] - 1) / m["periods_per_year"])
+            if name in descriptions:
+                row["description"] = descriptions[name]
+            if warnings.get(name):
+                row["warnings"] = list(warnings[name])
+            if m.get("notes"):
+                row["na_reasons"] = dict(m["notes"])
             rows.append(row)
         results = {
             "portfolio": tf,
@@ -578,6 +876,18 @@ def write_reports(
             "oos_end": book["oos_end"],
             "n_folds": book["research_config"]["n_folds"],
             "strategies": rows,
+            "cpcv": {
+                v["series"]: {
+                    "n_groups": v["n_groups"],
+                    "n_test_groups": v["n_test_groups"],
+                    "n_paths": v["n_paths"],
+                    "pbo": _num(v["pbo"]),
+                    "pbo_note": v["pbo_note"],
+                    "path_sharpe": cpcv_spread(v),
+                    "seconds": v["seconds"],
+                }
+                for v in mine
+            },
             "report_path": str(html_path.resolve()),
             "mlflow_runs": {"report": run_id},
             "generated_at": now.isoformat(),

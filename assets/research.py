@@ -21,6 +21,7 @@ from orchestration.resources import (
 )
 
 __all__ = [
+    "cpcv",
     "deployable_model",
     "features",
     "labels",
@@ -90,26 +91,44 @@ def features(
     group_name="research",
     deps=["validated_bars"],
     kinds={"python", "pandas"},
-    description="Next-bar direction labels (down/flat/up) with a dead zone scaled to volatility "
-    "and costs, plus the forward return. The horizon is what the splitter purges.",
+    description="Direction labels (down/flat/up) with a dead zone scaled to volatility and "
+    "costs, measured at the prices the backtest fills at (next open or next close), plus the "
+    "forward return. The horizon (bars the label reads) is what the splitter purges.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "label_fill_alignment",
+            asset="labels",
+            blocking=True,
+            description="every forward return equals the log return between the fill prices "
+            "of a trade decided at t and held `horizon` bars",
+        )
+    ],
 )
 def labels(
     context: dg.AssetExecutionContext,
     bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
-) -> dg.Output[pd.DataFrame]:
-    _, bars = _bars(context, bar_store, series_registry)
-    frame = core.labels_of(bars, research.config())
+) -> Any:
+    spec, bars = _bars(context, bar_store, series_registry)
+    cfg = research.config()
+    frame = core.labels_of(bars, cfg, research.strategy(spec).fill)
+    probe = core.label_fill_probe(bars, frame, cfg.horizon)
     counts = frame["label"].value_counts(dropna=False)
-    return dg.Output(
+    yield dg.Output(
         frame,
         metadata={
             "horizon": int(frame["horizon"].iloc[0]),
+            "fill": str(frame["fill"].iloc[0]),
             "rows": len(frame),
             "labelled": int(frame["label"].notna().sum()),
             "class_counts": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name="label_fill_alignment",
+        passed=bool(probe["passed"]),
+        metadata={k: v for k, v in probe.items() if k != "passed"},
     )
 
 
@@ -134,16 +153,17 @@ def walk_forward(
     context: dg.AssetExecutionContext,
     features: pd.DataFrame,
     labels: pd.DataFrame,
+    bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
     mlflow: MlflowResource,
     research: ResearchResource,
 ) -> Any:
-    spec = series_registry.get(context.partition_key)
+    spec, bars = _bars(context, bar_store, series_registry)
     cfg = research.config()
     tracker = mlflow.tracker()
     result = core.walk_forward_all(
         spec, features, labels, cfg, tracker, log=context.log.info,
-        dagster_run_id=context.run.run_id,
+        dagster_run_id=context.run.run_id, bars=bars, strategy=research.strategy(spec),
     )
     yield dg.Output(
         result.run_ids,
@@ -153,6 +173,9 @@ def walk_forward(
             "n_folds": cfg.n_folds,
             "families": dg.MetadataValue.json(list(result.predictions)),
             "oos_accuracy": dg.MetadataValue.json(result.accuracy),
+            "oos_trading": dg.MetadataValue.json(result.trading),
+            "trials": dg.MetadataValue.json(result.trials),
+            "single_class_models": dg.MetadataValue.json(result.single_class),
         },
     )
     yield dg.Output(
@@ -266,12 +289,53 @@ def portfolio_backtest(
 
 @dg.asset(
     group_name="report",
+    kinds={"python", "xgboost", "pytorch"},
+    description="Combinatorial purged cross-validation (AFML ch. 12) beside the walk-forward, "
+    "for the series the research config names (cpcv_series): C(N, k) purged and embargoed "
+    "splits per GARCH-free model family, phi = k/N * C(N, k) backtest paths through the "
+    "strategy's rules, and PBO by CSCV over the path returns.",
+)
+def cpcv(
+    context: dg.AssetExecutionContext,
+    features: dict[str, pd.DataFrame],
+    labels: dict[str, pd.DataFrame],
+    bar_store: BarStoreResource,
+    series_registry: SeriesRegistryResource,
+    research: ResearchResource,
+) -> dg.Output[dict[str, Any]]:
+    cfg = research.config()
+    registry = series_registry.registry()
+    out: dict[str, Any] = {}
+    with bar_store.open() as store:
+        for key in cfg.cpcv_series:
+            if key not in features or key not in labels:
+                context.log.info(f"CPCV: {key} has no features/labels yet; skipped")
+                continue
+            spec = registry.get(key)
+            bars = store.read_bars(spec.symbol, spec.timeframe)
+            out[key] = core.cpcv_of(
+                spec, bars, features[key], labels[key], cfg, research.strategy(spec),
+                log=context.log.info,
+            )
+    return dg.Output(
+        out,
+        metadata={
+            "series": dg.MetadataValue.json(list(out)),
+            "path_sharpe": dg.MetadataValue.json({k: core.cpcv_spread(v) for k, v in out.items()}),
+            "pbo": dg.MetadataValue.json({k: core._num(v["pbo"]) for k, v in out.items()}),
+        },
+    )
+
+
+@dg.asset(
+    group_name="report",
     kinds={"html", "mlflow"},
     description="A self-contained HTML report and a JSON summary per portfolio, logged to MLflow.",
 )
 def research_report(
     context: dg.AssetExecutionContext,
     portfolio_backtest: dict[str, Any],
+    cpcv: dict[str, Any],
     mlflow: MlflowResource,
     research: ResearchResource,
 ) -> dg.MaterializeResult:
@@ -280,6 +344,7 @@ def research_report(
         research.reports_dir,
         mlflow.tracker(),
         dagster_run_id=context.run.run_id,
+        cpcv=cpcv,
     )
     return dg.MaterializeResult(
         metadata={

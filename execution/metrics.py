@@ -13,9 +13,13 @@ Conventions, so that every number in a report means one thing:
   returns. Max drawdown, VaR and CVaR are returns, so losses are negative numbers.
 - Trade statistics come from the trades frame (one row per round trip, `pnl` net of costs),
   never from bars.
-- The deflated Sharpe ratio (Bailey & Lopez de Prado 2014) and the probability of backtest
-  overfitting via CSCV (Bailey, Borwein, Lopez de Prado & Zhu 2016) use *per-bar*
-  (non-annualised) Sharpe ratios, as in the papers.
+- The deflated Sharpe ratio (Bailey & Lopez de Prado 2014), the minimum track record length
+  (Bailey & Lopez de Prado 2012) and the probability of backtest overfitting via CSCV (Bailey,
+  Borwein, Lopez de Prado & Zhu 2016) use *per-bar* (non-annualised) Sharpe ratios, as in the
+  papers.
+- A number the inputs cannot define is NaN, never an exception, and `Metrics.notes` says why
+  (constant returns, fewer than two trials with a Sharpe ratio, too few rows for CSCV), so a
+  degenerate strategy still gets a report.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -52,6 +56,8 @@ __all__ = [
     "expected_max_sharpe",
     "max_drawdown",
     "max_drawdown_duration",
+    "minimum_track_record_length",
+    "pbo_with_reason",
     "periods_per_year_for",
     "probabilistic_sharpe_ratio",
     "probability_of_backtest_overfitting",
@@ -368,6 +374,27 @@ def probabilistic_sharpe_ratio(
     return float(stats.norm.cdf(z))
 
 
+def minimum_track_record_length(
+    sharpe: float, skew: float, kurtosis: float, benchmark: float = 0.0, confidence: float = 0.95
+) -> float:
+    """Bars of track record needed for PSR(benchmark) to reach `confidence` (Bailey & Lopez de
+    Prado 2012): MinTRL = 1 + (1 - g3 SR + (g4 - 1) / 4 SR^2) (z_c / (SR - SR*))^2, per-bar SR,
+    g4 the Pearson kurtosis. inf when SR <= SR* (no record is long enough); NaN when undefined.
+    """
+    if not (math.isfinite(sharpe) and math.isfinite(skew) and math.isfinite(kurtosis)):
+        return math.nan
+    if not 0.0 < confidence < 1.0:
+        msg = f"confidence must be in (0, 1), got {confidence!r}"
+        raise MetricsError(msg)
+    if sharpe <= benchmark:
+        return math.inf
+    variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if not variance > 0:
+        return math.nan
+    z = float(stats.norm.ppf(confidence))
+    return 1.0 + variance * (z / (sharpe - benchmark)) ** 2
+
+
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
     """Expected maximum per-bar SR of `n_trials` unskilled trials (the DSR's benchmark SR*).
 
@@ -527,13 +554,18 @@ class Metrics:
     expectancy: float  # mean net trade P&L, account currency
     psr: float  # probabilistic Sharpe ratio against SR = 0
     deflated_sharpe: float  # PSR against the expected best SR of n_trials unskilled trials
-    n_trials: int
+    n_trials: int  # trials the DSR deflates for (every configuration evaluated on data)
     pbo: float  # probability of backtest overfitting (CSCV); NaN with fewer than 2 trials
+    # bars of record for PSR(0) to reach 95% (inf when SR <= 0)
+    min_track_record_length: float = math.nan
+    sharpe_variance: float = math.nan  # variance of the trials' per-bar SRs the DSR used
+    notes: Mapping[str, str] = field(default_factory=dict)  # metric -> why it is NaN
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values: floats (inf/NaN kept), ints, and the duration as an ISO 8601 string."""
         out = asdict(self)
         out["max_drawdown_duration"] = self.max_drawdown_duration.isoformat()
+        out["notes"] = dict(self.notes)
         return out
 
     def to_numeric_dict(self) -> dict[str, float]:
@@ -542,6 +574,8 @@ class Metrics:
         out: dict[str, float] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "notes":
+                continue
             if isinstance(value, pd.Timedelta):
                 out[f"{f.name}_s"] = value.total_seconds()
             else:
@@ -559,9 +593,27 @@ class Metrics:
             raise MetricsError(msg)
         values = dict(data)
         values["max_drawdown_duration"] = pd.Timedelta(values["max_drawdown_duration"])
+        values["notes"] = {str(k): str(v) for k, v in dict(values["notes"]).items()}
         for name in ("n_bars", "max_drawdown_duration_bars", "n_trades", "n_trials"):
             values[name] = int(values[name])
         return cls(**values)
+
+
+def pbo_with_reason(matrix: np.ndarray, n_blocks: int) -> tuple[float, str]:
+    """CSCV's PBO over the trials (columns) that have dispersion, or NaN and why it cannot be
+    computed; n_blocks shrinks (stays even) when the rows are too few for it."""
+    varied = matrix[:, matrix.std(axis=0) > 0] if len(matrix) else matrix
+    if varied.shape[1] < 2:
+        return math.nan, (
+            f"{varied.shape[1]} of {matrix.shape[1]} trials traded (non-constant returns); "
+            "CSCV needs at least 2"
+        )
+    blocks = n_blocks
+    while blocks > 2 and len(varied) // blocks < 2:
+        blocks -= 2
+    if len(varied) // blocks < 2:
+        return math.nan, f"{len(varied)} rows are too few for CSCV blocks of 2 rows"
+    return probability_of_backtest_overfitting(varied, n_blocks=blocks).pbo, ""
 
 
 def _check_equity(equity: pd.Series) -> pd.Series:
@@ -598,6 +650,7 @@ def compute_metrics(
     costs_paid: float | None = None,
     n_trials: int = 1,
     trial_returns: pd.DataFrame | np.ndarray | None = None,
+    trial_sharpes: np.ndarray | list[float] | tuple[float, ...] | None = None,
     risk_free: float = 0.0,
     pbo_blocks: int = 16,
 ) -> Metrics:
@@ -609,8 +662,12 @@ def compute_metrics(
     sample, e.g. the sum of |quantity * price| of the fills (None -> NaN). costs_paid: total
     costs; None -> the sum of trades["costs"] when that column exists, else NaN.
     n_trials: how many configurations were tried to arrive at this one; trial_returns: the
-    T x N per-bar returns of the trials that were recorded. The DSR uses max(n_trials, N)
-    trials and the variance of the recorded trials' Sharpe ratios; PBO needs N >= 2.
+    T x N per-bar returns of the trials that were recorded (CSCV's PBO needs N >= 2 of them
+    with dispersion); trial_sharpes: the per-bar Sharpe ratio of every trial evaluated on data
+    (NaN for one that never traded), when there are more trials than recorded return series.
+    The DSR deflates for max(n_trials, N, len(trial_sharpes)) trials and the variance of the
+    finite trial Sharpe ratios (trial_sharpes if given, else those of trial_returns). With more
+    than one trial and fewer than two finite trial Sharpe ratios, the DSR is NaN with a note.
     risk_free: annual risk-free rate, converted to a per-bar rate (1 + rf) ** (1/ppy) - 1.
     """
     eq = _check_equity(equity)
@@ -625,29 +682,37 @@ def compute_metrics(
     rets = returns_from_equity(eq).to_numpy()
     pnl = _as_pnl(trades["pnl"])
 
+    notes: dict[str, str] = {}
     n_recorded = 0
-    sharpe_var = 0.0
+    pool: list[float] = []
     pbo = math.nan
     if trial_returns is not None:
         matrix = np.asarray(trial_returns, dtype=np.float64)
         if matrix.ndim != 2:
             msg = f"trial_returns must be a T x N matrix, got shape {matrix.shape}"
             raise MetricsError(msg)
+        if not np.isfinite(matrix).all():
+            msg = "trial_returns must be finite (no NaN or inf)"
+            raise MetricsError(msg)
         n_recorded = matrix.shape[1]
-        if n_recorded >= 2:
-            trial_sharpes = np.array([_moments(col)[0] for col in matrix.T])
-            if not np.isfinite(trial_sharpes).all():
-                msg = "every trial in trial_returns needs a finite Sharpe ratio (non-constant)"
-                raise MetricsError(msg)
-            sharpe_var = float(np.var(trial_sharpes, ddof=1))
-            pbo = probability_of_backtest_overfitting(matrix, n_blocks=pbo_blocks).pbo
-    effective_trials = max(n_trials, n_recorded)
-    if effective_trials > 1 and n_recorded < 2:
-        msg = (
-            f"n_trials={n_trials} needs trial_returns with at least 2 columns to estimate the "
-            "variance of the trials' Sharpe ratios that the deflated Sharpe ratio uses"
+        pool = [_moments(col)[0] for col in matrix.T]
+        pbo, why = pbo_with_reason(matrix, pbo_blocks)
+        if why:
+            notes["pbo"] = why
+    else:
+        notes["pbo"] = "no trial return series recorded"
+    if trial_sharpes is not None:
+        pool = [float(x) for x in np.asarray(trial_sharpes, dtype=np.float64).ravel()]
+    finite = np.array([x for x in pool if math.isfinite(x)], dtype=np.float64)
+    effective_trials = max(n_trials, n_recorded, len(pool))
+    sharpe_var = float(np.var(finite, ddof=1)) if len(finite) >= 2 else math.nan
+    if effective_trials == 1:
+        sharpe_var = 0.0 if math.isnan(sharpe_var) else sharpe_var
+    elif math.isnan(sharpe_var):
+        notes["deflated_sharpe"] = (
+            f"{effective_trials} trials but {len(finite)} with a finite Sharpe ratio: the "
+            "variance of trial Sharpe ratios needs at least 2"
         )
-        raise MetricsError(msg)
 
     excess = rets - rf
     sharpe_bar, skew, kurt = _moments(excess)
@@ -676,6 +741,26 @@ def compute_metrics(
     else:
         costs = math.nan
 
+    psr = probabilistic_sharpe_ratio(sharpe_bar, len(excess), skew, kurt, 0.0)
+    dsr = (
+        probabilistic_sharpe_ratio(
+            sharpe_bar, len(excess), skew, kurt, expected_max_sharpe(effective_trials, sharpe_var)
+        )
+        if math.isfinite(sharpe_var)
+        else math.nan
+    )
+    if not math.isfinite(sharpe_bar):
+        why = (
+            "returns are constant (no exposure): the Sharpe ratio is undefined"
+            if _std(excess) == 0
+            else "fewer than 2 returns: the Sharpe ratio is undefined"
+        )
+        for name in ("sharpe", "sortino", "psr", "deflated_sharpe", "min_track_record_length"):
+            notes[name] = why
+    if not len(pnl):
+        for name in ("win_rate", "profit_factor", "expectancy"):
+            notes[name] = "no closed trades"
+
     first, last = float(eq.iloc[0]), float(eq.iloc[-1])
     return Metrics(
         periods_per_year=ppy,
@@ -702,14 +787,11 @@ def compute_metrics(
         win_rate=win_rate(pnl),
         profit_factor=profit_factor(pnl),
         expectancy=expectancy(pnl),
-        psr=probabilistic_sharpe_ratio(sharpe_bar, len(excess), skew, kurt, 0.0),
-        deflated_sharpe=probabilistic_sharpe_ratio(
-            sharpe_bar,
-            len(excess),
-            skew,
-            kurt,
-            expected_max_sharpe(effective_trials, sharpe_var),
-        ),
+        psr=psr,
+        deflated_sharpe=dsr,
         n_trials=effective_trials,
         pbo=pbo,
+        min_track_record_length=minimum_track_record_length(sharpe_bar, skew, kurt),
+        sharpe_variance=sharpe_var,
+        notes=notes,
     )

@@ -71,7 +71,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_SCHEMA_VERSION: Final = 1
+SUMMARY_SCHEMA_VERSION: Final = 2
 
 DISCLAIMER: Final = (
     "Research output, not investment advice. Past performance, simulated or real, is not a "
@@ -96,6 +96,7 @@ SECTION_TITLES: Final = {
     "trades": "Trades on the price chart",
     "trade_pnl": "Trade P&L distribution",
     "folds": "Per-fold results",
+    "cpcv": "Combinatorial purged cross-validation: path Sharpe ratios",
     "importance": "Feature importance",
     "lineage": "Lineage and metadata",
     "disclaimer": "Risk disclaimer",
@@ -124,7 +125,8 @@ METRIC_LABELS: Final = {
     "expectancy": "Expectancy (per trade)",
     "psr": "Probabilistic Sharpe (vs 0)",
     "deflated_sharpe": "Deflated Sharpe ratio",
-    "n_trials": "Trials",
+    "n_trials": "Trials (N deflated for)",
+    "min_track_record_length": "Min. track record (bars, PSR 95%)",
     "pbo": "Prob. of backtest overfitting",
     "start_equity": "Start equity",
     "end_equity": "End equity",
@@ -149,7 +151,9 @@ _PERCENT = frozenset(
 _RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover", "annual_turnover"})
 _PROBABILITY = frozenset({"psr", "deflated_sharpe"})
 _MONEY = frozenset({"start_equity", "end_equity", "costs_paid", "expectancy"})
-_COUNT = frozenset({"n_bars", "n_trades", "n_trials", "max_drawdown_duration_bars"})
+_COUNT = frozenset(
+    {"n_bars", "n_trades", "n_trials", "max_drawdown_duration_bars", "min_track_record_length"}
+)
 
 
 class ReportError(ValueError):
@@ -158,7 +162,8 @@ class ReportError(ValueError):
 
 class StrategyKind(StrEnum):
     MODEL = "model"
-    BASELINE = "baseline"
+    BASELINE = "baseline"  # a simple rule every model must beat, traded like a model
+    BENCHMARK = "benchmark"  # a passive reference (buy and hold, the always-long signal)
 
 
 def _require_utc(ts: datetime, what: str) -> None:
@@ -209,6 +214,8 @@ class StrategyResult:
     metrics: Metrics
     trades: pd.DataFrame  # one row per round trip; `pnl` (net) is what the report plots
     kind: StrategyKind = StrategyKind.MODEL
+    description: str = ""  # what the row is, shown under its name (benchmarks must say)
+    warnings: tuple[str, ...] = ()  # e.g. a model that collapsed onto one class
 
     def __post_init__(self) -> None:
         index = self.equity.index
@@ -240,6 +247,9 @@ class ReportInput:
     rolling_window: int | None = None  # bars in the rolling windows; None: see _default_window
     prices: Mapping[str, pd.Series] | None = None  # close per symbol, for the trades chart
     primary: str | None = None  # whose trades are charted and listed; None: the first model
+    # CPCV: one row per (series, family, path) with the path's annualised `sharpe`
+    cpcv_paths: pd.DataFrame | None = None
+    cpcv_summary: Mapping[str, Any] | None = None  # series -> groups, paths, PBO, run time
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -749,23 +759,80 @@ def _metrics_table(result: ReportInput) -> str:
     names = list(result.strategies)
     head = "".join(
         f'<th scope="col" data-strategy="{html.escape(n)}">{html.escape(n)}'
-        f'<br><span class="kind">{result.strategies[n].kind.value}</span></th>'
+        f'<br><span class="kind">{result.strategies[n].kind.value}</span>'
+        + (
+            f'<br><span class="kind description">{html.escape(d)}</span>'
+            if (d := result.strategies[n].description)
+            else ""
+        )
+        + "</th>"
         for n in names
     )
     rows = []
     for metric, label in METRIC_LABELS.items():
         cells = []
         for n in names:
-            value = getattr(result.strategies[n].metrics, metric)
+            metrics = result.strategies[n].metrics
+            value = getattr(metrics, metric)
+            why = metrics.notes.get(metric, "")
+            reason = f' title="{html.escape(why)}"' if why else ""
             cells.append(
                 f'<td data-metric="{metric}" data-strategy="{html.escape(n)}" '
-                f'data-value="{html.escape(_data_value(value))}">'
+                f'data-value="{html.escape(_data_value(value))}"{reason}>'
                 f"{html.escape(format_metric(metric, value))}</td>"
             )
         rows.append(f'<tr><th scope="row">{html.escape(label)}</th>{"".join(cells)}</tr>')
     return (
         f'<table class="metrics"><thead><tr><th>metric</th>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>{_notes(result)}"
+    )
+
+
+def _notes(result: ReportInput) -> str:
+    """Why each n/a is n/a, and the warnings (single-class models), under the table."""
+    items = []
+    for name, strat in result.strategies.items():
+        for warning in strat.warnings:
+            items.append(
+                f'<li class="warning" data-strategy="{html.escape(name)}"><strong>'
+                f"{html.escape(name)}</strong>: {html.escape(warning)}</li>"
+            )
+        for metric, why in strat.metrics.notes.items():
+            label = METRIC_LABELS.get(metric, metric)
+            items.append(
+                f'<li class="na" data-strategy="{html.escape(name)}" '
+                f'data-metric="{html.escape(metric)}">{html.escape(name)}, '
+                f"{html.escape(label)}: n/a, {html.escape(why)}</li>"
+            )
+    if not items:
+        return ""
+    return f'<h3>Warnings and n/a reasons</h3><ul class="notes">{"".join(items)}</ul>'
+
+
+def _cpcv_section(result: ReportInput) -> str:
+    paths = result.cpcv_paths
+    if paths is None or paths.empty:
+        return _not_provided(
+            "No CPCV run for this portfolio (it runs for the series named in the research "
+            "config's cpcv_series)."
+        )
+    fig = go.Figure()
+    for (series, family), group in paths.groupby(["series", "family"], sort=False):
+        fig.add_trace(go.Box(y=group["sharpe"].to_numpy(), name=f"{family} ({series})"))
+    fig.update_layout(yaxis_title="path Sharpe ratio (ann.)", height=380, showlegend=False)
+    stats_ = (
+        paths.groupby(["series", "family"], sort=False)["sharpe"]
+        .describe()[["count", "mean", "std", "min", "50%", "max"]]
+        .rename(columns={"count": "paths", "50%": "median"})
+    )
+    stats_.index = [f"{f} ({s})" for s, f in stats_.index]
+    stats_.index.name = "family"
+    info = result.cpcv_summary or {}
+    text = ", ".join(f"{k}: {_format_cell(v)}" for k, v in info.items())
+    return (
+        f'<p class="cpcv-summary">{html.escape(text)}</p>'
+        + _figure_html(fig)
+        + _frame_table(stats_)
     )
 
 
@@ -1183,6 +1250,7 @@ def _sections(result: ReportInput) -> dict[str, str]:
         if pnl_fig is not None
         else _not_provided("No closed trades."),
         "folds": _folds_section(result),
+        "cpcv": _cpcv_section(result),
         "importance": _importance_section(result),
         "lineage": _lineage(result.metadata),
         "disclaimer": f"<p>{html.escape(DISCLAIMER)}</p>",
@@ -1300,7 +1368,12 @@ def write_summary_json(result: ReportInput, path: Path) -> Path:
         "benchmark": result.benchmark,
         "metadata": result.metadata.to_dict(),
         "strategies": {
-            name: {"kind": strat.kind.value, "metrics": _jsonable(strat.metrics.to_dict())}
+            name: {
+                "kind": strat.kind.value,
+                "description": strat.description,
+                "warnings": list(strat.warnings),
+                "metrics": _jsonable(strat.metrics.to_dict()),
+            }
             for name, strat in result.strategies.items()
         },
     }
@@ -1325,7 +1398,7 @@ def read_summary_json(path: Path) -> ReportSummary:
     metrics = {}
     kinds = {}
     for name, entry in data["strategies"].items():
-        _reject_unknown(entry, {"kind", "metrics"}, f"strategy {name!r}")
+        _reject_unknown(entry, {"kind", "description", "warnings", "metrics"}, f"strategy {name!r}")
         metrics[name] = Metrics.from_dict(_from_jsonable(entry["metrics"]))
         kinds[name] = StrategyKind(entry["kind"])
     return ReportSummary(

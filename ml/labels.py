@@ -4,6 +4,12 @@ Classes are -1 (down), 0 (flat), +1 (up). Classifiers see them encoded as 0/1/2
 (`CLASS_TO_INDEX`), which is also the column order [down, flat, up] of every predict_proba.
 Rows whose label would need bars past the end of the frame (the last `horizon` rows) or a
 volatility still in warm-up are NaN and flagged by `Labels.valid`; nothing is dropped.
+
+A direction label measures the return a trade decided at bar t's close would earn under the
+backtest's fill model (`LABEL_PRICES`): with next-open fills it runs open[t+1] -> open[t+1+h],
+with next-close fills close[t+1] -> close[t+1+h]; "close" (close[t] -> close[t+h]) is the
+decision-price return, for uses that trade no fills. The label at t then reads bars up to
+t + h + 1, which is its `horizon` and what splitters must purge.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "CLASSES",
     "CLASS_TO_INDEX",
     "INDEX_TO_CLASS",
+    "LABEL_PRICES",
     "Labels",
     "direction_labels",
     "encode_classes",
@@ -31,6 +38,12 @@ __all__ = [
 CLASSES: tuple[int, int, int] = (-1, 0, 1)  # down, flat, up
 CLASS_TO_INDEX: dict[int, int] = {-1: 0, 0: 1, 1: 2}
 INDEX_TO_CLASS: dict[int, int] = {v: k for k, v in CLASS_TO_INDEX.items()}
+# price a direction label's return is measured at -> (bar column, bars after t of the entry)
+LABEL_PRICES: dict[str, tuple[str, int]] = {
+    "next_open": ("open", 1),
+    "next_close": ("close", 1),
+    "close": ("close", 0),
+}
 
 
 def encode_classes(values: pd.Series | np.ndarray) -> np.ndarray:
@@ -55,6 +68,7 @@ class Labels:
     threshold: pd.Series  # dead zone (direction) or barrier width (triple barrier), in log return
     horizon: int  # bars after t the label at t may read; splitters purge at least this many
     kind: str  # "direction" or "triple_barrier"
+    fill: str = "close"  # price the return is measured at, a LABEL_PRICES key
 
     @property
     def valid(self) -> pd.Series:
@@ -88,8 +102,14 @@ def direction_labels(
     k: float = 0.5,
     vol_window: int = 20,
     round_trip_cost: float = 0.0,
+    fill: str = "close",
 ) -> Labels:
-    """Up / flat / down by the log return from close[t] to close[t + horizon].
+    """Up / flat / down by the log return over `horizon` bars of a trade decided at t's close.
+
+    `fill` picks the prices (see LABEL_PRICES and the module docstring): "next_open" reads
+    open[t+1] -> open[t+1+horizon], "next_close" close[t+1] -> close[t+1+horizon], "close"
+    close[t] -> close[t+horizon]. Labels.horizon is the last bar read: horizon (+1 for next-bar
+    fills).
 
     The dead zone at t is max(k * vol[t] * sqrt(horizon), round_trip_cost), where vol[t] is the
     std of 1-bar log returns over the `vol_window` bars ending at t (known at t) and
@@ -104,15 +124,21 @@ def direction_labels(
     if vol_window < 2:
         msg = f"vol_window must be >= 2, got {vol_window}"
         raise LabelError(msg)
+    if fill not in LABEL_PRICES:
+        msg = f"fill must be one of {sorted(LABEL_PRICES)}, got {fill!r}"
+        raise LabelError(msg)
     try:
         index, arrays = validated_bar_arrays(bars)
     except MLError as exc:
         raise LabelError(str(exc)) from exc
     lc = np.log(arrays["close"])
+    column, lag = LABEL_PRICES[fill]
+    lp = np.log(arrays[column])
     n = len(lc)
+    reach = int(horizon) + lag  # last bar after t that the label reads
     fwd = np.full(n, np.nan)
-    if n > horizon:
-        fwd[:-horizon] = lc[horizon:] - lc[:-horizon]
+    if n > reach:
+        fwd[: n - reach] = lp[reach:] - lp[lag : n - horizon]
     if k > 0:
         threshold = np.maximum(
             k * _rolling_vol(lc, vol_window) * math.sqrt(horizon), round_trip_cost
@@ -125,8 +151,9 @@ def direction_labels(
         values=pd.Series(values, index=index, name="label"),
         forward_return=pd.Series(fwd, index=index, name="forward_return"),
         threshold=pd.Series(threshold, index=index, name="threshold"),
-        horizon=int(horizon),
+        horizon=reach,
         kind="direction",
+        fill=fill,
     )
 
 

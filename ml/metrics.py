@@ -9,9 +9,15 @@ from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_su
 from ml.errors import MLError
 from ml.labels import encode_classes
 
-__all__ = ["brier_multiclass", "classification_metrics"]
+__all__ = [
+    "brier_multiclass",
+    "classification_metrics",
+    "predicted_class_counts",
+    "single_class_warning",
+]
 
 _LABELS = [0, 1, 2]
+_CLASS_NAMES = {-1: "down", 0: "flat", 1: "up"}
 
 
 def _inputs(y_true: pd.Series | np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +66,29 @@ def classification_metrics(y_true: pd.Series | np.ndarray, proba: np.ndarray) ->
         "log_loss": float(log_loss(target, clipped, labels=_LABELS)),
         "brier": brier_multiclass(y_true, p),
     }
+
+
+def predicted_class_counts(proba: np.ndarray) -> dict[int, int]:
+    """How often each class (-1/0/+1) is the argmax of the (n, 3) [down, flat, up] rows."""
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3:
+        msg = f"proba must have shape (n, 3), got {p.shape}"
+        raise MLError(msg)
+    counts = np.bincount(p.argmax(axis=1), minlength=3) if len(p) else np.zeros(3, dtype=int)
+    return {cls: int(counts[i]) for i, cls in enumerate((-1, 0, 1))}
+
+
+def single_class_warning(proba: np.ndarray, max_share: float = 0.99) -> str | None:
+    """A sentence when one class is the argmax of more than `max_share` of the rows (a model
+    that has collapsed onto one class, e.g. always 'flat'), else None."""
+    counts = predicted_class_counts(proba)
+    total = sum(counts.values())
+    if not total:
+        return None
+    cls, n = max(counts.items(), key=lambda kv: kv[1])
+    if n / total <= max_share and n != total:
+        return None
+    return (
+        f"predicts '{_CLASS_NAMES[cls]}' on {n} of {total} out-of-sample rows "
+        f"({n / total:.1%}): effectively a single-class model"
+    )

@@ -58,7 +58,7 @@ class ResearchConfig:
     baselines: tuple[str, ...] = BASELINES
     n_folds: int = 5
     oos_fraction: float = 0.5  # share of the usable rows that are out of sample
-    horizon: int = 1  # label horizon in bars; the purge is at least this
+    horizon: int = 1  # bars a label holds the trade; the purge is this + 1 (next-bar fill)
     embargo: int = 5  # extra bars between training and test (feature memory)
     dead_zone_k: float = 0.25  # flat-label dead zone in units of rolling volatility
     round_trip_cost: float = 0.0006  # log-return cost of a round trip (fees + spread)
@@ -67,6 +67,11 @@ class ResearchConfig:
     xgb_estimators: int = 150
     tune_trials: int = 0  # Optuna trials per fold for the xgboost families (0 = no search)
     seed: int = 0
+    # Combinatorial purged CV (ml.cpcv) beside the walk-forward, for these series only (it
+    # fits C(N, k) models per family): N groups, k test groups, phi = k/N * C(N, k) paths.
+    cpcv_series: tuple[str, ...] = ("SPX@1d",)
+    cpcv_groups: int = 6
+    cpcv_test_groups: int = 2
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.models if m not in MODEL_FAMILIES]
@@ -76,6 +81,12 @@ class ResearchConfig:
             raise ConfigError(msg)
         if self.n_folds < 1 or self.horizon < 1 or self.embargo < 0:
             msg = "n_folds and horizon must be >= 1, embargo >= 0"
+            raise ConfigError(msg)
+        if not (self.cpcv_groups >= 2 and 1 <= self.cpcv_test_groups < self.cpcv_groups):
+            msg = (
+                "need cpcv_groups >= 2 and 1 <= cpcv_test_groups < cpcv_groups, got "
+                f"{self.cpcv_groups}, {self.cpcv_test_groups}"
+            )
             raise ConfigError(msg)
         if not 0.05 <= self.oos_fraction <= 0.9:
             msg = f"oos_fraction must be in [0.05, 0.9], got {self.oos_fraction}"
@@ -96,25 +107,43 @@ class ResearchConfig:
 
     @property
     def n_trials(self) -> int:
-        """Model configurations tried: what the deflated Sharpe ratio deflates for."""
+        """Model families tried, before tuning: the least the deflated Sharpe ratio deflates for
+        (each Optuna trial of each fold counts too, see assets._research_core.trial_pool)."""
         return len(self.models)
 
+    @property
+    def cpcv_models(self) -> tuple[str, ...]:
+        """Families CPCV runs: those without the per-fold GARCH feature (it needs training
+        history before every test row, which CPCV's splits do not have)."""
+        return tuple(m for m in self.models if not MODEL_FAMILIES[m])
 
-def research_labels(bars: pd.DataFrame, config: ResearchConfig) -> Labels:
+
+def research_labels(
+    bars: pd.DataFrame, config: ResearchConfig, fill: str = "next_open"
+) -> Labels:
+    """Direction labels measured at the prices the backtest fills at (`StrategyConfig.fill`)."""
     return direction_labels(
-        bars, config.horizon, k=config.dead_zone_k, round_trip_cost=config.round_trip_cost
+        bars,
+        config.horizon,
+        k=config.dead_zone_k,
+        round_trip_cost=config.round_trip_cost,
+        fill=fill,
     )
 
 
 def research_folds(features: pd.DataFrame, config: ResearchConfig) -> list[Fold]:
-    """Expanding forward-only folds over the last `oos_fraction` of the post-warm-up rows."""
+    """Expanding forward-only folds over the last `oos_fraction` of the post-warm-up rows.
+
+    The purge is the label's span plus one bar: a label decided at t fills at t + 1 and reads
+    bars up to t + 1 + horizon (research_labels), so no training label reaches a test bar.
+    """
     usable = int((~features["warmup"]).sum())
     test_size = max(1, int(usable * config.oos_fraction) // config.n_folds)
     return walk_forward_splits(
         features.index,
         n_folds=config.n_folds,
         test_size=test_size,
-        purge=config.horizon,
+        purge=config.horizon + 1,
         embargo=config.embargo,
         min_train_size=50,
     )
@@ -197,12 +226,15 @@ def feature_importance(result: WalkForwardResult, columns: list[str]) -> pd.Seri
 
 
 def fit_deployable(
-    bars: pd.DataFrame, config: ResearchConfig, feature_config: FeatureConfig | None = None
+    bars: pd.DataFrame,
+    config: ResearchConfig,
+    feature_config: FeatureConfig | None = None,
+    fill: str = "next_open",
 ) -> ModelBundle:
     """Fit the deployable family on every labelled post-warm-up row: the live model."""
     feature_config = feature_config or FeatureConfig()
     features = compute_features(bars, feature_config)
-    labels = research_labels(bars, config).values
+    labels = research_labels(bars, config, fill).values
     return fit_deployable_on(features, labels, config, feature_config)
 
 

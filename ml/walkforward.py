@@ -42,6 +42,7 @@ __all__ = [
     "TuningResult",
     "WalkForwardResult",
     "run_walk_forward",
+    "signal_sharpe",
     "walk_forward_splits",
 ]
 
@@ -161,6 +162,22 @@ class TuningResult:
     best_params: dict[str, Any]
     best_value: float  # mean inner-fold metric of the best trial (lower is better)
     n_trials: int  # trials actually run
+    # Per-bar Sharpe ratio of each trial's inner-fold predictions traded as a signal (long on
+    # up, short on down, flat otherwise, earning the label's forward return); NaN when a trial
+    # never took a position or no forward returns were given. What the deflated Sharpe ratio
+    # needs of every configuration that was evaluated on data.
+    trial_sharpes: tuple[float, ...] = ()
+
+
+def signal_sharpe(proba: np.ndarray, forward_return: np.ndarray) -> float:
+    """Per-bar Sharpe of trading the argmax class (up +1, flat 0, down -1) for the label's
+    forward log return; NaN when the position never changes the outcome (zero dispersion)."""
+    position = np.asarray(proba).argmax(axis=1) - 1
+    pnl = position * np.expm1(np.asarray(forward_return, dtype=np.float64))
+    pnl = pnl[np.isfinite(pnl)]
+    if len(pnl) < 2 or pnl.max() == pnl.min():
+        return float("nan")
+    return float(pnl.mean() / pnl.std(ddof=1))
 
 
 @dataclass(frozen=True)
@@ -184,19 +201,31 @@ class OptunaTuner:
         *,
         purge: int,
         embargo: int,
+        forward_return: pd.Series | None = None,
     ) -> TuningResult:
+        """Search on X, y (the outer fold's training rows only). forward_return, aligned with
+        y, lets each trial's inner-fold predictions be scored as a trading signal too."""
         inner = walk_forward_splits(
             len(X), n_folds=self.inner_folds, purge=purge, embargo=embargo, min_train_size=10
         )
+        if forward_return is not None and not forward_return.index.equals(y.index):
+            msg = "forward_return must share y's index"
+            raise ModelError(msg)
+        sharpes: dict[int, float] = {}
 
         def objective(trial: optuna.Trial) -> float:
             params = self.search_space(trial)
-            losses = []
+            losses, probas, rows = [], [], []
             for fold in inner:
                 model = model_factory(params)
                 model.fit(X.iloc[fold.train_idx], y.iloc[fold.train_idx])
                 proba = model.predict_proba(X.iloc[fold.test_idx])
                 losses.append(classification_metrics(y.iloc[fold.test_idx], proba)["log_loss"])
+                probas.append(np.asarray(proba))
+                rows.append(fold.test_idx)
+            if forward_return is not None:
+                fwd = forward_return.to_numpy()[np.concatenate(rows)]
+                sharpes[trial.number] = signal_sharpe(np.concatenate(probas), fwd)
             return float(np.mean(losses))
 
         study = optuna.create_study(
@@ -208,6 +237,7 @@ class OptunaTuner:
             best_params=self.search_space(study.best_trial),  # type: ignore[arg-type]
             best_value=float(study.best_value),
             n_trials=len(study.trials),
+            trial_sharpes=tuple(sharpes.get(t.number, float("nan")) for t in study.trials),
         )
 
 
@@ -309,7 +339,12 @@ def run_walk_forward(
         params: dict[str, Any] = {}
         if tuner is not None:
             tuning = tuner.tune(
-                X_train, y_train, model_factory, purge=fold.purge, embargo=fold.embargo
+                X_train,
+                y_train,
+                model_factory,
+                purge=fold.purge,
+                embargo=fold.embargo,
+                forward_return=labels.forward_return.iloc[train_pos],
             )
             params = tuning.best_params
         model = model_factory(params)

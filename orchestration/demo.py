@@ -27,6 +27,8 @@ RESULT_COLUMNS = (
     ("n_trades", "trades", "{:d}"),
     ("win_rate", "win", "{:.1%}"),
     ("profit_factor", "PF", "{:.2f}"),
+    ("n_trials", "N", "{:d}"),
+    ("min_trl_years", "minTRL(y)", "{:.1f}"),
 )
 
 
@@ -133,6 +135,24 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
                 value = row.get(field)
                 cells.append(_fmt(value, fmt, first=i == 0))
             print("".join(cells))
+        for row in summary.get("strategies", []):
+            if row.get("description"):
+                print(f"  {row['strategy']}: {row['description']}")
+        for row in summary.get("strategies", []):
+            for warning in row.get("warnings", []):
+                print(f"  warning: {row['strategy']} {warning}")
+        for key, cv in summary.get("cpcv", {}).items():
+            pbo = cv.get("pbo")
+            pbo_text = f"{pbo:.1%}" if isinstance(pbo, float) else f"n/a ({cv.get('pbo_note')})"
+            print(
+                f"CPCV {key}: N={cv['n_groups']} k={cv['n_test_groups']} "
+                f"phi={cv['n_paths']} paths, PBO {pbo_text}"
+            )
+            for family, spread in cv.get("path_sharpe", {}).items():
+                print(
+                    f"  {family:<14} path Sharpe median {spread['median']:+.2f} "
+                    f"[{spread['min']:+.2f} .. {spread['max']:+.2f}]"
+                )
         print(f"series: {', '.join(summary.get('series', []))}")
         print(f"report: {Path(summary.get('report_path', ''))}")
         runs = summary.get("mlflow_runs", {})

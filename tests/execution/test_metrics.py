@@ -20,6 +20,7 @@ from execution.metrics import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     max_drawdown_duration,
+    minimum_track_record_length,
     periods_per_year_for,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -263,9 +264,114 @@ def test_compute_metrics_when_trial_returns_given_then_dsr_below_psr_and_pbo_set
     assert 0.0 <= m.pbo <= 1.0
 
 
-def test_compute_metrics_when_many_trials_but_no_trial_returns_then_raises() -> None:
-    with pytest.raises(MetricsError, match="variance of the trials"):
-        compute_metrics(_random_equity(), NO_TRADES, periods_per_year=252, n_trials=20)
+def test_compute_metrics_when_many_trials_but_no_trial_sharpes_then_dsr_na_with_reason() -> None:
+    # Act
+    m = compute_metrics(_random_equity(), NO_TRADES, periods_per_year=252, n_trials=20)
+    # Assert
+    assert math.isnan(m.deflated_sharpe)
+    assert "variance of trial Sharpe ratios" in m.notes["deflated_sharpe"]
+    assert math.isnan(m.pbo)
+    assert m.notes["pbo"]
+    assert m.n_trials == 20
+
+
+def test_compute_metrics_when_fewer_than_two_trials_trade_then_pbo_na_with_reason() -> None:
+    # Arrange: one trading trial and two that never traded (constant zero returns)
+    rng = np.random.default_rng(5)
+    trials = np.zeros((600, 3))
+    trials[:, 0] = rng.normal(0.0, 0.01, 600)
+    # Act
+    m = compute_metrics(_random_equity(), NO_TRADES, periods_per_year=252, trial_returns=trials)
+    # Assert
+    assert math.isnan(m.pbo)
+    assert "1 of 3 trials traded" in m.notes["pbo"]
+    assert m.n_trials == 3
+    assert math.isnan(m.deflated_sharpe)
+    assert "1 with a finite Sharpe ratio" in m.notes["deflated_sharpe"]
+
+
+def test_compute_metrics_when_returns_constant_then_ratios_na_with_reason() -> None:
+    # Arrange: a family that never trades keeps its cash
+    equity = _equity(np.full(300, 100_000.0))
+    trials = np.random.default_rng(2).normal(0.0, 0.01, (299, 4))
+    # Act
+    m = compute_metrics(equity, NO_TRADES, periods_per_year=252, trial_returns=trials)
+    # Assert
+    for name in ("sharpe", "psr", "deflated_sharpe", "min_track_record_length"):
+        assert math.isnan(getattr(m, name))
+        assert "constant" in m.notes[name]
+    assert m.notes["win_rate"] == "no closed trades"
+    assert 0.0 <= m.pbo <= 1.0
+
+
+def test_compute_metrics_when_trial_sharpes_given_then_n_and_variance_come_from_them() -> None:
+    # Arrange: 3 recorded return series, but 40 trials (e.g. Optuna) were evaluated on data
+    rng = np.random.default_rng(8)
+    trials = rng.normal(0.0, 0.01, (600, 3))
+    sharpes = np.append(rng.normal(0.0, 0.05, 39), np.nan)  # one trial never traded
+    # Act
+    m = compute_metrics(
+        _random_equity(),
+        NO_TRADES,
+        periods_per_year=252,
+        trial_returns=trials,
+        trial_sharpes=sharpes,
+    )
+    # Assert
+    assert m.n_trials == 40
+    assert m.sharpe_variance == pytest.approx(np.nanvar(sharpes, ddof=1), rel=REL)
+    expected = probabilistic_sharpe_ratio(
+        *_per_bar_moments(_random_equity()), expected_max_sharpe(40, m.sharpe_variance)
+    )
+    assert m.deflated_sharpe == pytest.approx(expected, rel=1e-9)
+
+
+def _per_bar_moments(equity: pd.Series) -> tuple[float, int, float, float]:
+    from scipy import stats
+
+    rets = returns_from_equity(equity).to_numpy()
+    return (
+        float(np.mean(rets) / np.std(rets, ddof=1)),
+        len(rets),
+        float(stats.skew(rets)),
+        float(stats.kurtosis(rets, fisher=False)),
+    )
+
+
+def test_min_track_record_length_when_record_is_that_long_then_psr_hits_confidence() -> None:
+    # Arrange: the DSR paper's moments (SR 2.5 a year over 250 days, skew -3, kurtosis 10)
+    sharpe, skew, kurt = 2.5 / math.sqrt(250), -3.0, 10.0
+    # Act
+    bars = minimum_track_record_length(sharpe, skew, kurt, benchmark=0.0, confidence=0.95)
+    # Assert: PSR reaches 95% exactly at MinTRL and not a bar before
+    assert probabilistic_sharpe_ratio(sharpe, bars, skew, kurt) == pytest.approx(0.95, abs=1e-12)
+    assert probabilistic_sharpe_ratio(sharpe, math.floor(bars) - 1, skew, kurt) < 0.95
+    # Fatter left tails need a longer record; a non-positive edge never gets there.
+    assert minimum_track_record_length(sharpe, 0.0, 3.0) < bars
+    assert minimum_track_record_length(-0.01, 0.0, 3.0) == math.inf
+
+
+def test_selection_when_best_of_50_noise_strategies_then_psr_fooled_often_dsr_rarely() -> None:
+    # Arrange: 200 experiments; in each, 50 zero-edge strategies over 1000 bars, keep the best
+    n_experiments, n_strategies, n_bars, confidence = 200, 50, 1000, 0.95
+    rng = np.random.default_rng(2014)
+    psr_fooled = dsr_fooled = 0
+    for _ in range(n_experiments):
+        rets = rng.normal(0.0, 0.01, (n_bars, n_strategies))
+        sharpes = rets.mean(axis=0) / rets.std(axis=0, ddof=1)
+        best = rets[:, int(np.argmax(sharpes))]
+        equity = _equity(np.concatenate(([1.0], np.cumprod(1.0 + best))))
+        # Act
+        m = compute_metrics(equity, NO_TRADES, periods_per_year=252, trial_sharpes=sharpes)
+        psr_fooled += m.psr > confidence
+        dsr_fooled += m.deflated_sharpe > confidence
+    # Assert: under the null each SR is ~N(0, 1/T), so the best one's PSR clears 95% with
+    # probability 1 - 0.95^50; the DSR is built to keep the false positives near 1 - 95%.
+    psr_rate, dsr_rate = psr_fooled / n_experiments, dsr_fooled / n_experiments
+    expected_psr = 1.0 - confidence**n_strategies
+    tolerance = 4.0 * math.sqrt(expected_psr * (1.0 - expected_psr) / n_experiments)
+    assert abs(psr_rate - expected_psr) <= tolerance + 0.02
+    assert dsr_rate <= 1.0 - confidence
 
 
 def test_pbo_when_one_trial_is_genuinely_better_then_low() -> None:

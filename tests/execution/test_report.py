@@ -508,3 +508,63 @@ def test_series_breakdown_when_two_symbols_then_contributions_sum_to_closed_trad
     assert by_symbol.loc["A", "symbol_buy_and_hold"] == pytest.approx(0.2)
     assert pd.isna(by_symbol.loc["B", "symbol_buy_and_hold"])
     assert table["contribution"].sum() == pytest.approx(80.0 / 1000.0)
+
+
+def test_render_report_when_degenerate_rows_then_na_reasons_and_warnings_listed(
+    tmp_path: Path,
+) -> None:
+    # Arrange: a family that never trades, a single-class warning, a labelled benchmark
+    base = _input()
+    strategies = dict(base.strategies)
+    strategies["lstm"] = StrategyResult(
+        equity=strategies["flat"].equity,
+        metrics=strategies["flat"].metrics,
+        trades=strategies["flat"].trades,
+        kind=StrategyKind.MODEL,
+        warnings=("EURUSD@1h: predicts 'flat' on 2373 of 2375 out-of-sample rows",),
+    )
+    strategies["buy_and_hold"] = StrategyResult(
+        equity=strategies["buy_and_hold"].equity,
+        metrics=strategies["buy_and_hold"].metrics,
+        trades=strategies["buy_and_hold"].trades,
+        kind=StrategyKind.BENCHMARK,
+        description="fully invested, no risk rules",
+    )
+    # Act
+    page = render_report(_input(strategies=strategies), tmp_path / "r.html").read_text()
+    # Assert
+    assert "predicts &#x27;flat&#x27; on 2373 of 2375" in page
+    assert "fully invested, no risk rules" in page
+    notes = page.split("Warnings and n/a reasons")[1]
+    assert 'data-strategy="lstm" data-metric="sharpe"' in notes
+    assert "the Sharpe ratio is undefined" in notes
+    assert 'data-metric="sharpe" data-strategy="flat" data-value="nan" title="' in page
+
+
+def test_render_report_when_cpcv_paths_given_then_path_sharpe_table_per_family(
+    tmp_path: Path,
+) -> None:
+    # Arrange
+    paths = pd.DataFrame(
+        {
+            "series": "SPX@1d",
+            "family": ["xgboost"] * 5 + ["lstm"] * 5,
+            "path": list(range(5)) * 2,
+            "sharpe": [0.1, 0.4, -0.2, 0.3, 0.0, 0.5, 0.6, 0.4, 0.7, 0.2],
+        }
+    )
+    # Act
+    page = render_report(
+        _input(cpcv_paths=paths, cpcv_summary={"SPX@1d": "N=6, k=2, phi=5"}),
+        tmp_path / "r.html",
+    ).read_text()
+    # Assert
+    section = page.split('<section id="cpcv">')[1].split("</section>")[0]
+    assert "N=6, k=2, phi=5" in section
+    assert "xgboost (SPX@1d)" in section
+    assert "lstm (SPX@1d)" in section
+    # paths, mean, std, min, median, max of xgboost's path Sharpe ratios
+    row = section.split("xgboost (SPX@1d)</th>")[1].split("</tr>")[0]
+    cells = [c.split(">")[-1] for c in row.split("</td>")[:-1]]
+    assert cells[:2] == ["5", "0.12"]
+    assert cells[3:] == ["-0.2", "0.1", "0.4"]

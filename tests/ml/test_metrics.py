@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from ml.errors import MLError
-from ml.metrics import brier_multiclass, classification_metrics
+from ml.metrics import (
+    brier_multiclass,
+    classification_metrics,
+    predicted_class_counts,
+    single_class_warning,
+)
 
 
 def test_metrics_when_predictions_perfect_then_accuracy_one_and_brier_zero():
@@ -44,3 +49,16 @@ def test_metrics_when_mixed_then_macro_precision_recall_by_hand():
 def test_metrics_when_rows_do_not_sum_to_one_then_ml_error():
     with pytest.raises(MLError, match="sum to 1"):
         classification_metrics(np.array([0]), np.array([[0.5, 0.5, 0.5]]))
+
+
+def test_single_class_warning_when_model_collapses_onto_one_class_then_flagged():
+    # Arrange: 2 'up' calls in 2375 rows, like lstm on EURUSD 1h; and a mixed model
+    collapsed = np.tile([0.2, 0.6, 0.2], (2375, 1))
+    collapsed[:2] = [0.1, 0.3, 0.6]
+    mixed = np.eye(3)[np.arange(300) % 3]
+    # Act
+    flagged = single_class_warning(collapsed)
+    # Assert
+    assert flagged is not None and "'flat' on 2373 of 2375" in flagged
+    assert single_class_warning(mixed) is None
+    assert predicted_class_counts(collapsed) == {-1: 0, 0: 2373, 1: 2}

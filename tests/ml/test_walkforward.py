@@ -12,7 +12,7 @@ from ml.errors import SplitError
 from ml.features import compute_features
 from ml.labels import direction_labels
 from ml.models import SmaCrossoverModel, XGBoostModel
-from ml.walkforward import OptunaTuner, run_walk_forward, walk_forward_splits
+from ml.walkforward import OptunaTuner, run_walk_forward, signal_sharpe, walk_forward_splits
 
 split_params = st.fixed_dictionaries(
     {
@@ -175,3 +175,51 @@ def test_run_walk_forward_when_returns_after_train_end_change_then_fold_garch_un
     # Assert: fold 0's GARCH fit saw no return after its training rows; fold 1's did.
     assert changed.garch[0] == base.garch[0]
     assert changed.garch[1] != base.garch[1]
+
+
+def test_tuner_when_tuning_a_fold_then_objective_never_sees_a_test_fold_bar(spx_ml):
+    # Arrange: a tuner whose every fit and prediction records the bars it was shown
+    feats, labels = spx_ml
+    folds = walk_forward_splits(feats.index, n_folds=3, test_size=120, purge=3, embargo=2)
+    seen: dict[int, list[pd.Index]] = {}
+    current: list[pd.Index] = []
+
+    class SpyModel(SmaCrossoverModel):
+        def fit(self, X, y, sample_weight=None):
+            current.append(X.index)
+            return super().fit(X, y, sample_weight)
+
+        def predict_proba(self, X):
+            current.append(X.index)
+            return super().predict_proba(X)
+
+    class SpyTuner(OptunaTuner):
+        def tune(self, X, y, model_factory, **kwargs):
+            current.clear()
+            result = super().tune(X, y, lambda p: SpyModel(), **kwargs)
+            seen[len(seen)] = list(current)
+            return result
+
+    tuner = SpyTuner(search_space=lambda trial: {}, n_trials=2, inner_folds=2)
+    # Act
+    result = run_walk_forward(feats, labels, lambda p: SmaCrossoverModel(), folds, tuner=tuner)
+    # Assert: every bar a tuning objective touched lies before its fold's purge gap
+    assert len(seen) == len(folds)
+    for fold, calls in zip(folds, seen.values(), strict=True):
+        assert calls, "the objective fitted nothing"
+        touched = pd.DatetimeIndex(np.unique(np.concatenate([c.to_numpy() for c in calls])))
+        test_bars = feats.index[fold.test_idx]
+        assert not touched.isin(test_bars).any()
+        assert touched.max() <= feats.index[fold.test_idx[0] - fold.purge - fold.embargo - 1]
+    # Each trial was also scored as a trading signal on its inner folds.
+    assert all(len(t.trial_sharpes) == t.n_trials == 2 for t in result.tuning)
+
+
+def test_signal_sharpe_when_always_right_then_positive_and_when_flat_then_nan():
+    # Arrange
+    fwd = np.array([0.01, -0.02, 0.015, -0.005, 0.02])
+    right = np.eye(3)[np.where(fwd > 0, 2, 0)]
+    flat = np.eye(3)[np.ones(len(fwd), dtype=int)]
+    # Act / Assert
+    assert signal_sharpe(right, fwd) > 0
+    assert np.isnan(signal_sharpe(flat, fwd))

@@ -48,10 +48,10 @@ def materialized(tmp_path_factory):
         for s in SERIES
     ]
     report = dg.materialize(
-        [*PER_SERIES, research.portfolio_backtest, research.research_report],
+        [*PER_SERIES, research.cpcv, research.portfolio_backtest, research.research_report],
         resources=resources,
         instance=instance,
-        selection=[research.portfolio_backtest, research.research_report],
+        selection=[research.cpcv, research.portfolio_backtest, research.research_report],
     )
     return settings, runs, report
 
@@ -63,6 +63,7 @@ def test_research_graph_when_materialized_then_checks_pass_and_lineage_recorded(
     for run in runs:
         checks = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
         assert checks["no_look_ahead"]
+        assert checks["label_fill_alignment"]
         assert checks["bar_contract_suite"]
     checks = {e.check_name: e.passed for e in report.get_asset_check_evaluations()}
     assert checks["metric_consistency"]
@@ -77,6 +78,11 @@ def test_research_graph_when_materialized_then_checks_pass_and_lineage_recorded(
     assert logged.data.tags["candleflow.data_fingerprint"]
     assert logged.data.tags["candleflow.git_revision"]
     assert any(k.startswith("fold_") for k in logged.data.metrics)
+    # Trading metrics of the OOS predictions sit beside the classification metrics.
+    assert {"oos_sharpe", "oos_total_return", "oos_max_drawdown", "oos_trades"} <= set(
+        logged.data.metrics
+    )
+    assert "oos_accuracy" in logged.data.metrics
 
 
 @pytest.mark.slow
@@ -88,10 +94,24 @@ def test_research_report_when_materialized_then_html_and_results_match_metrics(m
 
     assert results["series"] == ["IXIC@1d", "SPX@1d"]
     names = [r["strategy"] for r in results["strategies"]]
-    assert names == ["xgboost", "xgboost_garch", "buy_and_hold", "sma_crossover", "flat"]
+    assert names == [
+        "xgboost", "xgboost_garch", "sma_crossover", "flat", "always_long", "buy_and_hold"
+    ]
+    rows = {r["strategy"]: r for r in results["strategies"]}
     for row in results["strategies"]:
         metrics = summary["strategies"][row["strategy"]]["metrics"]
         assert row["n_trades"] == metrics["n_trades"]
+    # Two benchmarks, labelled apart; every model deflated for all configurations tried.
+    assert "no sizing, stops or risk rules" in rows["buy_and_hold"]["description"]
+    assert "risk rules" in rows["always_long"]["description"]
+    assert rows["buy_and_hold"]["n_trades"] == len(results["series"])
+    assert rows["xgboost"]["n_trials"] == rows["xgboost_garch"]["n_trials"] >= 2
+    assert rows["flat"]["n_trials"] == 1
+    assert "min_trl_years" in rows["xgboost"]
+    # CPCV ran for SPX (the GARCH-free family only): phi = k/N * C(N, k) paths
+    cpcv = results["cpcv"]["SPX@1d"]
+    assert cpcv["path_sharpe"]["xgboost"]["paths"] == cpcv["n_paths"] == 5
+    assert "CSCV needs at least 2" in cpcv["pbo_note"]
     html = (settings.reports_dir / "portfolio_1d" / "report.html").read_text()
     assert (settings.reports_dir / "portfolio_1d" / "plotly.min.js").is_file()
     assert "Monthly returns" in html
@@ -102,6 +122,7 @@ def test_research_report_when_materialized_then_html_and_results_match_metrics(m
     assert "IXIC@1d" in importance and "SPX@1d" in importance
     trades = html[html.index('<section id="trades">') : html.index('<section id="trade_pnl">')]
     assert "IXIC: xgboost trades" in trades and "SPX: xgboost trades" in trades
+    assert "Combinatorial purged cross-validation" in html
 
 
 @pytest.mark.slow

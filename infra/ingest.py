@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,8 +60,13 @@ def fetch_raw(
     *,
     since: datetime | None = None,
     environ: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RawBars:
-    """Load a series' raw bars from its source. HTTP sources fetch only bars after `since`."""
+    """Load a series' raw bars from its source. HTTP sources fetch only bars after `since`.
+
+    File options: path, column_map, tz, date_format, dayfirst (see infra.sources.load_file).
+    `progress` receives one-line messages while a large file loads.
+    """
     from infra import sources
 
     env = os.environ if environ is None else environ
@@ -76,7 +81,10 @@ def fetch_raw(
             timeframe=spec.timeframe,
             column_map=opts.get("column_map"),
             tz=opts.get("tz"),
+            date_format=opts.get("date_format"),
+            dayfirst=opts.get("dayfirst"),
             instrument_class=spec.instrument_class,
+            progress=progress,
         )
     if spec.source == "alphavantage":
         src = sources.AlphaVantageSource.from_env(env)
@@ -126,6 +134,7 @@ def prepare_ingest(raw: RawBars, *, run_id: str, now: datetime) -> PreparedInges
         instrument_class=raw.instrument_class,
         run_id=run_id,
         now=now,
+        ts_faults=raw.ts_faults,
     )
     rep = result.report
     if rep.rows_in != rep.accepted + rep.quarantined:

@@ -72,6 +72,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("--instrument-class", default="equity", choices=["equity", "fx", "crypto"])
     ing.add_argument("--start", help="first bar to fetch (HTTP sources)")
+    ing.add_argument(
+        "--date-format",
+        help="strftime format of the file's timestamps, e.g. '%%d.%%m.%%Y' or '%%m/%%d/%%Y %%H:%%M'",
+    )
+    ing.add_argument(
+        "--dayfirst",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read 01.02.2024 as 1 February (--no-dayfirst: 2 January); needed only when the "
+        "file itself cannot tell",
+    )
+
+    qua = sub.add_parser("quarantine", help="print quarantined rows of a series with their reason")
+    qua.add_argument("--symbol", required=True)
+    qua.add_argument("--timeframe", required=True)
+    qua.add_argument("--reason", help="only rows quarantined for this reason, e.g. naive_ts")
+    qua.add_argument("--limit", type=int, default=50, help="rows to print (0 = all; default 50)")
+    qua.add_argument("--format", default="table", choices=["table", "csv", "json"])
 
     bars = sub.add_parser("bars", help="print stored bars")
     bars.add_argument("--symbol", required=True)

@@ -114,6 +114,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             options["tz"] = args.tz
         if args.map:
             options["column_map"] = _parse_map(args.map)
+        if args.date_format:
+            options["date_format"] = args.date_format
+        if args.dayfirst is not None:
+            options["dayfirst"] = args.dayfirst
     elif source == "bundled":
         options["dataset"] = args.dataset or args.symbol.lower()
     spec = SeriesSpec(args.symbol, args.timeframe, source, args.instrument_class, options)
@@ -124,11 +128,72 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if source in ("alphavantage", "binance")
             else None
         )
-        raw = fetch_raw(spec, since=since)
+        raw = fetch_raw(spec, since=since, progress=_say)
+        if len(raw) >= _PROGRESS_MIN_ROWS:
+            _say(f"validating {len(raw):,} rows")
         prepared = prepare_ingest(raw, run_id=run_id, now=datetime.now(UTC))
         report = write_ingest(prepared, store)
-    SeriesRegistry(settings.home / "series.json").put(spec)
+        stored = report.accepted > 0 or store.last_ts(spec.symbol, spec.timeframe) is not None
     print(json.dumps(report.to_dict(), default=str, sort_keys=True))
+    if report.accepted == 0:
+        from orchestration.cli import CliError
+
+        raise CliError(_nothing_accepted(report, spec))
+    if stored:
+        SeriesRegistry(settings.home / "series.json").put(spec)
+    return 0
+
+
+_PROGRESS_MIN_ROWS = 200_000
+# What to try when every row failed for one reason: the flags that change how rows are read.
+_HINTS = {
+    "naive_ts": "give the time zone of the timestamps with --tz (e.g. --tz UTC)",
+    "unparseable_ts": "check the ts column (--map COLUMN=ts) and give --date-format",
+    "misaligned_ts": "check --timeframe, and --tz for local times: bars open on the UTC grid",
+    "future_ts": "check --tz: the stamps are later than now",
+    "missing_value": "check the OHLCV columns (--map COLUMN=FIELD)",
+    "non_numeric": "check the OHLCV columns (--map COLUMN=FIELD); decimal commas are not read",
+    "duplicate_key": "check --timeframe: several rows share one bar time",
+}
+
+
+def _nothing_accepted(report: Any, spec: SeriesSpec) -> str:
+    if report.rows_in == 0:
+        return f"nothing accepted for {spec.key}: the source delivered no rows"
+    top = sorted(report.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in top)
+    hint = _HINTS.get(top[0][0], "fix the rows or the options") if top else ""
+    return (
+        f"nothing accepted for {spec.key}: {report.quarantined} of {report.rows_in} rows "
+        f"quarantined ({reasons}); {hint}; see them with `candleflow quarantine --symbol "
+        f"{spec.symbol} --timeframe {spec.timeframe}`"
+    )
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with open_store(settings) as store:
+        frame = store.read_quarantine(args.symbol, args.timeframe)
+    if args.reason:
+        frame = frame[frame["reason"] == args.reason]
+    total = len(frame)
+    if total:
+        counts = frame["reason"].value_counts()
+        summary = ", ".join(f"{reason} {count}" for reason, count in counts.items())
+        _say(f"{total} quarantined rows for {args.symbol}@{args.timeframe}: {summary}")
+    else:
+        _say(f"no quarantined rows for {args.symbol}@{args.timeframe}")
+    cols = ["ts", "reason", "detail", "raw", "source", "run_id", "quarantined_at"]
+    out = frame.loc[:, cols]
+    if args.limit and total > args.limit:
+        out = out.head(args.limit)
+        _say(f"showing the first {args.limit}; --limit 0 shows all")
+    if args.format == "csv":
+        out.to_csv(sys.stdout, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+    elif args.format == "json":
+        print(out.to_json(orient="records", date_format="iso"))
+    elif total:
+        print(out.loc[:, ["ts", "reason", "detail", "raw"]].to_string(index=False))
     return 0
 
 

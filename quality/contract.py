@@ -8,31 +8,41 @@ Row-level rules, each looking at one row:
  1. UNPARSEABLE_TS   ts missing, not an ISO-8601 string or datetime, or outside the ns range.
                      Bare numbers are refused: an epoch's unit (s, ms, us) would be a guess.
  2. NAIVE_TS         ts parsed but carries no timezone (refused, never assumed to be UTC).
- 3. FUTURE_TS        ts later than the injected `now`.
- 4. MISALIGNED_TS    ts not on the timeframe grid (see quality.calendars).
- 5. MISSING_VALUE    an OHLCV value is None, NaN or blank text.
- 6. NON_NUMERIC      an OHLCV value is text that is not a finite number, a bool, or +-inf.
- 7. NON_POSITIVE_PRICE  open, high, low or close <= 0.
- 8. NEGATIVE_VOLUME  volume < 0.
- 9. HIGH_BELOW_LOW   high < low.
-10. HIGH_BELOW_OPEN_CLOSE  high < max(open, close).
-11. LOW_ABOVE_OPEN_CLOSE   low > min(open, close).
+ 3. NONEXISTENT_TS   a local time that a DST change skips, and
+ 4. AMBIGUOUS_TS     one that it repeats: only a source that knows the zone can tell, so both
+                     arrive through `ts_faults`.
+ 5. FUTURE_TS        ts later than the injected `now`.
+ 6. MISALIGNED_TS    ts not on the timeframe grid (see quality.calendars).
+ 7. MISSING_VALUE    an OHLCV value is None, NaN or blank text.
+ 8. NON_NUMERIC      an OHLCV value is text that is not a finite number, a bool, or +-inf.
+ 9. NON_POSITIVE_PRICE  open, high, low or close <= 0.
+10. PRICE_OUT_OF_RANGE  open, high, low or close > `max_price`: no instrument is quoted there,
+                     and such magnitudes overflow returns and features downstream.
+11. NEGATIVE_VOLUME  volume < 0.
+12. HIGH_BELOW_LOW   high < low.
+13. HIGH_BELOW_OPEN_CLOSE  high < max(open, close).
+14. LOW_ABOVE_OPEN_CLOSE   low > min(open, close).
 
-Set-level rules, on the rows that passed 1-11, sorted by ts (stable, so input order breaks
+`ts_faults` (row position -> reason, detail) are rows the source already found faulty; they
+are tagged first, with the reason given.
+
+Set-level rules, on the rows that passed 1-14, sorted by ts (stable, so input order breaks
 ties):
-12. DUPLICATE_KEY    a later row with the same ts (symbol and timeframe are fixed per call): of
-                     the rows that passed 1-11, the first in input order is kept and every other
+15. DUPLICATE_KEY    a later row with the same ts (symbol and timeframe are fixed per call): of
+                     the rows that passed 1-14, the first in input order is kept and every other
                      one is quarantined, whether it is an exact copy or conflicts with the kept
                      one (the detail says which).
-13. STALE_PRICE      a run of at least N consecutive bars with identical open, high, low and close
+16. STALE_PRICE      a run of at least N consecutive bars with identical open, high, low and close
                      and zero volume (a frozen feed): the first bar of the run is kept, the
                      repeats are quarantined. N is `stale_min_run_intraday` below 1d and
                      `stale_min_run_daily` from 1d up.
-14. PRICE_SPIKE      on the remaining bars, r_t = log(close_t / close_{t-1}). The robust z-score is
-                     (r_t - median(r)) / (1.4826 * MAD(r)) over the whole batch (when MAD is 0,
-                     1.2533 * the mean absolute deviation stands in; when that is 0 too, nothing
-                     is a spike). Bar t is a spike when |z_t| > `spike_z_threshold` AND the next
-                     bar reverses it: r_{t+1} has the opposite sign and
+17. PRICE_SPIKE      on the remaining bars, r_t = log(close_t / close_{t-1}). The robust z-score is
+                     (r_t - median(r)) / scale over the whole batch, where scale is 1.4826 *
+                     MAD(r) (when MAD is 0, 1.2533 * the mean absolute deviation stands in) but
+                     never less than `spike_min_scale`: on a nearly constant series a tiny MAD
+                     would make an ordinary move look extreme. Bar t is a spike when
+                     |z_t| > `spike_z_threshold` AND the next bar reverses it: r_{t+1} has the
+                     opposite sign and
                      |r_{t+1}| >= `spike_revert_fraction` * |r_t|. A level shift (a big move the
                      next bar does not undo) is therefore kept. Limits, by design: the last bar
                      of a batch cannot be confirmed as a spike (no next bar); an excursion lasting
@@ -106,6 +116,10 @@ class ContractConfig:
     spike_min_returns: int = 30  # fewer log returns than this: no spike check (stats unreliable)
     stale_min_run_intraday: int = 5  # identical zero-volume bars that make a stale run, < 1d
     stale_min_run_daily: int = 3  # the same for 1d and 1w bars
+    # Floor on the spike rule's scale of log returns: with the defaults a one-bar move must
+    # exceed 12 * 0.001 = 1.2% (and revert) to be a spike, however flat the series around it.
+    spike_min_scale: float = 0.001
+    max_price: float = 1e9  # prices above this are quarantined as price_out_of_range
 
     def __post_init__(self) -> None:
         integers = ("spike_min_returns", "stale_min_run_intraday", "stale_min_run_daily")
@@ -122,6 +136,8 @@ class ContractConfig:
             ("spike_min_returns", self.spike_min_returns >= 3, "must be >= 3"),
             ("stale_min_run_intraday", self.stale_min_run_intraday >= 2, "must be >= 2"),
             ("stale_min_run_daily", self.stale_min_run_daily >= 2, "must be >= 2"),
+            ("spike_min_scale", self.spike_min_scale > 0, "must be > 0"),
+            ("max_price", self.max_price > 0, "must be > 0"),
         )
         for name, ok, rule in checks:
             if not ok:
@@ -444,6 +460,16 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+def _fault_rule(
+    tagger: _Tagger, faults: Mapping[int, tuple[ReasonCode, str]], n: int
+) -> None:
+    for pos, (code, detail) in sorted(faults.items()):
+        if not 0 <= pos < n:
+            msg = f"ts_faults names row {pos}, but the frame has {n} rows"
+            raise RawFrameError(msg)
+        tagger.tag_positions(np.array([pos]), ReasonCode(code), [detail])
+
+
 def _row_rules(
     tagger: _Tagger,
     raw: pd.DataFrame,
@@ -451,6 +477,7 @@ def _row_rules(
     parsed: Mapping[str, _ParsedValue],
     timeframe: str,
     now: pd.Timestamp,
+    max_price: float,
 ) -> None:
     ts = parsed_ts.ts
 
@@ -470,7 +497,11 @@ def _row_rules(
     tagger.tag(
         parsed_ts.naive,
         ReasonCode.NAIVE_TS,
-        lambda pos: [f"{t} has no timezone; naive times are refused" for t in ts_text(pos)],
+        lambda pos: [
+            f"{t} has no timezone; naive times are refused (give the source's zone, e.g. "
+            "candleflow ingest --tz)"
+            for t in ts_text(pos)
+        ],
     )
     future = ts.gt(now).to_numpy(dtype=bool, na_value=False)
     tagger.tag(
@@ -523,6 +554,19 @@ def _row_rules(
                     for col, val, bad in zip(
                         _PRICE_COLUMNS, prices[p], non_positive[p], strict=True
                     )
+                    if bad
+                )
+                for p in pos
+            ],
+        )
+        too_large = prices > max_price
+        tagger.tag(
+            too_large.any(axis=1),
+            ReasonCode.PRICE_OUT_OF_RANGE,
+            lambda pos: [
+                "; ".join(
+                    f"{col} {_fmt(val)} > max_price {_fmt(max_price)}"
+                    for col, val, bad in zip(_PRICE_COLUMNS, prices[p], too_large[p], strict=True)
                     if bad
                 )
                 for p in pos
@@ -626,8 +670,7 @@ def _spike_rule(
     scale = _MAD_TO_SIGMA * float(np.median(deviation))
     if scale == 0.0:
         scale = _MEAN_AD_TO_SIGMA * float(np.mean(deviation))
-    if scale == 0.0:
-        return
+    scale = max(scale, config.spike_min_scale)
     z = (returns - centre) / scale
     jump, after = returns[:-1], returns[1:]  # into bar k+1, and out of it
     spike = (
@@ -717,11 +760,13 @@ def validate_bars(
     run_id: str,
     now: datetime,
     config: ContractConfig = ContractConfig(),  # frozen, so one shared default is safe
+    ts_faults: Mapping[int, tuple[ReasonCode, str]] | None = None,
 ) -> ValidationResult:
     """Apply the data contract to one (symbol, timeframe) batch of raw bars.
 
     Returns accepted canonical bars (sorted by ts, ingested_at = now), quarantined rows (one
-    reason each) and a report. Raises RawFrameError for an unusable frame or arguments,
+    reason each) and a report. `ts_faults` are rows the source found faulty (position ->
+    (reason, detail)); they are quarantined as given. Raises RawFrameError for an unusable frame or arguments,
     UnknownTimeframeError / UnknownInstrumentClassError for unknown codes.
     """
     _check_arguments(raw, symbol, timeframe, source, now)
@@ -731,7 +776,8 @@ def validate_bars(
     n = len(raw)
     parsed_ts, parsed = _parse(raw)
     tagger = _Tagger(n)
-    _row_rules(tagger, raw, parsed_ts, parsed, timeframe, now_utc)
+    _fault_rule(tagger, ts_faults or {}, n)
+    _row_rules(tagger, raw, parsed_ts, parsed, timeframe, now_utc, config.max_price)
     ts_ns = parsed_ts.ns
     ordered = _duplicate_rule(tagger, ts_ns, parsed)
     ordered = _stale_rule(tagger, ordered, parsed, config.stale_min_run(timeframe))

@@ -7,11 +7,13 @@ bad ones with a reason, so that every row a source saw is accounted for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 import pandas as pd
 
+from quality.reasons import ReasonCode
 from quality.schema import timeframe_to_timedelta
 
 __all__ = [
@@ -68,6 +70,9 @@ class RawBars:
     timeframe: str  # one of quality.schema.TIMEFRAMES
     source: str  # short provenance, e.g. "bundled:arch.sp500", "file:/data/x.csv", "binance"
     instrument_class: str  # equity | fx | crypto: picks the calendar for gap checks
+    # Rows the source already knows are faulty, by position in `frame`: (reason, detail), e.g.
+    # a local time that a DST change skips. The data contract quarantines them as given.
+    ts_faults: Mapping[int, tuple[ReasonCode, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if tuple(self.frame.columns) != RAW_COLUMNS:

@@ -1,16 +1,20 @@
 """Bars from CSV and Parquet files, and the drop folder that feeds them in.
 
-Column names are recognised case-insensitively (or given by a column_map). Timestamps are parsed
-where they can be; a stamp that does not parse stays in the frame as the raw text, and a naive
-stamp stays naive unless a time zone is given, so the data contract quarantines such rows with a
+Column names are recognised case-insensitively (or given by a column_map); two columns that
+would both be one field are refused as ambiguous. Timestamps are read as
+`infra.sources._timestamps` documents: day/month order decided once for the whole column,
+daily bars as sessions, intraday local times localised with `tz`. A stamp that cannot be read
+stays in the frame as its raw text with a fault, so the data contract quarantines the row with a
 reason instead of anyone guessing. No row is dropped here.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +28,7 @@ from infra.sources.base import (
     SourceFormatError,
     SourceUnavailableError,
 )
+from infra.sources._timestamps import parse_stamps
 from quality.schema import TIMEFRAMES
 
 __all__ = ["DropFile", "load_file", "scan_drop_folder"]
@@ -42,6 +47,8 @@ _ALIASES: Final = {
     "volume": ("volume", "vol"),
 }
 _CSV_DELIMITERS: Final = (",", ";", "\t", "|")
+PROGRESS_MIN_BYTES: Final = 4 * 1024 * 1024  # larger files report progress while read
+_CHUNK_ROWS: Final = 250_000
 
 
 def load_file(
@@ -51,20 +58,27 @@ def load_file(
     timeframe: str,
     column_map: Mapping[str, str] | None = None,
     tz: str | None = None,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
     instrument_class: str = "equity",
+    progress: Callable[[str], None] | None = None,
 ) -> RawBars:
     """Read a .csv, .csv.gz or .parquet file of bars.
 
     column_map maps canonical names to the file's headers, e.g. {"ts": "Date", "close": "Last"};
-    unmapped columns are recognised by their usual names. `tz` localises naive timestamps
+    unmapped columns are recognised by their usual names. `tz` is the zone of naive timestamps
     (e.g. "America/New_York"); stamps that carry an offset are converted to UTC regardless.
+    `date_format` (strftime codes, e.g. "%d.%m.%Y") or `dayfirst` settle day/month order when
+    the column itself cannot. `progress` receives one-line messages while a large file loads.
     """
     path = Path(path)
     if instrument_class not in INSTRUMENT_CLASSES:
         msg = f"unknown instrument class {instrument_class!r}; use {', '.join(INSTRUMENT_CLASSES)}"
         raise ValueError(msg)
-    table = _read(path)
-    mapping = _resolve_columns(list(table.columns), column_map, path)
+    started = time.monotonic()
+    table = _read(path, progress)
+    headers = _csv_headers(path) if _is_csv(path) else list(table.columns)
+    mapping = _resolve_columns(list(table.columns), column_map, path, headers)
     frame = pd.DataFrame(
         {name: table[mapping[name]] for name in RAW_COLUMNS if name != "ts" and name in mapping}
     )
@@ -74,18 +88,40 @@ def load_file(
         if isinstance(ts_source, str)
         else table[ts_source[0]].astype(str) + " " + table[ts_source[1]].astype(str)
     )
-    frame.insert(0, "ts", _parse_timestamps(raw_ts.reset_index(drop=True), tz, path))
-    frame = frame.reset_index(drop=True)[list(RAW_COLUMNS)]
+    stamps = parse_stamps(
+        raw_ts.reset_index(drop=True),
+        timeframe=timeframe,
+        tz=tz,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        where=path.name,
+    )
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "ts", stamps.ts)
+    if progress is not None and len(frame) and _is_large(path):
+        progress(f"{path.name}: {len(frame):,} rows read in {time.monotonic() - started:.1f} s")
     return RawBars(
-        frame=frame,
+        frame=frame[list(RAW_COLUMNS)],
         symbol=symbol,
         timeframe=timeframe,
         source=f"file:{path.resolve()}",
         instrument_class=instrument_class,
+        ts_faults=stamps.faults,
     )
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _is_csv(path: Path) -> bool:
+    return path.name.lower().endswith((".csv", ".csv.gz"))
+
+
+def _is_large(path: Path) -> bool:
+    try:
+        return path.stat().st_size >= PROGRESS_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _read(path: Path, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     name = path.name.lower()
     if not path.is_file():
         msg = f"bar file {path} does not exist or is not a file"
@@ -95,7 +131,9 @@ def _read(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if name.endswith((".csv", ".csv.gz")):
             # No dtype coercion beyond pandas' own inference: odd cells stay as their text.
-            return pd.read_csv(path, sep=_sniff_delimiter(path))
+            if progress is None or not _is_large(path):
+                return pd.read_csv(path, sep=_sniff_delimiter(path))
+            return _read_csv_reporting(path, progress)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         first_line = " ".join(str(exc).split())[:200]
         msg = f"cannot read {path}: {type(exc).__name__}: {first_line}"
@@ -104,15 +142,56 @@ def _read(path: Path) -> pd.DataFrame:
     raise SourceFormatError(msg)
 
 
-def _sniff_delimiter(path: Path) -> str:
-    import gzip
+def _read_csv_reporting(path: Path, progress: Callable[[str], None]) -> pd.DataFrame:
+    size = path.stat().st_size
+    progress(f"{path.name}: reading {size / 1e6:,.0f} MB")
+    chunks, rows = [], 0
+    with open(path, "rb") as handle:
+        source = gzip.open(handle) if path.name.lower().endswith(".gz") else handle
+        reader = pd.read_csv(source, sep=_sniff_delimiter(path), chunksize=_CHUNK_ROWS)
+        for chunk in reader:
+            chunks.append(chunk)
+            rows += len(chunk)
+            done = min(handle.tell() / size, 1.0) if size else 1.0
+            progress(f"{path.name}: {done:.0%} read ({rows:,} rows)")
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+
+def _open_text(path: Path) -> Any:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+def _sniff_delimiter(path: Path) -> str:
+    with _open_text(path) as handle:
         header = handle.readline()
     counts = {d: header.count(d) for d in _CSV_DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
+
+
+def _csv_headers(path: Path) -> list[str]:
+    """The header row exactly as written (pandas renames a repeated `close` to `close.1`)."""
+    with _open_text(path) as handle:
+        return next(csv.reader(handle, delimiter=_sniff_delimiter(path)), [])
+
+
+def _refuse_repeated_headers(
+    written: list[Any], column_map: Mapping[str, str], path: Path
+) -> None:
+    mapped = {_normalise(h) for h in column_map.values()}
+    wanted = {alias for aliases in _ALIASES.values() for alias in aliases} | mapped
+    counts: dict[str, int] = {}
+    for h in written:
+        counts[_normalise(h)] = counts.get(_normalise(h), 0) + 1
+    repeated = sorted(n for n, c in counts.items() if c > 1 and n in wanted)
+    if repeated:
+        msg = (
+            f"{path.name}: columns {repeated} appear more than once, so which one holds the "
+            "field is ambiguous; remove or rename the extra column"
+        )
+        raise SourceFormatError(msg)
 
 
 def _normalise(header: Any) -> str:
@@ -121,10 +200,17 @@ def _normalise(header: Any) -> str:
 
 
 def _resolve_columns(
-    headers: list[Any], column_map: Mapping[str, str] | None, path: Path
+    headers: list[Any],
+    column_map: Mapping[str, str] | None,
+    path: Path,
+    written: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Canonical name -> header (or a (date, time) pair of headers for ts)."""
+    """Canonical name -> header (or a (date, time) pair of headers for ts).
+
+    `written` is the header row as the file spells it, where a reader may have renamed repeats.
+    """
     column_map = dict(column_map or {})
+    _refuse_repeated_headers(written if written is not None else headers, column_map, path)
     unknown = sorted(set(column_map) - set(RAW_COLUMNS))
     if unknown:
         msg = (
@@ -171,71 +257,6 @@ def _resolve_columns(
         )
         raise SourceFormatError(msg)
     return resolved
-
-
-def _parse_timestamps(raw: pd.Series, tz: str | None, path: Path) -> pd.Series:
-    """Parsed stamps (UTC when known); stamps that do not parse stay as their raw value."""
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return _localise(raw.astype("datetime64[ns]"), tz, path)
-    if not (pd.api.types.is_object_dtype(raw.dtype) or pd.api.types.is_string_dtype(raw.dtype)):
-        # Numbers (epoch seconds? milliseconds?) are not guessed: they stay raw for quarantine.
-        return raw.astype(object)
-    text = raw.astype(object)
-    present = text.notna() & (text.astype(str).str.strip() != "")
-    try:
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        missed = present & parsed.isna()
-        if missed.any():
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-    except (ValueError, TypeError):
-        # Mixed naive and offset-carrying stamps in one column: judge each on its own.
-        return _parse_each(text, tz, path)
-    parsed = _localise(parsed, tz, path)
-    missed = present & parsed.isna()
-    if not missed.any():
-        return parsed
-    logger.info("%s: %d timestamp(s) did not parse; kept raw", path.name, int(missed.sum()))
-    out = parsed.astype(object)
-    out[missed] = text[missed]
-    return out
-
-
-def _localise(parsed: pd.Series, tz: str | None, path: Path) -> pd.Series:
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if tz is None:
-        return parsed.astype("datetime64[ns]")  # naive: the data contract quarantines it
-    try:
-        local = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    except (KeyError, ValueError) as exc:
-        msg = f"{path.name}: cannot localise timestamps to tz={tz!r}: {exc}"
-        raise SourceFormatError(msg) from None
-    return local.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-
-
-def _parse_each(text: pd.Series, tz: str | None, path: Path) -> pd.Series:
-    values: list[Any] = []
-    for value in text:
-        try:
-            stamp = pd.Timestamp(value)
-        except (ValueError, TypeError):
-            values.append(value)
-            continue
-        if stamp is pd.NaT:
-            values.append(value)
-        elif stamp.tzinfo is not None:
-            values.append(stamp.tz_convert("UTC"))
-        elif tz is not None:
-            try:
-                values.append(stamp.tz_localize(tz).tz_convert("UTC"))
-            except (KeyError, ValueError):
-                values.append(value)  # ambiguous or nonexistent local time: not guessed
-        else:
-            values.append(stamp)
-    logger.info("%s: timestamps mix zones; parsed one by one", path.name)
-    return pd.Series(values, index=text.index, dtype=object)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from infra.sources import (
     load_file,
     scan_drop_folder,
 )
+from quality import ReasonCode
 
 YAHOO_CSV = """Date,Open,High,Low,Close,Adj Close,Volume
 2024-01-02,10.0,11.0,9.5,10.5,5.25,1000
@@ -56,12 +57,176 @@ def test_load_file_when_naive_stamps_and_tz_then_localised_and_converted_to_utc(
     ]
 
 
-def test_load_file_when_naive_stamps_and_no_tz_then_left_naive(tmp_path):
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin", "America/New_York", "Asia/Tokyo"])
+def test_load_file_when_daily_dates_without_or_with_exchange_tz_then_session_at_utc_midnight(
+    tmp_path, tz
+):
     path = write(tmp_path / "x.csv", YAHOO_CSV)
+
+    raw = load_file(path, symbol="X", timeframe="1d", tz=tz)
+
+    assert str(raw.frame["ts"].dtype) == "datetime64[ns, UTC]"
+    assert list(raw.frame["ts"]) == [
+        pd.Timestamp("2024-01-02", tz="UTC"),
+        pd.Timestamp("2024-01-03", tz="UTC"),
+    ]
+
+
+def test_load_file_when_daily_stamps_at_local_midnight_with_offset_then_that_session(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "ts,open,high,low,close,volume\n"
+        "2024-01-02T00:00:00+01:00,1,2,0.5,1.5,10\n"
+        "2024-07-02T00:00:00+02:00,1,2,0.5,1.5,10\n",
+    )
 
     raw = load_file(path, symbol="X", timeframe="1d")
 
-    assert str(raw.frame["ts"].dtype) == "datetime64[ns]"  # quality quarantines these
+    assert list(raw.frame["ts"]) == [
+        pd.Timestamp("2024-01-02", tz="UTC"),
+        pd.Timestamp("2024-07-02", tz="UTC"),
+    ]
+
+
+def test_load_file_when_intraday_naive_and_no_tz_then_error_names_tz(tmp_path):
+    path = write(
+        tmp_path / "x.csv", "timestamp,open,high,low,close,volume\n2024-01-02 09:30,1,2,0.5,1.5,10\n"
+    )
+
+    with pytest.raises(SourceFormatError, match="--tz") as info:
+        load_file(path, symbol="X", timeframe="1m")
+
+    assert "\n" not in str(info.value)
+
+
+def _dated_csv(path: Path, fmt: str, start: str, days: int) -> Path:
+    dates = pd.date_range(start, periods=days, freq="D")
+    lines = ["Date,Open,High,Low,Close,Volume"]
+    lines += [f"{d.strftime(fmt)},10,11,9,10.5,100" for d in dates]
+    return write(path, "\n".join(lines) + "\n")
+
+
+def test_load_file_when_dd_mm_yyyy_and_first_days_at_most_12_then_read_day_first(tmp_path):
+    path = _dated_csv(tmp_path / "x.csv", "%d.%m.%Y", "2020-01-01", 40)  # 01.01 .. 12.01 first
+
+    raw = load_file(path, symbol="X", timeframe="1d")
+
+    assert list(raw.frame["ts"]) == list(pd.date_range("2020-01-01", periods=40, tz="UTC"))
+
+
+def test_load_file_when_mm_dd_yyyy_then_read_month_first(tmp_path):
+    path = _dated_csv(tmp_path / "x.csv", "%m/%d/%Y", "2020-01-01", 40)
+
+    raw = load_file(path, symbol="X", timeframe="1d")
+
+    assert list(raw.frame["ts"]) == list(pd.date_range("2020-01-01", periods=40, tz="UTC"))
+
+
+def test_load_file_when_days_and_months_all_at_most_12_then_refused_naming_options(tmp_path):
+    path = _dated_csv(tmp_path / "x.csv", "%d.%m.%Y", "2020-01-01", 3)  # 01.01, 02.01, 03.01
+
+    with pytest.raises(SourceFormatError, match="cannot tell day from month") as info:
+        load_file(path, symbol="X", timeframe="1d")
+
+    assert "--dayfirst" in str(info.value) and "--date-format" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"dayfirst": True}, "2020-01-02"), ({"dayfirst": False}, "2020-02-01"),
+     ({"date_format": "%m.%d.%Y"}, "2020-02-01")],
+)  # fmt: skip
+def test_load_file_when_order_given_then_used_as_given(tmp_path, options, expected):
+    path = _dated_csv(tmp_path / "x.csv", "%d.%m.%Y", "2020-01-01", 3)
+
+    raw = load_file(path, symbol="X", timeframe="1d", **options)
+
+    assert raw.frame["ts"].iloc[1] == pd.Timestamp(expected, tz="UTC")
+
+
+def test_load_file_when_orders_contradict_within_column_then_refused(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "Date,Open,High,Low,Close,Volume\n13.01.2020,1,2,0.5,1.5,1\n01/14/2020,1,2,0.5,1.5,1\n",
+    )
+
+    with pytest.raises(SourceFormatError, match="neither day-first nor month-first"):
+        load_file(path, symbol="X", timeframe="1d")
+
+
+def test_load_file_when_year_3000_then_that_row_faulted_as_unparseable_not_a_crash(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-02T00:00:00Z,1,2,0.5,1.5,10\n"
+        "3000-01-02T00:00:00Z,1,2,0.5,1.5,10\n",
+    )
+
+    raw = load_file(path, symbol="X", timeframe="1d")
+
+    assert raw.frame["ts"].iloc[0] == pd.Timestamp("2024-01-02", tz="UTC")
+    assert raw.frame["ts"].iloc[1] == "3000-01-02T00:00:00Z"
+    reason, detail = raw.ts_faults[1]
+    assert reason == ReasonCode.UNPARSEABLE_TS and "outside the supported range" in detail
+
+
+def test_load_file_when_local_time_in_dst_gap_then_faulted_nonexistent(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "timestamp,open,high,low,close,volume\n"
+        "2024-03-31 01:00,1,2,0.5,1.5,10\n"
+        "2024-03-31 02:00,1,2,0.5,1.5,10\n"
+        "2024-03-31 03:00,1,2,0.5,1.5,10\n",
+    )
+
+    raw = load_file(path, symbol="X", timeframe="1h", tz="Europe/Berlin")
+
+    assert list(raw.ts_faults) == [1]
+    assert raw.ts_faults[1][0] == ReasonCode.NONEXISTENT_TS
+    assert raw.frame["ts"].iloc[2] == pd.Timestamp("2024-03-31 01:00", tz="UTC")
+
+
+def test_load_file_when_repeated_dst_hour_in_order_then_inferred_not_faulted(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "timestamp,open,high,low,close,volume\n"
+        "2024-10-27 01:00,1,2,0.5,1.5,10\n"
+        "2024-10-27 02:00,1,2,0.5,1.5,10\n"
+        "2024-10-27 02:00,1,2,0.5,1.5,10\n"
+        "2024-10-27 03:00,1,2,0.5,1.5,10\n",
+    )
+
+    raw = load_file(path, symbol="X", timeframe="1h", tz="Europe/Berlin")
+
+    assert raw.ts_faults == {}
+    assert list(raw.frame["ts"].dt.hour) == [23, 0, 1, 2]
+
+
+def test_load_file_when_two_close_columns_then_refused_as_ambiguous(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "timestamp,open,high,low,close,close,volume\n2024-01-02T00:00:00Z,1,2,0.5,1.5,1.4,10\n",
+    )
+
+    with pytest.raises(SourceFormatError, match=r"\['close'\] appear more than once"):
+        load_file(path, symbol="X", timeframe="1d")
+
+
+def test_load_file_when_large_csv_then_progress_reported(tmp_path, monkeypatch):
+    import infra.sources.files as files
+
+    monkeypatch.setattr(files, "PROGRESS_MIN_BYTES", 10)
+    monkeypatch.setattr(files, "_CHUNK_ROWS", 1)
+    path = write(tmp_path / "x.csv", YAHOO_CSV)
+    said: list[str] = []
+
+    raw = load_file(path, symbol="X", timeframe="1d", progress=said.append)
+
+    assert len(raw) == 2
+    assert said[0].startswith("x.csv: reading")
+    assert any("100% read (2 rows)" in line for line in said)
+    assert said[-1].startswith("x.csv: 2 rows read in")
 
 
 def test_load_file_when_stamps_carry_offsets_then_converted_to_utc(tmp_path):

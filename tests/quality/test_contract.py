@@ -238,12 +238,63 @@ def test_validate_when_spike_threshold_raised_then_spike_accepted():
     assert result.report.quarantined == 0
 
 
+@pytest.mark.parametrize("rows", [range(20, 25), range(3, 4)])
+def test_validate_when_price_astronomical_then_price_out_of_range_however_long_or_short(rows):
+    bars = clean_bars(40 if len(rows) > 1 else 10)
+    raw = bars.copy()
+    raw.loc[list(rows), ["high", "close"]] = 1e308  # a 5-bar excursion, or a 10-bar batch
+
+    result = run(raw)
+
+    assert reasons_by_position(result) == {
+        p: ReasonCode.PRICE_OUT_OF_RANGE.value for p in rows
+    }
+    assert "> max_price" in result.quarantined["detail"].iloc[0]
+    assert result.accepted[["high", "close"]].max().max() < 1e9
+
+
+@pytest.mark.parametrize("code", [ReasonCode.NONEXISTENT_TS, ReasonCode.AMBIGUOUS_TS])
+def test_validate_when_source_reports_ts_fault_then_quarantined_with_its_reason(code):
+    raw = with_cells(clean_bars(), 7, ts="2024-03-31 02:30")
+
+    result = validate_bars(
+        raw, symbol="X", timeframe="1h", source=SOURCE, instrument_class="crypto",
+        run_id="r", now=NOW, ts_faults={7: (code, "local time skipped")},
+    )  # fmt: skip
+
+    assert reasons_by_position(result) == {7: code.value}
+    assert result.quarantined["detail"].item() == "local time skipped"
+
+
+def test_validate_when_series_nearly_flat_then_ordinary_move_not_a_spike():
+    bars = clean_bars(60)
+    rng = np.random.default_rng(1)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-5, 60)))  # near-constant returns
+    close[30] *= 1.0015  # a 0.15% move that reverts: z about 100 on this series' own MAD
+    raw = bars.assign(open=close, high=close * 1.0001, low=close * 0.9999, close=close)
+
+    result = run(raw)
+
+    assert result.report.quarantined == 0
+
+
+def test_validate_when_series_perfectly_flat_then_reverting_spike_still_caught():
+    bars = clean_bars(40)
+    close = np.full(40, 100.0)
+    close[20] = 150.0
+    raw = bars.assign(open=close, high=close, low=close, close=close, volume=1.0)
+
+    result = run(raw)
+
+    assert reasons_by_position(result) == {20: ReasonCode.PRICE_SPIKE.value}
+
+
 def test_reason_codes_when_listed_then_each_has_a_test_above():
     tested = {
         "UNPARSEABLE_TS", "NAIVE_TS", "FUTURE_TS", "MISALIGNED_TS", "MISSING_VALUE",
         "NON_NUMERIC", "NON_POSITIVE_PRICE", "NEGATIVE_VOLUME", "HIGH_BELOW_LOW",
         "HIGH_BELOW_OPEN_CLOSE", "LOW_ABOVE_OPEN_CLOSE", "DUPLICATE_KEY", "STALE_PRICE",
-        "PRICE_SPIKE",
+        "PRICE_SPIKE", "NONEXISTENT_TS", "AMBIGUOUS_TS", "PRICE_OUT_OF_RANGE",
     }  # fmt: skip
 
     assert {code.name for code in ReasonCode} == tested

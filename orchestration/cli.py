@@ -74,7 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--start", help="first bar to fetch (HTTP sources)")
     ing.add_argument(
         "--date-format",
-        help="strftime format of the file's timestamps, e.g. '%%d.%%m.%%Y' or '%%m/%%d/%%Y %%H:%%M'",
+        help="strftime format of the file's timestamps, e.g. '%%d.%%m.%%Y %%H:%%M'",
     )
     ing.add_argument(
         "--dayfirst",

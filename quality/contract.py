@@ -766,8 +766,8 @@ def validate_bars(
 
     Returns accepted canonical bars (sorted by ts, ingested_at = now), quarantined rows (one
     reason each) and a report. `ts_faults` are rows the source found faulty (position ->
-    (reason, detail)); they are quarantined as given. Raises RawFrameError for an unusable frame or arguments,
-    UnknownTimeframeError / UnknownInstrumentClassError for unknown codes.
+    (reason, detail)); they are quarantined as given. Raises RawFrameError for an unusable
+    frame or arguments, UnknownTimeframeError / UnknownInstrumentClassError for unknown codes.
     """
     _check_arguments(raw, symbol, timeframe, source, now)
     _check_text("run_id", run_id)

@@ -99,7 +99,7 @@ def _zone(tz: str | None, where: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        msg = f"{where}: unknown time zone --tz {tz!r}; use an IANA name such as UTC or Europe/Berlin"
+        msg = f"{where}: unknown time zone {tz!r}; use an IANA name such as UTC or Europe/Berlin"
         raise SourceFormatError(msg) from None
 
 
@@ -251,7 +251,6 @@ def _to_utc(
     zone: ZoneInfo | None,
     where: str,
 ) -> ParsedStamps:
-    n = len(raw)
     daily = timeframe_to_timedelta(timeframe) >= timedelta(days=1)
     utc = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     faults: dict[int, tuple[ReasonCode, str]] = {}

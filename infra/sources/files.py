@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from infra.sources._timestamps import parse_stamps
 from infra.sources.base import (
     INSTRUMENT_CLASSES,
     RAW_COLUMNS,
@@ -28,7 +29,6 @@ from infra.sources.base import (
     SourceFormatError,
     SourceUnavailableError,
 )
-from infra.sources._timestamps import parse_stamps
 from quality.schema import TIMEFRAMES
 
 __all__ = ["DropFile", "load_file", "scan_drop_folder"]

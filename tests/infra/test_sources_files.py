@@ -89,9 +89,7 @@ def test_load_file_when_daily_stamps_at_local_midnight_with_offset_then_that_ses
 
 
 def test_load_file_when_intraday_naive_and_no_tz_then_error_names_tz(tmp_path):
-    path = write(
-        tmp_path / "x.csv", "timestamp,open,high,low,close,volume\n2024-01-02 09:30,1,2,0.5,1.5,10\n"
-    )
+    path = write(tmp_path / "x.csv", "ts,open,high,low,close,volume\n2024-01-02 09:30,1,1,1,1,1\n")
 
     with pytest.raises(SourceFormatError, match="--tz") as info:
         load_file(path, symbol="X", timeframe="1m")

@@ -208,3 +208,42 @@ def test_kill_switch_when_on_flatten_then_plain_on_then_flatten_still_pending(tm
     one, two = json.loads(first.stdout), json.loads(second.stdout)
     assert two == one and two["flatten"] is True
     assert "kept the pending flatten" in second.stderr
+
+
+def test_ingest_when_nothing_accepted_then_nonzero_with_top_reasons_and_hint(tmp_path):
+    path = tmp_path / "closes.csv"  # daily bars stamped at 16:00 with no zone: naive instants
+    path.write_text("Date,Open,High,Low,Close,Volume\n2024-01-02 16:00,1,2,0.5,1.5,10\n"
+                    "2024-01-03 16:00,1,2,0.5,1.5,10\n")
+
+    out = run(tmp_path / "home", "ingest", "--file", str(path), "--symbol", "NONE",
+              "--timeframe", "1d")
+
+    assert out.returncode != 0
+    assert json.loads(out.stdout)["accepted"] == 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("candleflow: error: nothing accepted for NONE@1d: 2 of 2 rows")
+    assert "naive_ts 2" in last and "--tz" in last and "candleflow quarantine" in last
+    assert not (tmp_path / "home" / "series.json").exists()  # nothing to research: no series
+
+
+@pytest.mark.parametrize("store", ["local", pytest.param("timescale", marks=pytest.mark.timescale)])
+def test_quarantine_when_rows_were_quarantined_then_printed_with_their_reason(
+    tmp_path, store, request
+):
+    path = tmp_path / "prices.csv"
+    path.write_text(CSV)
+    symbol = f"Q{uuid.uuid4().hex[:8].upper()}"
+    env = {"CANDLEFLOW_ENV": store}
+    if store == "timescale":
+        env["CANDLEFLOW_TIMESCALE_DSN"] = request.getfixturevalue("timescale_dsn")
+    run(tmp_path / "home", "ingest", "--file", str(path), "--symbol", symbol, "--timeframe", "1d",
+        env=env)
+
+    out = run(tmp_path / "home", "quarantine", "--symbol", symbol, "--timeframe", "1d",
+              "--format", "json", env=env)
+
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert sorted(r["reason"] for r in rows) == ["high_below_low", "unparseable_ts"]
+    assert any("not-a-date" in r["raw"] for r in rows)
+    assert "2 quarantined rows" in out.stderr

@@ -1,4 +1,5 @@
-"""Execution core: decision, sizing, stops, risk, costs, the paper broker and the backtest.
+"""Execution core: decision, sizing, stops, risk, costs, orders and their lifecycle events,
+instruments, the paper broker and the backtest.
 
 Pure: no framework imports. Submodules load on first attribute access.
 """
@@ -11,12 +12,21 @@ from typing import Any
 __all__ = [
     "BacktestResult",
     "Bar",
+    "Cancel",
     "CostModel",
     "DecisionConfig",
     "EngineState",
     "Fill",
+    "Instrument",
     "Order",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderEvent",
+    "OrderExpired",
     "OrderIntent",
+    "OrderRejected",
+    "OrderState",
+    "OrderSubmitted",
     "PaperBroker",
     "PortfolioView",
     "Position",
@@ -32,9 +42,11 @@ __all__ = [
     "bars_from_frame",
     "decide",
     "equity",
+    "instrument_for",
     "make_client_id",
     "new_state",
     "on_bar",
+    "on_event",
     "on_fill",
     "run_backtest",
 ]
@@ -56,6 +68,17 @@ _WHERE = {
     "new_state": "execution.engine",
     "on_bar": "execution.engine",
     "on_fill": "execution.engine",
+    "on_event": "execution.engine",
+    "Cancel": "execution.orders",
+    "OrderAccepted": "execution.orders",
+    "OrderCancelled": "execution.orders",
+    "OrderEvent": "execution.orders",
+    "OrderExpired": "execution.orders",
+    "OrderRejected": "execution.orders",
+    "OrderState": "execution.orders",
+    "OrderSubmitted": "execution.orders",
+    "Instrument": "execution.instruments",
+    "instrument_for": "execution.instruments",
     "Fill": "execution.domain",
     "Order": "execution.domain",
     "Position": "execution.domain",

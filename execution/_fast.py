@@ -1,15 +1,18 @@
-"""Compiled fast path of the single-symbol backtest: the reference loop ported to one numba kernel.
+"""Compiled fast path of the single-symbol backtest: the reference loop's sequence in one kernel.
 
 `execution.backtest.run_backtest` dispatches here when the bars hold one symbol and numba is
-importable; anything else (several symbols, sub-microsecond timestamps, inputs the reference loop
-would reject) goes to the reference loop of engine + PaperBroker. The kernel repeats every step of
-`PaperBroker.on_bar`, `engine.on_fill` and `engine.on_bar` in the same order with the same float
-operations, so its orders, fills, trades and equity equal the reference loop's bit for bit; the
-tests in tests/execution/test_fast_path.py hold it to that.
+importable; anything else (several symbols, sub-microsecond timestamps, the "keep" partial-fill
+policy, inputs the reference loop would reject) goes to the reference loop of engine +
+PaperBroker, which is the definition of the behaviour.
 
-Broker and engine keep separate copies of what they each track (queued remainders vs pending
-remainders, resting levels vs mirrored levels), because their rules differ in corner cases (the
-broker drops a remainder relative to the order size, the engine an absolute dust).
+The trading rules are not repeated here: the kernel calls the compiled forms of the very scalar
+functions the reference runs (`ledger.apply_to_position`, `stops.atr_step` / `trail_stop` /
+`trigger_code`, `costs.ewma_step` / `commission_of`, `sizing.target_units`,
+`risk.risk_allowed`, `decision.decide_direction`, `instruments.round_units`,
+`paper.affordable_units`). What lives here is the sequencing (the order lifecycle of
+`PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays) and the bookkeeping of the
+open trade. tests/execution/test_fast_path.py holds orders, fills, trades, equity and the final
+engine state equal to the reference's, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from execution import costs as _costs
+from execution import decision as _decision
+from execution import instruments as _instruments
+from execution import ledger as _ledger
+from execution import paper as _paper
+from execution import risk as _risk
+from execution import sizing as _sizing
+from execution import stops as _stops
 from execution.config import StrategyConfig
 from quality.schema import TIMEFRAMES
 
@@ -51,28 +62,34 @@ _P_RPT, _P_TVOL, _P_KFRAC, _P_KCAP, _P_LEV, _P_FQTY = range(7, 13)
 _P_STOPPCT, _P_ATRMULT, _P_TPMULT = range(13, 16)
 _P_MPF, _P_MGE, _P_MRPT, _P_DLH, _P_MDH, _P_DDS = range(16, 22)
 _P_MINCONF, _P_MARGIN, _P_PPY = range(22, 25)
-_N_FLOAT_PARAMS = 25
+_P_STEP, _P_MINQ, _P_MAXQ = range(25, 28)
+_N_FLOAT_PARAMS = 28
 # Indices into the int parameter vector.
 _I_NEXTCLOSE, _I_VCAPPED, _I_METHOD, _I_STOPKIND, _I_HASTP = range(5)
 _I_ATRPERIOD, _I_MAXTRADES, _I_SHORT, _I_VOLWIN = range(5, 9)
-_N_INT_PARAMS = 9
+_I_MARGIN_OK, _I_ENTRY_BARS, _I_VWINDOW = range(9, 12)
+_N_INT_PARAMS = 12
 
-_METHODS = {"fixed_fractional": 0, "vol_target": 1, "kelly": 2, "fixed_quantity": 3}
 _STOP_KINDS = {"none": 0, "fixed": 1, "atr": 2, "trailing": 3}
 
 # Kernel status codes: anything but OK means "let the reference loop run (and raise)".
 STATUS_OK = 0
 STATUS_BAD_INTENT = 1  # a non-finite order size, which RiskGovernor.check rejects with ValueError
 STATUS_NEED_ROOM = 2  # internal: an output buffer is full; the caller grows it and resumes
+STATUS_UNSUPPORTED = 3  # an exit above the instrument's maximum: the broker's rejection path
 
 # Columns of the kernel's output tables.
 # orders, float: quantity, stop, take_profit, broker remaining, engine remaining
-# orders, int: bar, sign, intent (0 exit, 1 entry), has_stop, has_tp, engine pending
+# orders, int: bar, sign, intent (0 exit, 1 entry), has_stop, has_tp, engine pending,
+#   queued at the broker, bars worked, engine state (1 accepted, 2 partially filled)
 # fills, float: quantity, price, commission, slippage_cost
-# fills, int: bar, sign, source (order index, -1 stop, -2 take profit), ts_ns
+# fills, int: bar, sign, source (order index, -1 stop, -2 take profit), ts_ns,
+#   the entry order whose protection filled (-1 for order fills)
 # trades, float: quantity, entry_price, exit_price, pnl, commission, costs
 # trades, int: direction, entry_ts_ns, exit_ts_ns
-_OF, _OI, _FF, _FI, _TF, _TI = 5, 6, 4, 4, 6, 3
+# The engine's pending list holds order indices, and -1 / -2 for the protective stop / take
+# profit the broker opened (the engine tracks them as orders too), in insertion order.
+_OF, _OI, _FF, _FI, _TF, _TI = 5, 9, 4, 5, 6, 3
 SOURCE_STOP = -1
 SOURCE_TAKE_PROFIT = -2
 
@@ -101,7 +118,8 @@ SF_T_XN = 20
 SF_T_REAL = 21
 SF_T_COM = 22
 SF_T_SLIP = 23
-_N_SF = 24
+SF_PROT_Q = 24  # quantity of the protective orders when they were opened
+_N_SF = 25
 SI_N_ORD = 0
 SI_N_FILL = 1
 SI_N_TRADE = 2
@@ -125,7 +143,9 @@ SI_E_HAS_TP = 19
 SI_E_HAS_PROT_TS = 20
 SI_HAS_DAY = 21
 SI_HAS_TRADE = 22
-_N_SI = 23
+SI_PROT_K = 23  # the entry order whose fill opened the broker's protective orders
+SI_N_EVENTS = 24  # order events the engine applied (its seq counts them)
+_N_SI = 25
 
 
 def available() -> bool:
@@ -138,6 +158,7 @@ class FastInputs:
     """The single-symbol input arrays of the kernel, ordered by ts (int64 ns since the epoch)."""
 
     symbol: str
+    timeframe: str  # the bars' one timeframe code ("" when the bars carry none)
     ts: np.ndarray  # bar open times, ns, strictly increasing
     close_ts: np.ndarray  # bar_close_ts of each bar, ns
     open: np.ndarray
@@ -218,26 +239,18 @@ def prepare_single_symbol(
         cols.append(np.ascontiguousarray(arr[order] if order is not None else arr))
     if not all(np.isfinite(a).all() for a in cols):
         return None, "non-finite prices"
-    if "timeframe" in bars.columns and isinstance(tf := _single_value(bars["timeframe"]), str):
-        length = TIMEFRAMES.get(tf, timedelta(0)) // timedelta(microseconds=1) * 1000
-        close_ts = ts + np.int64(length)
-    elif "timeframe" in bars.columns:
-        codes, uniques = pd.factorize(bars["timeframe"].astype(str))
-        lengths = np.array(
-            [
-                TIMEFRAMES.get(str(u), timedelta(0)) // timedelta(microseconds=1) * 1000
-                for u in uniques
-            ],
-            dtype=np.int64,
-        )
-        offsets = lengths[codes] if len(lengths) else np.zeros(n, dtype=np.int64)
-        close_ts = ts + (offsets[order] if order is not None else offsets)
-    else:
-        close_ts = ts.copy()
+    timeframe = ""
+    if "timeframe" in bars.columns:
+        tf = _single_value(bars["timeframe"].astype(str))
+        if tf is None:
+            return None, "several timeframes"
+        timeframe = tf
+    length = TIMEFRAMES.get(timeframe, timedelta(0)) // timedelta(microseconds=1) * 1000
+    close_ts = ts + np.int64(length)
 
     if len(predictions) == 0:
         proba = np.full((n, 3), np.nan)
-        return _inputs(symbol, ts, close_ts, cols, proba, 0)
+        return _inputs(symbol, timeframe, ts, close_ts, cols, proba, 0)
     if _single_value(predictions["symbol"]) != symbol:
         return None, "predictions for other symbols"
     pts = _utc_ns(predictions["ts"])
@@ -254,11 +267,12 @@ def prepare_single_symbol(
         hit[inside] = ts[pos[inside]] == pts[inside]
         proba[pos[hit]] = values[hit]
     unmatched = len(predictions) - int(np.isfinite(proba).all(axis=1).sum())
-    return _inputs(symbol, ts, close_ts, cols, proba, unmatched)
+    return _inputs(symbol, timeframe, ts, close_ts, cols, proba, unmatched)
 
 
 def _inputs(
     symbol: str,
+    timeframe: str,
     ts: np.ndarray,
     close_ts: np.ndarray,
     cols: list[np.ndarray],
@@ -271,6 +285,7 @@ def _inputs(
         return None, "invalid prediction probabilities"
     inputs = FastInputs(
         symbol=symbol,
+        timeframe=timeframe,
         ts=np.ascontiguousarray(ts),
         close_ts=np.ascontiguousarray(close_ts),
         open=cols[0],
@@ -285,14 +300,20 @@ def _inputs(
     return inputs, ""
 
 
-def _params(config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
+def _params(config: StrategyConfig, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+    inst = _instruments.instrument_for(symbol, config)
     pf = np.zeros(_N_FLOAT_PARAMS)
     pi = np.zeros(_N_INT_PARAMS, dtype=np.int64)
     c, s, st, r, d = config.costs, config.sizing, config.stops, config.risk, config.decision
     pf[_P_CASH] = float(config.initial_cash)
     pf[_P_CBPS], pf[_P_CMIN] = c.commission_bps, c.commission_min
     pf[_P_SPREAD], pf[_P_SLIP], pf[_P_VOLMULT] = c.spread_bps, c.slippage_bps, c.slippage_vol_mult
-    pf[_P_VSHARE] = c.max_volume_share or 0.0
+    pf[_P_VSHARE] = inst.max_volume_share or 0.0
+    pf[_P_STEP], pf[_P_MINQ], pf[_P_MAXQ] = (
+        inst.quantity_step,
+        inst.min_quantity,
+        inst.max_quantity,
+    )
     pf[_P_RPT], pf[_P_TVOL] = s.risk_per_trade, s.target_vol
     pf[_P_KFRAC], pf[_P_KCAP] = s.kelly_fraction, s.kelly_cap
     pf[_P_LEV], pf[_P_FQTY] = s.max_leverage, s.fixed_quantity
@@ -311,14 +332,17 @@ def _params(config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
     pf[_P_MINCONF], pf[_P_MARGIN] = d.min_confidence, d.abstain_margin
     pf[_P_PPY] = float(config.periods_per_year)
     pi[_I_NEXTCLOSE] = 1 if config.fill == "next_close" else 0
-    pi[_I_VCAPPED] = 1 if c.max_volume_share else 0
-    pi[_I_METHOD] = _METHODS[s.method]
+    pi[_I_VCAPPED] = 1 if inst.max_volume_share else 0
+    pi[_I_METHOD] = _sizing.METHOD_CODES[s.method]
     pi[_I_STOPKIND] = _STOP_KINDS[st.kind]
     pi[_I_HASTP] = 1 if st.take_profit_mult is not None else 0
     pi[_I_ATRPERIOD] = st.atr_period
     pi[_I_MAXTRADES] = r.max_trades_per_day
     pi[_I_SHORT] = 1 if d.allow_short else 0
     pi[_I_VOLWIN] = config.vol_window
+    pi[_I_MARGIN_OK] = 1 if config.allow_margin else 0
+    pi[_I_ENTRY_BARS] = 1 if config.partial_fill == "cancel" else config.partial_fill_bars
+    pi[_I_VWINDOW] = c.volume_window
     return pf, pi
 
 
@@ -345,7 +369,7 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     if numba is None:
         msg = "the fast backtest path needs numba, which is not installed"
         raise NotImplementedError(msg)
-    pf, pi = _params(config)
+    pf, pi = _params(config, inputs.symbol)
     sf, si = _initial_state(pf)
     n = len(inputs.ts)
     day = inputs.ts // _NS_PER_DAY
@@ -416,7 +440,8 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 
 
 # ------------------------------------------------------------------------------------------------
-# The kernel. Each block names the reference function it repeats; keep them in step.
+# The kernel. Each block names the reference step it sequences; the rules are the shared
+# functions, compiled below.
 
 _DUST = 1e-9
 
@@ -457,6 +482,9 @@ def _py_kernel(
     cbps = pf[_P_CBPS]
     cmin = pf[_P_CMIN]
     vshare = pf[_P_VSHARE]
+    step = pf[_P_STEP]
+    min_q = pf[_P_MINQ]
+    max_q = pf[_P_MAXQ]
     vcapped = pi[_I_VCAPPED] != 0
     next_close = pi[_I_NEXTCLOSE] != 0
     method = pi[_I_METHOD]
@@ -471,6 +499,9 @@ def _py_kernel(
     min_conf = pf[_P_MINCONF]
     margin = pf[_P_MARGIN]
     max_trades = pi[_I_MAXTRADES]
+    margin_ok = pi[_I_MARGIN_OK] != 0
+    entry_bars = pi[_I_ENTRY_BARS]
+    vwindow = pi[_I_VWINDOW]
 
     cash = sf[0]
     pos_q = sf[1]
@@ -489,6 +520,7 @@ def _py_kernel(
     peak = sf[14]
     last_eq = sf[15]
     dse = sf[16]
+    prot_q = sf[24]
     n_ord = si[0]
     n_fill = si[1]
     n_trade = si[2]
@@ -509,6 +541,8 @@ def _py_kernel(
     e_has_tp = si[19] != 0
     e_has_prot_ts = si[20] != 0
     has_day = si[21] != 0
+    prot_k = si[23]
+    n_ev = si[24]
     status = STATUS_OK
     cap_o = orders_f.shape[0]
     cap_f = fills_f.shape[0]
@@ -516,12 +550,14 @@ def _py_kernel(
     cap_p = pend.shape[0]
     i = start
     while i < n:
+        while qhead < n_ord and orders_i[qhead, 6] == 0:
+            qhead += 1
         queued = n_ord - qhead
         if (
             n_fill + queued + 2 > cap_f
             or n_trade + queued + 2 > cap_t
             or n_ord + 2 > cap_o
-            or n_pend + 2 > cap_p
+            or n_pend + 4 > cap_p
         ):
             status = STATUS_NEED_ROOM
             break
@@ -532,6 +568,7 @@ def _py_kernel(
         for phase in range(2):
             do_queue = (phase == 0) != next_close
             if do_queue:
+                # PaperBroker._fill_queued
                 if qhead >= n_ord:
                     continue
                 if next_close:
@@ -540,66 +577,69 @@ def _py_kernel(
                 else:
                     ref = o[i]
                     fts = ts[i]
-                vol_i = v[i]
-                budget = vshare * vol_i if (vcapped and vol_i > 0.0) else math.inf
-                while qhead < n_ord and budget > _DUST:
-                    k = qhead
+                # PaperBroker._known_volume: the mean of the volume_window bars before this one
+                known = 0.0
+                if i > 0:
+                    j0 = i - vwindow if i > vwindow else 0
+                    tot = 0.0
+                    for j in range(j0, i):
+                        tot += v[j]
+                    known = tot / (i - j0)
+                budget = vshare * known if (vcapped and known > 0.0) else math.inf
+                k = qhead
+                while k < n_ord and budget > _DUST:
+                    if orders_i[k, 6] == 0:
+                        k += 1
+                        continue
                     rem = orders_f[k, 3]
                     q = budget if budget < rem else rem
                     sgn = orders_i[k, 1]
                     price = ref * (1.0 + sgn * frac)
-                    src = k
-                    # -- fill (shared with the trigger below)
-                    com, slip = _record_fill(
-                        fills_f, fills_i, n_fill, i, sgn, src, fts, q, price, ref, cbps, cmin
-                    )
-                    n_fill += 1
-                    qty = pos_q
-                    avg = pos_avg
-                    new_q, new_avg = _apply(qty, avg, sgn * q, price)
-                    # broker: positions and resting levels (PaperBroker._fill)
-                    if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
-                        b_prot = False
-                    ohs = orders_i[k, 3] != 0
-                    oht = orders_i[k, 4] != 0
-                    if orders_i[k, 2] == 1 and not b_prot and new_q * sgn > 0.0 and (ohs or oht):
-                        b_prot = True
-                        b_dir = sgn
-                        b_has_stop = ohs
-                        b_stop = orders_f[k, 1]
-                        b_has_tp = oht
-                        b_tp = orders_f[k, 2]
-                        b_ext = price
-                        b_ts = fts
-                    # engine.on_fill
-                    cash, n_trade, pos_q, pos_avg = _book_fill(
-                        sf,
-                        si,
-                        trades_f,
-                        trades_i,
-                        n_trade,
-                        cash,
-                        qty,
-                        avg,
-                        new_q,
-                        new_avg,
-                        sgn,
-                        q,
-                        price,
-                        com,
-                        slip,
-                        fts,
-                    )
-                    if orders_i[k, 5] == 0:
-                        for j in range(n_pend):
-                            orders_i[pend[j], 5] = 0
-                        n_pend = 0
-                        e_dir = 0
-                    else:
+                    short_of_cash = False
+                    if sgn > 0 and not margin_ok:
+                        closing = 0.0
+                        if pos_q < 0.0:
+                            closing = q if q < -pos_q else -pos_q
+                        if q > closing:
+                            afford = _afford(cash - closing * price, price, cbps, cmin, step)
+                            if closing + afford < q:
+                                q = closing + afford
+                                short_of_cash = True
+                    if q > _DUST:
+                        com, slip = _record_fill(
+                            fills_f, fills_i, n_fill, i, sgn, k, -1, fts, q, price, ref, cbps, cmin
+                        )
+                        n_fill += 1
+                        n_ev += 1
+                        qty = pos_q
+                        avg = pos_avg
+                        new_q, new_avg = _apply(qty, avg, sgn * q, price)
+                        # engine.on_event(Fill): ledger, then the order's state
+                        cash, n_trade, pos_q, pos_avg = _book_fill(
+                            sf,
+                            si,
+                            trades_f,
+                            trades_i,
+                            n_trade,
+                            cash,
+                            qty,
+                            avg,
+                            new_q,
+                            new_avg,
+                            sgn,
+                            q,
+                            price,
+                            com,
+                            slip,
+                            fts,
+                        )
+                        orders_i[k, 8] = 2
                         orders_f[k, 4] -= q
                         if orders_f[k, 4] <= _DUST:
                             orders_i[k, 5] = 0
                             n_pend = _remove(pend, n_pend, k)
+                        ohs = orders_i[k, 3] != 0
+                        oht = orders_i[k, 4] != 0
                         if (
                             orders_i[k, 2] == 1
                             and not e_has_stop
@@ -614,62 +654,91 @@ def _py_kernel(
                             e_ext = price
                             e_has_prot_ts = True
                             e_prot_ts = fts
-                    if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
-                        e_has_stop = False
-                        e_has_tp = False
-                        e_ext = math.nan
-                        e_has_prot_ts = False
-                    # -- end fill
-                    budget -= q
-                    rem -= q
+                        crossed = new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0)
+                        if crossed:
+                            e_has_stop = False
+                            e_has_tp = False
+                            e_ext = math.nan
+                            e_has_prot_ts = False
+                        # PaperBroker._fill: a closed position cancels its protective orders,
+                        # an entry's first fill opens them
+                        if crossed and b_prot:
+                            b_prot = False
+                            if b_has_stop:
+                                n_pend = _remove(pend, n_pend, -1)
+                                n_ev += 1
+                            if b_has_tp:
+                                n_pend = _remove(pend, n_pend, -2)
+                                n_ev += 1
+                        if (
+                            orders_i[k, 2] == 1
+                            and not b_prot
+                            and new_q * sgn > 0.0
+                            and (ohs or oht)
+                        ):
+                            b_prot = True
+                            b_dir = sgn
+                            b_has_stop = ohs
+                            b_stop = orders_f[k, 1]
+                            b_has_tp = oht
+                            b_tp = orders_f[k, 2]
+                            b_ext = price
+                            b_ts = fts
+                            prot_k = k
+                            prot_q = abs(new_q)
+                            if ohs:
+                                pend[n_pend] = -1
+                                n_pend += 1
+                                n_ev += 2
+                            if oht:
+                                pend[n_pend] = -2
+                                n_pend += 1
+                                n_ev += 2
+                        budget -= q
+                        rem -= q
+                    if short_of_cash:
+                        # OrderCancelled("insufficient_cash")
+                        orders_i[k, 6] = 0
+                        if orders_i[k, 5] != 0:
+                            orders_i[k, 5] = 0
+                            n_pend = _remove(pend, n_pend, k)
+                        n_ev += 1
+                        k += 1
+                        continue
                     oq = orders_f[k, 0]
                     if rem <= _DUST * (oq if oq > 1.0 else 1.0):
-                        qhead += 1
+                        orders_i[k, 6] = 0
+                        if rem > _DUST:
+                            # OrderCancelled("dust"): the engine still counted the rest
+                            orders_i[k, 5] = 0
+                            n_pend = _remove(pend, n_pend, k)
+                            n_ev += 1
                     else:
                         orders_f[k, 3] = rem
+                        k += 1
             else:
                 # PaperBroker._trigger
                 if not b_prot or pos_q == 0.0:
                     continue
-                kind = 0  # 1 stop, 2 take profit
-                raw = 0.0
-                oi = o[i]
-                if b_dir > 0:
-                    if b_has_stop and oi <= b_stop:
-                        kind, raw = 1, oi
-                    elif b_has_tp and oi >= b_tp:
-                        kind, raw = 2, oi
-                    elif b_has_stop and lo[i] <= b_stop:
-                        kind, raw = 1, b_stop
-                    elif b_has_tp and h[i] >= b_tp:
-                        kind, raw = 2, b_tp
-                elif b_dir < 0:
-                    if b_has_stop and oi >= b_stop:
-                        kind, raw = 1, oi
-                    elif b_has_tp and oi <= b_tp:
-                        kind, raw = 2, oi
-                    elif b_has_stop and h[i] >= b_stop:
-                        kind, raw = 1, b_stop
-                    elif b_has_tp and lo[i] <= b_tp:
-                        kind, raw = 2, b_tp
+                kind, raw = _trigger_code(
+                    b_dir, b_has_stop, b_stop, b_has_tp, b_tp, o[i], h[i], lo[i]
+                )
                 if kind == 0:
                     continue
                 sgn = -1 if b_dir > 0 else 1
                 price = raw * (1.0 + sgn * frac) if kind == 1 else raw
                 q = abs(pos_q)
-                ref = raw
                 fts = ts[i]
                 src = SOURCE_STOP if kind == 1 else SOURCE_TAKE_PROFIT
-                # -- fill, as above but for an order the engine does not know
+                b_prot = False
                 com, slip = _record_fill(
-                    fills_f, fills_i, n_fill, i, sgn, src, fts, q, price, ref, cbps, cmin
+                    fills_f, fills_i, n_fill, i, sgn, src, prot_k, fts, q, price, raw, cbps, cmin
                 )
                 n_fill += 1
+                n_ev += 1
                 qty = pos_q
                 avg = pos_avg
                 new_q, new_avg = _apply(qty, avg, sgn * q, price)
-                if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
-                    b_prot = False
                 cash, n_trade, pos_q, pos_avg = _book_fill(
                     sf,
                     si,
@@ -688,61 +757,53 @@ def _py_kernel(
                     slip,
                     fts,
                 )
-                for j in range(n_pend):
-                    orders_i[pend[j], 5] = 0
-                n_pend = 0
-                e_dir = 0
                 if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
                     e_has_stop = False
                     e_has_tp = False
                     e_ext = math.nan
                     e_has_prot_ts = False
-                # the broker cancels what is queued for the symbol
+                # the other level (one cancels the other), then everything queued
+                if b_has_stop and b_has_tp:
+                    n_ev += 1
+                for j in range(n_pend):
+                    kk = pend[j]
+                    if kk >= 0:
+                        orders_i[kk, 5] = 0
+                for kk in range(qhead, n_ord):
+                    if orders_i[kk, 6] != 0:
+                        orders_i[kk, 6] = 0
+                        n_ev += 1
+                n_pend = 0
                 qhead = n_ord
+        # PaperBroker._end_of_bar: entries that had their bars stop working
+        for kk in range(qhead, n_ord):
+            if orders_i[kk, 6] != 0 and orders_i[kk, 2] == 1:
+                orders_i[kk, 7] += 1
+                if orders_i[kk, 7] >= entry_bars:
+                    orders_i[kk, 6] = 0
+                    if orders_i[kk, 5] != 0:
+                        orders_i[kk, 5] = 0
+                        n_pend = _remove(pend, n_pend, kk)
+                    n_ev += 1
         # PaperBroker._trail
         if b_prot and b_has_stop and trailing and not (next_close and b_ts == ts[i]):
-            b_stop, b_ext = _trail(b_dir, b_stop, b_ext, h[i], lo[i], stop_pct)
+            b_stop, b_ext = _trail_stop(b_dir, b_stop, b_ext, h[i], lo[i], stop_pct)
 
         # ---- engine.on_bar
         mark = c[i]
-        # AtrEstimator.update
-        if atr_cnt == 0:
-            tr = h[i] - lo[i]
-        else:
-            tr = h[i] - lo[i]
-            a2 = abs(h[i] - atr_pc)
-            if a2 > tr:
-                tr = a2
-            a3 = abs(lo[i] - atr_pc)
-            if a3 > tr:
-                tr = a3
-        atr_cnt += 1
-        if atr_cnt == 1:
-            atr = tr
-        elif atr_cnt <= atr_period:
-            atr += (tr - atr) / atr_cnt
-        else:
-            atr = (atr * (atr_period - 1) + tr) / atr_period
+        atr_cnt, atr = _atr_step(atr_cnt, atr, atr_pc, h[i], lo[i], atr_period)
         atr_pc = c[i]
-        # EwmaVol.update (one estimator serves broker and engine: both see the same closes)
-        if v_cnt == 0 and math.isnan(v_last):
-            v_last = c[i]
-        else:
-            if c[i] > 0.0 and v_last > 0.0:
-                r = math.log(c[i] / v_last)
-                if v_cnt == 0:
-                    v_var = r * r
-                else:
-                    v_var = (1.0 - alpha) * v_var + alpha * r * r
-                v_cnt += 1
-            v_last = c[i]
+        # one estimator serves broker and engine: both see the same closes
+        v_cnt, v_last, v_var = _ewma_step(v_cnt, v_last, v_var, c[i], alpha)
         if (
             e_has_stop
             and pos_q != 0.0
             and trailing
             and not (next_close and e_has_prot_ts and e_prot_ts == ts[i])
         ):
-            e_stop, e_ext = _trail(1 if pos_q > 0 else -1, e_stop, e_ext, h[i], lo[i], stop_pct)
+            e_stop, e_ext = _trail_stop(
+                1 if pos_q > 0 else -1, e_stop, e_ext, h[i], lo[i], stop_pct
+            )
 
         if not has_day or cur_day != day[i]:
             if has_day:
@@ -756,26 +817,34 @@ def _py_kernel(
         last_eq = eq
         if eq > peak:
             peak = eq
+        e_dir = _committed(pos_q, pend, n_pend, orders_i, orders_f)
 
         if has_pred[i]:
             p_dn = proba[i, 0]
-            p_fl = proba[i, 1]
             p_up = proba[i, 2]
-            # decide
-            direction = 0
-            if abs(p_up - p_dn) <= margin and margin > 0.0:
-                direction = 0
-            elif p_up > p_dn and p_up > p_fl and p_up >= min_conf:
-                direction = 1
-            elif p_dn > p_up and p_dn > p_fl and p_dn >= min_conf:
-                direction = -1 if allow_short else 0
+            direction = _decide(p_dn, proba[i, 1], p_up, min_conf, margin, allow_short)
             if direction != e_dir:
+                # Cancel the entries still working (the broker answers at once)
+                j = 0
+                while j < n_pend:
+                    kk = pend[j]
+                    if kk >= 0 and orders_i[kk, 2] == 1:
+                        orders_i[kk, 6] = 0
+                        orders_i[kk, 5] = 0
+                        n_pend = _remove(pend, n_pend, kk)
+                        n_ev += 1
+                    else:
+                        j += 1
                 expected = pos_q
                 for j in range(n_pend):
                     kk = pend[j]
-                    expected += orders_i[kk, 1] * orders_f[kk, 4]
+                    if kk >= 0:
+                        expected += orders_i[kk, 1] * orders_f[kk, 4]
                 if abs(expected) > _DUST:
                     aexp = abs(expected)
+                    if aexp > max_q:
+                        status = STATUS_UNSUPPORTED
+                        break
                     orders_f[n_ord, 0] = aexp
                     orders_f[n_ord, 1] = math.nan
                     orders_f[n_ord, 2] = math.nan
@@ -787,16 +856,19 @@ def _py_kernel(
                     orders_i[n_ord, 3] = 0
                     orders_i[n_ord, 4] = 0
                     orders_i[n_ord, 5] = 1
+                    orders_i[n_ord, 6] = 1
+                    orders_i[n_ord, 7] = 0
+                    orders_i[n_ord, 8] = 1
                     pend[n_pend] = n_ord
                     n_pend += 1
                     n_ord += 1
-                e_dir = 0
+                    n_ev += 1
                 if direction != 0:
                     price = c[i]
                     has_dist = stop_kind != 0
                     dist = 0.0
                     if has_dist:
-                        if stop_kind == 2 and atr > 0.0:
+                        if stop_kind == 2 and atr_cnt > 0 and atr > 0.0:
                             dist = pf[_P_ATRMULT] * atr
                         else:
                             dist = stop_pct * price
@@ -805,31 +877,52 @@ def _py_kernel(
                         p_win, p_loss = p_up, p_dn
                     else:
                         p_win, p_loss = p_dn, p_up
-                    # sizing.target_quantity
-                    qty = 0.0
-                    if eq <= 0.0 or price <= 0.0 or not math.isfinite(price):
-                        qty = 0.0
-                    else:
-                        qty = _target(
-                            method,
-                            pf,
-                            eq,
-                            price,
-                            risk_dist,
-                            v_cnt >= vol_window,
-                            v_var,
-                            p_win,
-                            p_loss,
-                        )
+                    qty = _target_units(
+                        method,
+                        eq,
+                        price,
+                        risk_dist,
+                        math.sqrt(v_var) if v_cnt >= vol_window else 0.0,
+                        p_win,
+                        p_loss,
+                        pf[_P_PPY],
+                        pf[_P_RPT],
+                        pf[_P_TVOL],
+                        pf[_P_KFRAC],
+                        pf[_P_KCAP],
+                        pf[_P_LEV],
+                        pf[_P_FQTY],
+                    )
                     if qty > _DUST:
                         if not math.isfinite(qty):
                             status = STATUS_BAD_INTENT
                             break
-                        approved = _govern(
-                            pf, max_trades, qty, price, risk_dist, eq, peak, dse, trades_today
+                        allowed, code = _risk_allowed(
+                            qty,
+                            0.0,
+                            eq,
+                            peak,
+                            dse,
+                            trades_today,
+                            0.0,
+                            price,
+                            risk_dist,
+                            pf[_P_MPF],
+                            pf[_P_MGE],
+                            pf[_P_MRPT],
+                            pf[_P_DLH],
+                            pf[_P_MDH],
+                            pf[_P_DDS],
+                            max_trades,
                         )
+                        approved = qty if code == 0 else 0.0 + allowed
+                        units = 0.0
                         if approved > _DUST:
-                            orders_f[n_ord, 0] = approved
+                            units, refused = _round_units(approved, step, min_q, max_q)
+                            if refused != 0:
+                                units = 0.0
+                        if units > _DUST:
+                            orders_f[n_ord, 0] = units
                             if has_dist:
                                 orders_f[n_ord, 1] = price - direction * dist
                                 orders_i[n_ord, 3] = 1
@@ -844,17 +937,21 @@ def _py_kernel(
                                 orders_f[n_ord, 2] = math.nan
                                 orders_i[n_ord, 3] = 0
                                 orders_i[n_ord, 4] = 0
-                            orders_f[n_ord, 3] = approved
-                            orders_f[n_ord, 4] = approved
+                            orders_f[n_ord, 3] = units
+                            orders_f[n_ord, 4] = units
                             orders_i[n_ord, 0] = i
                             orders_i[n_ord, 1] = direction
                             orders_i[n_ord, 2] = 1
                             orders_i[n_ord, 5] = 1
+                            orders_i[n_ord, 6] = 1
+                            orders_i[n_ord, 7] = 0
+                            orders_i[n_ord, 8] = 1
                             pend[n_pend] = n_ord
                             n_pend += 1
                             n_ord += 1
-                            e_dir = direction
+                            n_ev += 1
                             trades_today += 1
+                e_dir = _committed(pos_q, pend, n_pend, orders_i, orders_f)
         # run_backtest: equity and exposure after the bar
         eq2 = cash
         gross = 0.0
@@ -882,6 +979,7 @@ def _py_kernel(
     sf[14] = peak
     sf[15] = last_eq
     sf[16] = dse
+    sf[24] = prot_q
     si[0] = n_ord
     si[1] = n_fill
     si[2] = n_trade
@@ -902,7 +1000,21 @@ def _py_kernel(
     si[19] = 1 if e_has_tp else 0
     si[20] = 1 if e_has_prot_ts else 0
     si[21] = 1 if has_day else 0
+    si[23] = prot_k
+    si[24] = n_ev
     return i, status
+
+
+def _py_committed(pos_q, pend, n_pend, orders_i, orders_f):
+    """engine._settle: the sign of position plus the non-protective orders in flight."""
+    qty = pos_q
+    for j in range(n_pend):
+        k = pend[j]
+        if k >= 0:
+            qty += orders_i[k, 1] * orders_f[k, 4]
+    if abs(qty) <= _DUST:
+        return 0
+    return 1 if qty > 0 else -1
 
 
 def _py_check_proba(proba, has_pred, tolerance):
@@ -927,104 +1039,24 @@ def _py_check_proba(proba, has_pred, tolerance):
     return ok
 
 
-def _py_apply(qty, avg, signed_qty, price):
-    """ledger.apply_to_position."""
-    new = qty + signed_qty
-    if qty == 0.0 or qty * signed_qty > 0.0:
-        return new, (abs(qty) * avg + abs(signed_qty) * price) / abs(new)
-    if abs(signed_qty) < abs(qty):
-        return new, avg
-    if abs(signed_qty) == abs(qty):
-        return 0.0, 0.0
-    return new, price
-
-
-def _py_trail(direction, stop, extreme, high, low, stop_pct):
-    """stops.trail for kind "trailing"; Python's max/min keep the first argument on ties."""
-    if direction > 0:
-        if high > extreme:
-            extreme = high
-        cand = extreme * (1.0 - stop_pct)
-        return (cand if cand > stop else stop), extreme
-    if low < extreme:
-        extreme = low
-    cand = extreme * (1.0 + stop_pct)
-    return (cand if cand < stop else stop), extreme
-
-
-def _py_target(method, pf, eq, price, risk_dist, vol_known, v_var, p_win, p_loss):
-    """sizing.target_quantity after its equity / price guard."""
-    if method == 3:
-        qty = pf[_P_FQTY]
-    elif method == 0:
-        if risk_dist <= 0.0:
-            return 0.0
-        qty = eq * pf[_P_RPT] / risk_dist
-    elif method == 1:
-        if not vol_known:
-            return 0.0
-        vol = math.sqrt(v_var)
-        if vol <= 0.0:
-            return 0.0
-        annual = vol * math.sqrt(pf[_P_PPY])
-        qty = eq * pf[_P_TVOL] / annual / price
-    else:
-        total = p_win + p_loss
-        kf = 0.0 if (total <= 0.0 or p_win <= p_loss) else (p_win - p_loss) / total
-        frac = pf[_P_KFRAC] * kf
-        cap = pf[_P_KCAP]
-        if cap < frac:
-            frac = cap
-        qty = eq * frac / price
-    if method != 3:
-        lev = pf[_P_LEV] * eq / price
-        if lev < qty:
-            qty = lev
-    return 0.0 if 0.0 > qty else qty
-
-
-def _py_govern(pf, max_trades, qty, price, risk_dist, eq, peak_equity, dse, trades_today):
-    """RiskGovernor.check for one symbol whose exit was already sent (position counts as 0)."""
-    opening = qty
-    base = 0.0
-    if not (eq > 0.0):
-        return 0.0
-    if trades_today >= max_trades:
-        return 0.0
-    if dse > 0 and eq <= dse * (1 - pf[_P_DLH]):
-        return 0.0
-    mdh = pf[_P_MDH]
-    peak = eq if eq > peak_equity else peak_equity
-    if 1.0 - eq / peak >= mdh:
-        return 0.0
-    dd = 1.0 - eq / peak
-    dds = pf[_P_DDS]
-    if dd >= mdh:
-        scale = 0.0
-    elif dd <= dds:
-        scale = 1.0
-    else:
-        scale = (mdh - dd) / (mdh - dds)
-    allowed = opening * scale
-    cap = pf[_P_MPF] * eq / price - base
-    if cap < allowed:
-        allowed = cap
-    cap = (pf[_P_MGE] * eq - 0.0) / price - base
-    if cap < allowed:
-        allowed = cap
-    if risk_dist > 0.0:
-        cap = pf[_P_MRPT] * eq / risk_dist
-        if cap < allowed:
-            allowed = cap
-    if allowed >= opening:
-        return qty
-    allowed = allowed * (1.0 - 1e-12)
-    allowed = 0.0 if 0.0 > allowed else allowed
-    return 0.0 + allowed
+def _py_record_fill(fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref, cbps, cmin):
+    """Write fill `row` and return (commission, slippage_cost) as PaperBroker._fill makes them."""
+    com = _commission_of(q * price, cbps, cmin)
+    slip = q * abs(price - ref)
+    fills_f[row, 0] = q
+    fills_f[row, 1] = price
+    fills_f[row, 2] = com
+    fills_f[row, 3] = slip
+    fills_i[row, 0] = i
+    fills_i[row, 1] = sgn
+    fills_i[row, 2] = src
+    fills_i[row, 3] = fts
+    fills_i[row, 4] = prot
+    return com, slip
 
 
 def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, real, com, slip):
-    """ledger.OpenTrade.close."""
+    """ledger.OpenTrade.close, into row `row` of the trade tables."""
     tf[row, 0] = eq_
     tf[row, 1] = en / eq_ if eq_ > 0 else 0.0
     tf[row, 2] = xn / xq if xq > 0 else 0.0
@@ -1036,30 +1068,13 @@ def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, 
     ti[row, 2] = exit_ts
 
 
-def _py_record_fill(fills_f, fills_i, row, i, sgn, src, fts, q, price, ref, cbps, cmin):
-    """Write fill `row` (commission with its minimum; spread + slippage vs the reference price)
-    and return (commission, slippage_cost)."""
-    notional = abs(q * price) * cbps * 1e-4
-    com = cmin if cmin > notional else notional
-    slip = q * abs(price - ref)
-    fills_f[row, 0] = q
-    fills_f[row, 1] = price
-    fills_f[row, 2] = com
-    fills_f[row, 3] = slip
-    fills_i[row, 0] = i
-    fills_i[row, 1] = sgn
-    fills_i[row, 2] = src
-    fills_i[row, 3] = fts
-    return com, slip
-
-
 def _py_book_fill(
     sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
 ):
-    """engine.on_fill for one fill (a queued order or a triggered stop/take-profit).
+    """The ledger half of engine._book_fill over the state arrays.
 
-    The open trade's running sums live in the state arrays (sf[17:24], si[13], si[14], si[22]);
-    a trade the fill closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q, pos_avg).
+    The open trade's running sums live in sf[17:24], si[13], si[14], si[22]; a trade the fill
+    closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q, pos_avg).
     """
     has_trade = si[22] != 0
     t_dir = si[13]
@@ -1112,7 +1127,7 @@ def _py_book_fill(
 
 
 def _py_remove(pend, n_pend, k):
-    """Drop order k from the pending list, keeping insertion order (a dict's `del`)."""
+    """Drop entry k from the pending list, keeping insertion order (a dict's `del`)."""
     j = 0
     while j < n_pend and pend[j] != k:
         j += 1
@@ -1125,11 +1140,21 @@ def _py_remove(pend, n_pend, k):
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
-    _apply = _jit(_py_apply)
+    # The shared rules, compiled from the functions the reference path runs.
+    _apply = _jit(_ledger.apply_to_position)
+    _atr_step = _jit(_stops.atr_step)
+    _trail_stop = _jit(_stops.trail_stop)
+    _trigger_code = _jit(_stops.trigger_code)
+    _ewma_step = _jit(_costs.ewma_step)
+    _commission_of = _jit(_costs.commission_of)
+    _target_units = _jit(_sizing.target_units)
+    _risk_allowed = _jit(_risk.risk_allowed)
+    _decide = _jit(_decision.decide_direction)
+    _round_units = _jit(_instruments.round_units)
+    _afford = _jit(_paper.affordable_units)
+    # The sequencing and bookkeeping of this module.
+    _committed = _jit(_py_committed)
     _check_proba = _jit(_py_check_proba)
-    _trail = _jit(_py_trail)
-    _target = _jit(_py_target)
-    _govern = _jit(_py_govern)
     _close_trade = _jit(_py_close_trade)
     _book_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_book_fill)
     _record_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_record_fill)

@@ -1,9 +1,10 @@
 """The backtest: the live per-bar sequence replayed over history with the PaperBroker.
 
-For each bar in (ts, symbol) order: the broker fills what was queued, every fill goes through
-`engine.on_fill`, `engine.on_bar` decides at the bar's close with the prediction made from that
-close, and the orders go to the broker. The live dataflow runs the same sequence, so the same
-bars and predictions give the same orders, fills and equity.
+For each bar in (ts, symbol) order: the broker fills what was queued and reports it as order
+events, every event goes through `engine.on_event`, `engine.on_bar` decides at the bar's close
+with the prediction made from that close, and its commands go to the broker (cancels, then
+orders), whose answers go through `engine.on_event` too. The live dataflow runs the same
+sequence, so the same bars and predictions give the same orders, fills and equity.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ import numpy as np
 import pandas as pd
 
 from execution import _fast
+from execution.broker import submit_order
 from execution.config import StrategyConfig
 from execution.costs import EwmaVol
 from execution.domain import Fill, Order, Position
 from execution.engine import (
     EngineState,
-    PendingOrder,
     SymbolState,
+    WorkingOrder,
     equity,
     new_state,
     on_bar,
-    on_fill,
+    on_event,
     unrealized_pnl,
 )
 from execution.ledger import OpenTrade, TradeRecord
 from execution.metrics import Metrics, compute_metrics
-from execution.paper import PaperBroker
+from execution.orders import Cancel, OrderEvent, OrderState
+from execution.paper import PaperBroker, protective_client_id
 from execution.risk import RiskGovernor
 from execution.signal import Bar, Prediction
 from execution.stops import AtrEstimator
@@ -225,19 +228,25 @@ def _run_reference(
     logger.info("backtest %s: %d bars, %d predictions", config.strategy, n, int(sum(has_pred)))
     for i in range(n):
         bar = Bar(symbols[i], tfs[i], times[i], o[i], h[i], lo[i], c[i], v[i])
-        fills = broker.on_bar(bar)
-        if fills:
-            broker.poll_fills()
-            for fill in fills:
-                state, closed = on_fill(state, fill, config)
+        events: list[OrderEvent] = broker.on_bar(bar)
+        if events:
+            broker.poll_events()
+            for event in events:
+                state, closed = on_event(state, event, config)
                 if closed:
                     trades.extend(closed)
-            all_fills.extend(fills)
+                if isinstance(event, Fill):
+                    all_fills.append(event)
         pred = Prediction(symbols[i], times[i], pd_[i], pf_[i], pu_[i]) if has_pred[i] else None
-        state, new_orders = on_bar(state, bar, pred, config, governor)
-        for order in new_orders:
-            broker.submit(order)
-            orders.append(order)
+        state, commands = on_bar(state, bar, pred, config, governor)
+        for command in commands:
+            if isinstance(command, Cancel):
+                answer = broker.cancel(command)
+            else:
+                orders.append(command)
+                answer = submit_order(broker, command, command.ts)
+            for event in answer:
+                state, _ = on_event(state, event, config)
         if last_list[i]:
             eq = equity(state)
             eq_values.append(eq)
@@ -358,9 +367,11 @@ def _iso_utc(ns: np.ndarray) -> np.ndarray:
     return iso
 
 
-def _client_ids(strategy: str, symbol: str, bar_ns: np.ndarray, intents: np.ndarray) -> list[str]:
+def _client_ids(
+    strategy: str, symbol: str, timeframe: str, bar_ns: np.ndarray, intents: np.ndarray
+) -> list[str]:
     """make_client_id for many (bar ts, intent) pairs at once."""
-    prefix = f"{strategy}|{symbol}|"
+    prefix = f"{strategy}|{symbol}|{timeframe}|"
     sha = hashlib.sha256
     return [
         "cf" + sha(f"{prefix}{iso}|{intent}".encode()).hexdigest()[:16]
@@ -390,7 +401,7 @@ def _fast_result(
 
     order_bar = out.orders_i[:, 0]
     order_intent = np.where(out.orders_i[:, 2] == 1, "entry", "exit").astype(object)
-    order_cids = _client_ids(config.strategy, sym, ts[order_bar], order_intent)
+    order_cids = _client_ids(config.strategy, sym, inputs.timeframe, ts[order_bar], order_intent)
     if n_ord:
         orders = pd.DataFrame(
             {
@@ -413,12 +424,9 @@ def _fast_result(
         fill_cids = np.empty(n_fill, dtype=object)
         mine = source >= 0
         fill_cids[mine] = np.asarray(order_cids, dtype=object)[source[mine]]
-        trig = ~mine
-        if trig.any():
-            kinds = np.where(source[trig] == _fast.SOURCE_STOP, "stop", "take_profit")
-            fill_cids[trig] = _client_ids(
-                config.strategy, sym, ts[out.fills_i[trig, 0]], kinds.astype(object)
-            )
+        for row in np.flatnonzero(~mine).tolist():
+            kind = "stop" if source[row] == _fast.SOURCE_STOP else "take_profit"
+            fill_cids[row] = protective_client_id(order_cids[out.fills_i[row, 4]], kind)
         fills = pd.DataFrame(
             {
                 "client_id": fill_cids.tolist(),
@@ -497,14 +505,26 @@ def _fast_state(
     vol.count = int(si[_fast.SI_V_CNT])
     ss = SymbolState(atr, vol, direction=int(si[_fast.SI_E_DIR]))
     for k in out.pending.tolist():
+        if k < 0:  # a protective order the broker opened for entry order SI_PROT_K
+            kind = "stop" if k == -1 else "take_profit"
+            cid = protective_client_id(order_cids[int(si[_fast.SI_PROT_K])], kind)
+            ss.orders[cid] = WorkingOrder(
+                cid,
+                -int(si[_fast.SI_B_DIR]),
+                float(sf[_fast.SF_PROT_Q]),
+                kind,
+                state=OrderState.ACCEPTED,
+            )
+            continue
         entry = out.orders_i[k, 2] == 1
-        ss.pending[order_cids[k]] = PendingOrder(
+        ss.orders[order_cids[k]] = WorkingOrder(
             order_cids[k],
             int(out.orders_i[k, 1]),
             float(out.orders_f[k, 4]),
             "entry" if entry else "exit",
             float(out.orders_f[k, 1]) if out.orders_i[k, 3] else None,
             float(out.orders_f[k, 2]) if out.orders_i[k, 4] else None,
+            OrderState.ACCEPTED if out.orders_i[k, 8] == 1 else OrderState.PARTIALLY_FILLED,
         )
     ss.stop = float(sf[_fast.SF_E_STOP]) if si[_fast.SI_E_HAS_STOP] else None
     ss.take_profit = float(sf[_fast.SF_E_TP]) if si[_fast.SI_E_HAS_TP] else None
@@ -530,7 +550,7 @@ def _fast_state(
     state.day = date.fromordinal(_EPOCH_ORDINAL + int(si[_fast.SI_CUR_DAY]))
     state.day_start_equity = float(sf[_fast.SF_DSE])
     state.trades_today = int(si[_fast.SI_TRADES_TODAY])
-    state.seq = len(out.fills_f) + len(inputs.ts)
+    state.seq = int(si[_fast.SI_N_EVENTS]) + len(inputs.ts)
     return state
 
 

@@ -2,14 +2,21 @@
 
 `execution.paper.PaperBroker` implements it with the shared cost model; `mt5_bridge` implements
 it for MetaTrader 5. Every implementation refuses a second order with a client id it has seen.
+
+What a venue reports reaches the engine as order events (`execution.orders`): the synchronous
+answer to `submit` through `submit_order` (accepted, or rejected with the whole quantity
+unfilled), and everything later (fills, cancellations, expiries, protective orders the venue
+holds) through `poll_events`, oldest first. Each event goes to `execution.engine.on_event`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from execution.domain import Fill, Order, OrderAck, Position
+from execution.orders import Cancel, OrderEvent, OrderRejected, events_from_ack
 
 __all__ = [
     "Broker",
@@ -19,6 +26,7 @@ __all__ = [
     "LiveTradingNotEnabledError",
     "OrderRejectedError",
     "RetryableBrokerError",
+    "submit_order",
 ]
 
 
@@ -77,6 +85,18 @@ class Broker(ABC):
     def poll_fills(self) -> Sequence[Fill]:
         """Fills that happened since the previous call, oldest first."""
 
+    def poll_events(self) -> Sequence[OrderEvent]:
+        """Order events since the previous call, oldest first: fills, cancellations, expiries,
+        and the protective orders the venue opened. A venue that reports only fills gives those;
+        a caller uses either this or `poll_fills`, not both."""
+        return list(self.poll_fills())
+
+    def cancel(self, request: Cancel) -> Sequence[OrderEvent]:
+        """Cancel a working order; the events it caused (OrderCancelled with the unfilled rest),
+        or none when the order had already completed."""
+        msg = f"{self.name} broker cannot cancel orders yet (asked for {request.client_id})"
+        raise NotImplementedError(msg)
+
     @abstractmethod
     def positions(self) -> Mapping[str, Position]:
         """Open positions by symbol. Raises BrokerUnavailableError rather than guess flat."""
@@ -91,3 +111,18 @@ class Broker(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the session."""
+
+
+def submit_order(broker: Broker, order: Order, ts: datetime) -> list[OrderEvent]:
+    """Submit `order` and return what the answer means as order events.
+
+    A refusal (OrderRejectedError) becomes OrderRejected with the whole quantity unfilled; a
+    duplicate (the venue already holds this client id, e.g. after a restart) raises as before,
+    since what happened to the first submission comes through `poll_events`.
+    """
+    try:
+        ack = broker.submit(order)
+    except OrderRejectedError as exc:
+        reason = f"code={exc.code} {exc.comment}"
+        return [OrderRejected(order.client_id, order.symbol, ts, reason, order.quantity)]
+    return events_from_ack(order, ack, ts)

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 __all__ = [
+    "ASSET_CLASSES",
     "FILL_MODELS",
+    "PARTIAL_FILL_POLICIES",
     "SIZING_METHODS",
     "STOP_KINDS",
     "CostModel",
     "DecisionConfig",
     "ExecutionConfigError",
+    "InstrumentConfig",
     "RiskLimits",
     "SizingConfig",
     "StopConfig",
@@ -28,6 +31,8 @@ __all__ = [
 SIZING_METHODS = ("fixed_fractional", "vol_target", "kelly", "fixed_quantity")
 STOP_KINDS = ("none", "fixed", "atr", "trailing")
 FILL_MODELS = ("next_open", "next_close")
+PARTIAL_FILL_POLICIES = ("cancel", "keep")
+ASSET_CLASSES = ("fx", "equity", "index", "crypto", "commodity", "other")
 
 
 class ExecutionConfigError(ValueError):
@@ -69,6 +74,11 @@ class _FromDict:
         for key, sub in cls._nested.items():
             if key in values and isinstance(values[key], Mapping):
                 values[key] = sub.from_dict(values[key])  # type: ignore[attr-defined]
+        if "instruments" in values and isinstance(values["instruments"], Mapping):
+            values["instruments"] = {
+                str(k): v if isinstance(v, InstrumentConfig) else InstrumentConfig.from_dict(v)
+                for k, v in values["instruments"].items()
+            }
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,7 +93,11 @@ class CostModel(_FromDict):
     spread_bps: float = 1.0  # full quoted spread; half of it is paid on each side
     slippage_bps: float = 1.0  # fixed adverse slippage per market fill
     slippage_vol_mult: float = 0.0  # extra slippage = mult * per-bar vol known at decision time
-    max_volume_share: float | None = 0.1  # fill cap as a share of bar volume; 0/None = uncapped
+    # Fill cap per bar as a share of the volume known when the bar opens: the mean volume of
+    # the `volume_window` bars before it, never the bar being filled. 0/None = uncapped. An
+    # instrument can override it (FX volume is a tick count, so FX is uncapped by default).
+    max_volume_share: float | None = 0.1
+    volume_window: int = 1
 
     def __post_init__(self) -> None:
         for name in ("commission_bps", "commission_min", "spread_bps", "slippage_bps"):
@@ -91,6 +105,12 @@ class CostModel(_FromDict):
         _check_range("CostModel", "slippage_vol_mult", self.slippage_vol_mult, 0.0)
         if self.max_volume_share is not None:
             _check_range("CostModel", "max_volume_share", self.max_volume_share, 0.0, 1.0)
+        if not (
+            isinstance(self.volume_window, int)
+            and not isinstance(self.volume_window, bool)
+            and self.volume_window >= 1
+        ):
+            _fail(f"CostModel.volume_window must be an int >= 1, got {self.volume_window!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +204,44 @@ class DecisionConfig(_FromDict):
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentConfig(_FromDict):
+    """Overrides of one symbol's instrument (execution.instruments); None = the asset class's
+    default. Quantities are in units (shares, coins, currency units), never lots."""
+
+    asset_class: str | None = None  # one of ASSET_CLASSES; None = guessed from the symbol
+    contract_size: float | None = None  # units per lot (FX: 100,000)
+    quantity_step: float | None = None  # orders are whole multiples of this; 0 = continuous
+    min_quantity: float | None = None  # smallest order, units
+    max_quantity: float | None = None  # largest order, units; larger ones are refused
+    price_tick: float | None = None
+    quote_currency: str | None = None
+    max_volume_share: float | None = None  # None = the asset class's rule; 0 = uncapped
+
+    def __post_init__(self) -> None:
+        if self.asset_class is not None and self.asset_class not in ASSET_CLASSES:
+            _fail(
+                f"InstrumentConfig.asset_class must be one of {ASSET_CLASSES}, "
+                f"got {self.asset_class!r}"
+            )
+        for name in ("contract_size", "price_tick"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range("InstrumentConfig", name, value, 0.0, lo_open=True)
+        for name in ("quantity_step", "min_quantity", "max_quantity"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range("InstrumentConfig", name, value, 0.0)
+        if self.max_volume_share is not None:
+            _check_range("InstrumentConfig", "max_volume_share", self.max_volume_share, 0.0, 1.0)
+        if (
+            self.min_quantity is not None
+            and self.max_quantity is not None
+            and self.max_quantity < self.min_quantity
+        ):
+            _fail("InstrumentConfig.max_quantity must be >= min_quantity")
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyConfig(_FromDict):
     strategy: str = "default"  # name, part of every client order id
     initial_cash: float = 100_000.0
@@ -195,6 +253,15 @@ class StrategyConfig(_FromDict):
     fill: str = "next_open"  # "next_open" or "next_close": the price a decision fills at
     periods_per_year: float = 252  # bars per year, to annualise volatility
     vol_window: int = 20  # span (bars) of the EWMA volatility used by sizing and slippage
+    # What happens to the unfilled rest of an entry at the end of the bar it first fills in:
+    # "cancel" (default) cancels it; "keep" keeps it working `partial_fill_bars` bars in all,
+    # then expires it. Exits always work until filled: a policy must not keep a strategy in.
+    partial_fill: str = "cancel"
+    partial_fill_bars: int = 1
+    # False: a buy that opens or adds to a long fills only what the cash at the fill price
+    # pays for, costs included (the rest is cancelled), so cash never goes negative.
+    allow_margin: bool = False
+    instruments: dict[str, InstrumentConfig] = field(default_factory=dict)  # by symbol
 
     _nested: ClassVar[dict[str, type]] = {
         "costs": CostModel,
@@ -219,3 +286,20 @@ class StrategyConfig(_FromDict):
         _check_range("StrategyConfig", "periods_per_year", self.periods_per_year, 0.0, lo_open=True)
         if not (isinstance(self.vol_window, int) and self.vol_window >= 2):
             _fail(f"StrategyConfig.vol_window must be an int >= 2, got {self.vol_window!r}")
+        if self.partial_fill not in PARTIAL_FILL_POLICIES:
+            _fail(
+                f"StrategyConfig.partial_fill must be one of {PARTIAL_FILL_POLICIES}, "
+                f"got {self.partial_fill!r}"
+            )
+        if not (isinstance(self.partial_fill_bars, int) and self.partial_fill_bars >= 1):
+            _fail(
+                "StrategyConfig.partial_fill_bars must be an int >= 1, got "
+                f"{self.partial_fill_bars!r}"
+            )
+        if not isinstance(self.allow_margin, bool):
+            _fail(f"StrategyConfig.allow_margin must be a bool, got {self.allow_margin!r}")
+        if not isinstance(self.instruments, dict) or not all(
+            isinstance(k, str) and isinstance(v, InstrumentConfig)
+            for k, v in self.instruments.items()
+        ):
+            _fail("StrategyConfig.instruments must map symbols to InstrumentConfig")

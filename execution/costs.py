@@ -17,10 +17,31 @@ from execution.config import CostModel
 __all__ = [
     "EwmaVol",
     "commission",
+    "commission_of",
     "cost_fraction",
+    "ewma_step",
     "market_fill_price",
     "volume_cap",
 ]
+
+
+def ewma_step(
+    count: int, last_close: float, var: float, close: float, alpha: float
+) -> tuple[int, float, float]:
+    """(count, last_close, var) after one more close: EWMA of squared log returns."""
+    if count == 0 and math.isnan(last_close):
+        return count, close, var
+    if close > 0.0 and last_close > 0.0:
+        r = math.log(close / last_close)
+        var = r * r if count == 0 else (1.0 - alpha) * var + alpha * r * r
+        count += 1
+    return count, close, var
+
+
+def commission_of(notional: float, commission_bps: float, commission_min: float) -> float:
+    """Commission of one fill: bps of |notional|, at least the minimum."""
+    fee = abs(notional) * commission_bps * 1e-4
+    return commission_min if commission_min > fee else fee
 
 
 @dataclass(slots=True)
@@ -36,18 +57,9 @@ class EwmaVol:
     count: int = 0
 
     def update(self, close: float) -> None:
-        if self.count == 0 and math.isnan(self.last_close):
-            self.last_close = close
-            return
-        if close > 0.0 and self.last_close > 0.0:
-            r = math.log(close / self.last_close)
-            if self.count == 0:
-                self.var = r * r
-            else:
-                alpha = 2.0 / (self.window + 1.0)
-                self.var = (1.0 - alpha) * self.var + alpha * r * r
-            self.count += 1
-        self.last_close = close
+        self.count, self.last_close, self.var = ewma_step(
+            self.count, self.last_close, self.var, close, 2.0 / (self.window + 1.0)
+        )
 
     @property
     def value(self) -> float | None:
@@ -69,12 +81,12 @@ def market_fill_price(sign: int, ref_price: float, costs: CostModel, vol: float 
 
 def commission(notional: float, costs: CostModel) -> float:
     """Commission of one fill of `notional` (>= 0): bps of notional, at least the minimum."""
-    return max(abs(notional) * costs.commission_bps * 1e-4, costs.commission_min)
+    return commission_of(notional, costs.commission_bps, costs.commission_min)
 
 
-def volume_cap(volume: float, costs: CostModel) -> float:
-    """Most units fillable in a bar; inf when uncapped or when the venue reports no volume."""
-    share = costs.max_volume_share
+def volume_cap(volume: float, share: float | None) -> float:
+    """Most units fillable in a bar: `share` of the volume known before it (never the bar's own);
+    inf when uncapped (share 0 or None) or when no volume is known."""
     if not share or volume <= 0.0:
         return math.inf
     return share * volume

@@ -1,7 +1,8 @@
 """Domain values shared by the backtest, the live dataflow and every broker.
 
-Times are tz-aware UTC. Quantities are in instrument units (shares, coins, or lots where the
-venue trades lots); a position's quantity is signed (long > 0, short < 0).
+Times are tz-aware UTC. Quantities are in instrument units (shares, coins, currency units),
+never lots: a venue bridge converts at its boundary (execution.instruments). A position's
+quantity is signed (long > 0, short < 0). The order lifecycle events live in execution.orders.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    STOP = "stop"  # a market order once the price trades through `stop_price` (stop-losses)
 
 
 class OrderStatus(StrEnum):
@@ -51,14 +53,18 @@ def _require_utc(ts: datetime, what: str) -> None:
         raise ValueError(msg)
 
 
-def make_client_id(strategy: str, symbol: str, bar_ts: datetime, intent: str) -> str:
-    """Deterministic client order id from (strategy, symbol, bar ts, intent).
+def make_client_id(
+    strategy: str, symbol: str, bar_ts: datetime, intent: str, *, timeframe: str = ""
+) -> str:
+    """Deterministic client order id from (strategy instance, symbol, timeframe, bar ts, intent).
 
     A replay after a crash produces the same id, so sinks and brokers can refuse duplicates.
+    The strategy instance and the timeframe are part of it, so two workers of one strategy on
+    one venue (a 1d and a 1h one) never share an id; live callers pass the bar's timeframe.
     18 characters, so it fits MetaTrader 5's order comment (31 characters) with room for a tag.
     """
     _require_utc(bar_ts, "bar_ts")
-    raw = f"{strategy}|{symbol}|{bar_ts.isoformat()}|{intent}".encode()
+    raw = f"{strategy}|{symbol}|{timeframe}|{bar_ts.isoformat()}|{intent}".encode()
     return "cf" + hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -75,6 +81,7 @@ class Order:
     stop_loss: float | None = None  # protective stop price carried to venues that support it
     take_profit: float | None = None
     strategy: str = "default"
+    stop_price: float | None = None  # trigger of a STOP order
 
     def __post_init__(self) -> None:
         if not self.client_id:
@@ -86,6 +93,9 @@ class Order:
         _require_utc(self.ts, "order ts")
         if self.order_type is OrderType.LIMIT and self.limit_price is None:
             msg = "a limit order needs limit_price"
+            raise ValueError(msg)
+        if self.order_type is OrderType.STOP and self.stop_price is None:
+            msg = "a stop order needs stop_price"
             raise ValueError(msg)
 
 

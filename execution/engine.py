@@ -1,9 +1,18 @@
 """The per-bar step shared by the backtest and the live dataflow.
 
-Per bar, in this order: the broker fills what was queued (`PaperBroker.on_bar` or a venue),
-each fill goes through `on_fill`, then `on_bar` runs at the bar's close: it marks to market,
-updates the ATR / volatility estimators and trailing stops, asks `decide` for a target direction,
-sizes the new position, asks the RiskGovernor, and returns the orders to submit.
+Per bar, in this order: the venue (`PaperBroker.on_bar` or a live broker's `poll_events`)
+reports what happened to the orders, each event goes through `on_event`, then `on_bar` runs at
+the bar's close: it marks to market, updates the ATR / volatility estimators and trailing stops,
+asks `decide` for a target direction, sizes the new position, asks the RiskGovernor, and returns
+the commands for the venue: `Cancel`s first (a new decision supersedes the entries still
+working), then `Order`s. Each order is SUBMITTED in the engine's state until the venue's answer
+(`execution.orders.events_from_ack`) is passed to `on_event`.
+
+`on_event` is the one door into the ledger (see `execution.orders` for the lifecycle): fills move
+cash, position and trade bookkeeping; accept / reject / cancel / expire move the order's state.
+The engine counts an order in the position it expects only once it is accepted, and its
+committed direction is always the sign of position plus the orders still in flight, so a
+rejected or cancelled entry leaves it flat and a flat signal then sends nothing.
 
 State lives in one plain, picklable `EngineState`. For speed the step functions update the state
 they are given in place and return it; treat the state passed in as consumed (snapshot it with
@@ -12,6 +21,7 @@ they are given in place and return it; treat the state passed in as consumed (sn
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,8 +29,19 @@ from datetime import date, datetime
 from execution.config import StrategyConfig
 from execution.costs import EwmaVol
 from execution.decision import decide
-from execution.domain import Fill, Order, Position, Side, make_client_id
+from execution.domain import Fill, Order, OrderType, Position, Side, make_client_id
+from execution.instruments import InstrumentError, instrument_for
 from execution.ledger import OpenTrade, TradeRecord, apply_to_position
+from execution.orders import (
+    Cancel,
+    OrderAccepted,
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderRejected,
+    OrderState,
+    OrderSubmitted,
+)
 from execution.risk import OrderIntent, PortfolioView, RiskGovernor
 from execution.signal import Bar, Prediction
 from execution.sizing import target_quantity
@@ -28,20 +49,27 @@ from execution.stops import AtrEstimator, initial_levels, stop_distance, trail
 from quality.schema import TIMEFRAMES
 
 __all__ = [
+    "PROTECTIVE_INTENTS",
     "EngineError",
     "EngineState",
-    "PendingOrder",
     "SymbolState",
+    "WorkingOrder",
     "bar_close_ts",
     "equity",
     "new_state",
     "on_bar",
+    "on_event",
     "on_fill",
     "unrealized_pnl",
 ]
 
+logger = logging.getLogger(__name__)
+
 # Remainders below this many units are dust from float arithmetic, not quantities to trade.
 _DUST = 1e-9
+# Orders that protect a position; contingent, so not part of the position the engine expects.
+PROTECTIVE_INTENTS = frozenset({"stop", "take_profit"})
+_LIVE = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 
 
 class EngineError(ValueError):
@@ -49,21 +77,25 @@ class EngineError(ValueError):
 
 
 @dataclass(slots=True)
-class PendingOrder:
+class WorkingOrder:
+    """The engine's view of one order that is not terminal yet."""
+
     client_id: str
     sign: int  # +1 buy, -1 sell
     remaining: float  # units not filled yet
     intent: str
     stop_loss: float | None = None
     take_profit: float | None = None
+    state: OrderState = OrderState.SUBMITTED
+    cancel_requested: bool = False  # a Cancel was sent: it no longer counts as intent
 
 
 @dataclass(slots=True)
 class SymbolState:
     atr: AtrEstimator
     vol: EwmaVol
-    direction: int = 0  # direction committed to: position plus queued orders
-    pending: dict[str, PendingOrder] = field(default_factory=dict)
+    direction: int = 0  # sign of position + orders in flight: what the strategy committed to
+    orders: dict[str, WorkingOrder] = field(default_factory=dict)  # not terminal, by client id
     stop: float | None = None  # protective levels mirrored from the broker
     take_profit: float | None = None
     extreme: float = math.nan  # best price since entry, for trailing stops
@@ -83,7 +115,7 @@ class EngineState:
     day: date | None = None  # UTC day of the latest bar
     day_start_equity: float = 0.0
     trades_today: int = 0
-    seq: int = 0  # bumped by every on_fill / on_bar, strictly increasing
+    seq: int = 0  # bumped by every on_event / on_bar, strictly increasing
     halt: str = ""  # set by the operator (live kill switch): the governor approves no new risk
 
 
@@ -124,13 +156,67 @@ def _clear_protection(ss: SymbolState) -> None:
     ss.protect_ts = None
 
 
+def _settle(state: EngineState, sym: str, ss: SymbolState) -> None:
+    """direction = sign of position + the (non-protective) orders still meant to fill."""
+    pos = state.positions.get(sym)
+    qty = pos.quantity if pos is not None else 0.0
+    for o in ss.orders.values():
+        if not o.cancel_requested and o.intent not in PROTECTIVE_INTENTS:
+            qty += o.sign * o.remaining
+    ss.direction = 0 if abs(qty) <= _DUST else (1 if qty > 0 else -1)
+
+
+def on_event(
+    state: EngineState, event: OrderEvent, config: StrategyConfig
+) -> tuple[EngineState, list[TradeRecord]]:
+    """Apply one order event (see `execution.orders`); return the trades a fill closed.
+
+    The one function through which a venue's reports reach the ledger. Events for orders the
+    engine no longer tracks (already terminal, or never known) change no order state; a fill
+    always moves cash and position, because the venue executed it.
+    """
+    state.seq += 1
+    sym = event.symbol
+    ss = _symbol_state(state, sym, config)
+    closed: list[TradeRecord] = []
+    if isinstance(event, Fill):
+        closed = _book_fill(state, ss, event)
+    elif isinstance(event, OrderSubmitted):
+        o = event.order
+        if o.client_id not in ss.orders:
+            ss.orders[o.client_id] = WorkingOrder(
+                o.client_id, o.side.sign, o.quantity, o.intent, o.stop_loss, o.take_profit
+            )
+    elif isinstance(event, OrderAccepted):
+        w = ss.orders.get(event.client_id)
+        if w is not None and w.state is OrderState.SUBMITTED:
+            w.state = OrderState.ACCEPTED
+    elif isinstance(event, OrderRejected | OrderCancelled | OrderExpired):
+        w = ss.orders.pop(event.client_id, None)
+        if w is not None and w.intent not in PROTECTIVE_INTENTS:
+            logger.debug(
+                "order %s %s %s: %s units will not fill",
+                event.client_id,
+                w.intent,
+                type(event).__name__,
+                event.unfilled,
+            )
+    else:  # pragma: no cover - the union is closed
+        msg = f"not an order event: {event!r}"
+        raise TypeError(msg)
+    _settle(state, sym, ss)
+    return state, closed
+
+
 def on_fill(
     state: EngineState, fill: Fill, config: StrategyConfig
 ) -> tuple[EngineState, list[TradeRecord]]:
-    """Apply one broker fill to cash, position and trade bookkeeping; return closed trades."""
-    state.seq += 1
+    """`on_event` for a fill (kept for callers that only handle fills)."""
+    return on_event(state, fill, config)
+
+
+def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRecord]:
     sym = fill.symbol
-    ss = _symbol_state(state, sym, config)
     sign = fill.side.sign
     q = fill.quantity
     price = fill.price
@@ -170,38 +256,39 @@ def on_fill(
     else:
         state.positions[sym] = Position(sym, new_qty, new_avg)
 
-    pending = ss.pending.get(fill.client_id)
-    if pending is None:
-        # Not ours: a protective stop or take profit the broker triggered. The broker cancels
-        # whatever was still queued for the symbol, so nothing is pending any more.
-        ss.pending.clear()
-        ss.direction = 0
+    w = ss.orders.get(fill.client_id)
+    if w is None:
+        logger.info("fill %s of an order the engine does not track; booked", fill.client_id)
     else:
-        pending.remaining -= q
-        if pending.remaining <= _DUST:
-            del ss.pending[fill.client_id]
+        if w.state is OrderState.SUBMITTED or w.state is OrderState.ACCEPTED:
+            w.state = OrderState.PARTIALLY_FILLED
+        w.remaining -= q
+        if w.remaining <= _DUST or w.intent in PROTECTIVE_INTENTS:
+            del ss.orders[fill.client_id]
         if (
-            pending.intent == "entry"
+            w.intent == "entry"
             and ss.stop is None
             and ss.take_profit is None
-            and new_qty * pending.sign > 0.0
-            and (pending.stop_loss is not None or pending.take_profit is not None)
+            and new_qty * w.sign > 0.0
+            and (w.stop_loss is not None or w.take_profit is not None)
         ):
-            ss.stop, ss.take_profit = pending.stop_loss, pending.take_profit
+            ss.stop, ss.take_profit = w.stop_loss, w.take_profit
             ss.extreme = price
             ss.protect_ts = fill.ts
     if new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0):
         _clear_protection(ss)
-    return state, closed
+    return closed
 
 
 def _expected(state: EngineState, sym: str) -> float:
+    """Position plus the accepted, non-protective orders that are still meant to fill."""
     pos = state.positions.get(sym)
     qty = pos.quantity if pos is not None else 0.0
     ss = state.symbols.get(sym)
     if ss is not None:
-        for p in ss.pending.values():
-            qty += p.sign * p.remaining
+        for o in ss.orders.values():
+            if o.state in _LIVE and not o.cancel_requested and o.intent not in PROTECTIVE_INTENTS:
+                qty += o.sign * o.remaining
     return qty
 
 
@@ -211,11 +298,13 @@ def on_bar(
     prediction: Prediction | None,
     config: StrategyConfig,
     governor: RiskGovernor,
-) -> tuple[EngineState, list[Order]]:
-    """The step at `bar`'s close, after the bar's fills were applied; returns orders to submit.
+) -> tuple[EngineState, list[Order | Cancel]]:
+    """The step at `bar`'s close, after the bar's events were applied; returns the commands.
 
     `prediction` must be the one made from this bar's close (same symbol and ts), or None to
-    hold. Orders are only sent when the decided direction differs from the committed one.
+    hold. Commands are only sent when the decided direction differs from the committed one:
+    first a `Cancel` for every entry of the symbol still working (no unit of a superseded entry
+    may fill after the decision), then the exit of what is held, then the new entry.
     """
     state.seq += 1
     sym = bar.symbol
@@ -259,68 +348,82 @@ def on_bar(
     if direction == ss.direction:
         return state, []
 
-    orders: list[Order] = []
+    decided_at = bar_close_ts(bar)
+    commands: list[Order | Cancel] = []
+    for w in ss.orders.values():
+        if w.intent == "entry" and not w.cancel_requested:
+            w.cancel_requested = True
+            commands.append(Cancel(w.client_id, sym, decided_at, "superseded"))
     expected = _expected(state, sym)
     if abs(expected) > _DUST:
         side = Side.SELL if expected > 0 else Side.BUY
-        orders.append(
-            _order(
-                config, ss, sym, bar.ts, bar_close_ts(bar), side, abs(expected), "exit", None, None
-            )
+        commands.append(
+            _order(config, ss, bar, decided_at, side, abs(expected), "exit", None, None)
         )
-    ss.direction = 0
     if direction != 0:
-        price = bar.close
-        dist = stop_distance(config.stops, price, ss.atr.value)
-        risk_dist = dist if dist is not None else config.stops.stop_pct * price
-        p_win, p_loss = (
-            (prediction.p_up, prediction.p_down)
-            if direction > 0
-            else (prediction.p_down, prediction.p_up)
-        )
-        qty = target_quantity(
-            config.sizing,
-            equity=eq,
-            price=price,
-            stop_distance=risk_dist,
-            vol=ss.vol.value,
-            p_win=p_win,
-            p_loss=p_loss,
-            periods_per_year=config.periods_per_year,
-        )
-        if qty > _DUST:
-            positions = {s: _expected(state, s) for s in state.symbols}
-            positions[sym] = 0.0  # the exit above flattens it first
-            view = PortfolioView(
-                equity=eq,
-                peak_equity=state.peak_equity,
-                day_start_equity=state.day_start_equity,
-                positions=positions,
-                prices=state.marks,
-                trades_today=state.trades_today,
-                halt=state.halt,
-            )
-            side = Side.BUY if direction > 0 else Side.SELL
-            approved, _reason = governor.check(OrderIntent(sym, side, qty, price, risk_dist), view)
-            if approved > _DUST:
-                stop, tp = initial_levels(config.stops, direction, price, dist)
-                orders.append(
-                    _order(
-                        config,
-                        ss,
-                        sym,
-                        bar.ts,
-                        bar_close_ts(bar),
-                        side,
-                        approved,
-                        "entry",
-                        stop,
-                        tp,
-                    )
-                )
-                ss.direction = direction
-                state.trades_today += 1
-    return state, orders
+        entry = _entry(state, ss, bar, prediction, direction, eq, config, governor)
+        if entry is not None:
+            commands.append(entry)
+            state.trades_today += 1
+    _settle(state, sym, ss)
+    return state, commands
+
+
+def _entry(
+    state: EngineState,
+    ss: SymbolState,
+    bar: Bar,
+    prediction: Prediction,
+    direction: int,
+    eq: float,
+    config: StrategyConfig,
+    governor: RiskGovernor,
+) -> Order | None:
+    sym = bar.symbol
+    price = bar.close
+    dist = stop_distance(config.stops, price, ss.atr.value)
+    risk_dist = dist if dist is not None else config.stops.stop_pct * price
+    p_win, p_loss = (
+        (prediction.p_up, prediction.p_down)
+        if direction > 0
+        else (prediction.p_down, prediction.p_up)
+    )
+    qty = target_quantity(
+        config.sizing,
+        equity=eq,
+        price=price,
+        stop_distance=risk_dist,
+        vol=ss.vol.value,
+        p_win=p_win,
+        p_loss=p_loss,
+        periods_per_year=config.periods_per_year,
+    )
+    if not (qty > _DUST):  # NaN included: sizing found nothing to trade
+        return None
+    positions = {s: _expected(state, s) for s in state.symbols}
+    positions[sym] = 0.0  # the exit above flattens it first
+    view = PortfolioView(
+        equity=eq,
+        peak_equity=state.peak_equity,
+        day_start_equity=state.day_start_equity,
+        positions=positions,
+        prices=state.marks,
+        trades_today=state.trades_today,
+        halt=state.halt,
+    )
+    side = Side.BUY if direction > 0 else Side.SELL
+    approved, _reason = governor.check(OrderIntent(sym, side, qty, price, risk_dist), view)
+    if approved <= _DUST:
+        return None
+    try:
+        units = instrument_for(sym, config).order_quantity(approved)
+    except InstrumentError as exc:
+        logger.warning("entry %s %s refused: %s", sym, bar.ts.isoformat(), exc)
+        return None
+    if units <= _DUST:
+        return None
+    stop, tp = initial_levels(config.stops, direction, price, dist)
+    return _order(config, ss, bar, bar_close_ts(bar), side, units, "entry", stop, tp)
 
 
 def bar_close_ts(bar: Bar) -> datetime:
@@ -332,8 +435,7 @@ def bar_close_ts(bar: Bar) -> datetime:
 def _order(
     config: StrategyConfig,
     ss: SymbolState,
-    sym: str,
-    ts: datetime,
+    bar: Bar,
     decided_at: datetime,
     side: Side,
     qty: float,
@@ -341,15 +443,16 @@ def _order(
     stop: float | None,
     tp: float | None,
 ) -> Order:
-    cid = make_client_id(config.strategy, sym, ts, intent)
-    ss.pending[cid] = PendingOrder(cid, side.sign, qty, intent, stop, tp)
+    cid = make_client_id(config.strategy, bar.symbol, bar.ts, intent, timeframe=bar.timeframe)
+    ss.orders[cid] = WorkingOrder(cid, side.sign, qty, intent, stop, tp)
     return Order(
         client_id=cid,
-        symbol=sym,
+        symbol=bar.symbol,
         side=side,
         quantity=qty,
         ts=decided_at,
         intent=intent,
+        order_type=OrderType.MARKET,
         stop_loss=stop,
         take_profit=tp,
         strategy=config.strategy,

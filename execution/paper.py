@@ -1,22 +1,37 @@
 """PaperBroker: the simulated venue of the backtest and of paper trading.
 
 Market orders queue until the next bar of their symbol and fill there with the shared cost model
-(at the bar's open, or its close under the "next_close" fill model), capped by a share of the
-bar's volume; a remainder stays queued for the following bars. An entry order's stop_loss /
-take_profit rest at the broker once it fills and trigger intrabar: a gap through the stop fills
-at the open, otherwise at the stop price (with spread and slippage); a take profit is a limit
-and fills at its price (or the better open) with commission only. A triggered level flattens the
-position and cancels the symbol's queued orders.
+(at the bar's open, or its close under the "next_close" fill model), capped per bar by a share
+of the volume known before the bar (`CostModel.volume_window` bars, never the bar being filled;
+the instrument decides the share, and FX is uncapped by default because its volume counts
+ticks). An entry works for one bar under the default partial-fill policy ("cancel": the rest is
+cancelled at the end of the bar it first could fill in), or `partial_fill_bars` bars under
+"keep" (then it expires); exits work until filled. Without `allow_margin` a buy that opens or
+adds to a long fills only what the cash at the fill price pays for, commission included, and the
+rest is cancelled ("insufficient_cash").
+
+When an entry with stop_loss / take_profit fills, the broker opens them as orders of their own
+(a STOP and a LIMIT, client ids derived from the entry's, announced as OrderSubmitted +
+OrderAccepted). They trigger intrabar: a gap through the stop fills at the open, otherwise at the
+stop price (with spread and slippage); a take profit is a limit and fills at its price (or the
+better open) with commission only. One cancels the other; a triggered level flattens the position
+and cancels the symbol's queued orders; a position closed otherwise cancels both.
+
+Everything that happens after `submit` is reported as order events (`execution.orders`), by
+`on_bar` and `poll_events`; `cancel` answers synchronously. Instruments (execution.instruments)
+refuse orders above their maximum, and entries below their minimum, at `submit`.
 
 With a `state_path` every change is written atomically (temp file, fsync, rename) as JSON, and a
-new broker on the same path continues from it: queued orders, positions, resting levels, client
-ids seen (a restarted broker refuses a client id it saw before) and fills not yet polled.
+new broker on the same path continues from it: queued orders, positions, cash, resting levels,
+client ids seen (a restarted broker refuses a client id it saw before) and events not yet polled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -36,19 +51,52 @@ from execution.domain import (
     OrderType,
     Position,
     Side,
-    make_client_id,
 )
 from execution.engine import bar_close_ts
+from execution.instruments import Instrument, instrument_for
 from execution.ledger import apply_to_position
+from execution.orders import (
+    Cancel,
+    OrderAccepted,
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderSubmitted,
+)
 from execution.signal import Bar
 from execution.stops import check_trigger, trail
 
-__all__ = ["PaperBroker"]
+__all__ = ["PaperBroker", "affordable_units", "protective_client_id"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _DUST = 1e-9
+
+
+def protective_client_id(entry_client_id: str, kind: str) -> str:
+    """Client id of the stop ("stop") or take profit ("take_profit") an entry opened."""
+    return "cf" + hashlib.sha256(f"{entry_client_id}|{kind}".encode()).hexdigest()[:16]
+
+
+def affordable_units(
+    cash: float, price: float, commission_bps: float, commission_min: float, step: float
+) -> float:
+    """Most units (a multiple of `step` when > 0) a buy at `price` may take so that cash stays
+    >= 0 after its notional and commission; 0 when not even that. Scalar, shared with the
+    compiled backtest."""
+    if cash <= 0.0 or price <= 0.0:
+        return 0.0
+    rate = commission_bps * 1e-4
+    q = cash / (price * (1.0 + rate))
+    if q * price * rate < commission_min:
+        q = (cash - commission_min) / price
+    if step > 0.0:
+        q = math.floor(q / step) * step
+    # Float rounding may leave the product a hair above the cash; step back until it fits.
+    while q > 0.0 and q * price + max(q * price * rate, commission_min) > cash:
+        q = q - step if step > 0.0 else q * (1.0 - 1e-12)
+    return max(q, 0.0)
 
 
 class PaperBroker(Broker):
@@ -59,14 +107,18 @@ class PaperBroker(Broker):
     def __init__(self, config: StrategyConfig, state_path: Path | None = None) -> None:
         self.config = config
         self.state_path = Path(state_path) if state_path is not None else None
-        self._queue: dict[str, list[list[Any]]] = {}  # symbol -> [[order, remaining], ...]
+        # symbol -> [[order, remaining, bars worked], ...] in arrival order
+        self._queue: dict[str, list[list[Any]]] = {}
         self._seen: set[str] = set()
-        self._unpolled: list[Fill] = []
+        self._events: list[OrderEvent] = []  # not yet polled
         self._positions: dict[str, list[float]] = {}  # symbol -> [qty, avg]
-        # symbol -> [direction, stop, take_profit, extreme, set_at_ts]
+        self._cash = float(config.initial_cash)
+        # symbol -> [direction, stop, take_profit, extreme, set_at_ts, stop_cid, tp_cid]
         self._protect: dict[str, list[Any]] = {}
         self._vol: dict[str, EwmaVol] = {}
+        self._volumes: dict[str, list[float]] = {}  # the last volume_window bar volumes
         self._last_ts: dict[str, datetime] = {}
+        self._instruments: dict[str, Instrument] = {}
         self._fill_seq = 0
         if self.state_path is not None and self.state_path.exists():
             self._load(self.state_path)
@@ -83,16 +135,48 @@ class PaperBroker(Broker):
             raise OrderRejectedError(
                 order.client_id, "unsupported", "paper broker fills market orders only"
             )
+        inst = self.instrument(order.symbol)
+        if order.quantity > inst.max_quantity:
+            raise OrderRejectedError(
+                order.client_id,
+                "invalid_volume",
+                f"{order.quantity:.10g} units above the maximum of {inst.max_quantity:.10g}",
+            )
+        if order.intent == "entry" and order.quantity < inst.min_quantity:
+            raise OrderRejectedError(
+                order.client_id,
+                "invalid_volume",
+                f"{order.quantity:.10g} units below the minimum of {inst.min_quantity:.10g}",
+            )
         self._seen.add(order.client_id)
-        self._queue.setdefault(order.symbol, []).append([order, order.quantity])
+        self._queue.setdefault(order.symbol, []).append([order, order.quantity, 0])
         self._persist()
         return OrderAck(order.client_id, OrderStatus.ACCEPTED, venue_order_id=order.client_id)
 
+    def cancel(self, request: Cancel) -> list[OrderEvent]:
+        queue = self._queue.get(request.symbol, [])
+        for k, (order, remaining, _bars) in enumerate(queue):
+            if order.client_id == request.client_id:
+                del queue[k]
+                self._persist()
+                return [
+                    OrderCancelled(
+                        order.client_id, order.symbol, request.ts, remaining, request.reason
+                    )
+                ]
+        return []
+
     def poll_fills(self) -> list[Fill]:
-        fills, self._unpolled = self._unpolled, []
-        if fills:
+        events, self._events = self._events, []
+        if events:
             self._persist()
-        return fills
+        return [e for e in events if isinstance(e, Fill)]
+
+    def poll_events(self) -> list[OrderEvent]:
+        events, self._events = self._events, []
+        if events:
+            self._persist()
+        return events
 
     def positions(self) -> dict[str, Position]:
         return {s: Position(s, q, a) for s, (q, a) in self._positions.items()}
@@ -105,15 +189,25 @@ class PaperBroker(Broker):
 
     # -- simulation --------------------------------------------------------------------------
 
+    @property
+    def cash(self) -> float:
+        return self._cash
+
+    def instrument(self, symbol: str) -> Instrument:
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            inst = self._instruments[symbol] = instrument_for(symbol, self.config)
+        return inst
+
     def resting_levels(self) -> dict[str, tuple[float | None, float | None]]:
         """(stop, take_profit) resting per symbol with an open protected position."""
         return {s: (p[1], p[2]) for s, p in self._protect.items()}
 
-    def on_bar(self, bar: Bar) -> list[Fill]:
-        """Fill what is queued for bar.symbol and trigger its resting levels; returns the fills.
+    def on_bar(self, bar: Bar) -> list[OrderEvent]:
+        """Fill what is queued for bar.symbol, trigger its resting levels, apply the partial-fill
+        policy; returns the events, which also stay available to `poll_events` until polled.
 
-        The fills also stay available to `poll_fills` until polled. A bar not newer than the
-        last one seen for its symbol (a replay) changes nothing and returns [].
+        A bar not newer than the last one seen for its symbol (a replay) changes nothing.
         """
         sym = bar.symbol
         last = self._last_ts.get(sym)
@@ -124,43 +218,103 @@ class PaperBroker(Broker):
         if vol_est is None:
             vol_est = self._vol[sym] = EwmaVol(self.config.vol_window)
         vol = vol_est.value  # closes up to the previous bar: what the decision saw
-        fills: list[Fill] = []
+        out: list[OrderEvent] = []
         if self.config.fill == "next_open":
-            self._fill_queued(bar, bar.open, bar.ts, vol, fills)
-            self._trigger(bar, vol, fills)
+            self._fill_queued(bar, bar.open, bar.ts, vol, out)
+            self._trigger(bar, vol, out)
         else:
-            self._trigger(bar, vol, fills)
-            self._fill_queued(bar, bar.close, bar_close_ts(bar), vol, fills)
+            self._trigger(bar, vol, out)
+            self._fill_queued(bar, bar.close, bar_close_ts(bar), vol, out)
+        self._end_of_bar(bar, out)
         self._trail(bar)
         vol_est.update(bar.close)
+        known = self._volumes.setdefault(sym, [])
+        known.append(bar.volume)
+        del known[: -self.config.costs.volume_window]
         self._last_ts[sym] = bar.ts
-        self._unpolled.extend(fills)
+        self._events.extend(out)
         self._persist()
-        return fills
+        return out
+
+    def _known_volume(self, sym: str) -> float:
+        known = self._volumes.get(sym)
+        if not known:
+            return 0.0  # nothing known yet: uncapped (volume_cap treats 0 as "no volume")
+        return sum(known) / len(known)
 
     def _fill_queued(
-        self, bar: Bar, ref: float, ts: datetime, vol: float | None, out: list[Fill]
+        self, bar: Bar, ref: float, ts: datetime, vol: float | None, out: list[OrderEvent]
     ) -> None:
         queue = self._queue.get(bar.symbol)
         if not queue:
             return
         costs = self.config.costs
-        budget = volume_cap(bar.volume, costs)
-        while queue and budget > _DUST:
-            entry = queue[0]
-            order, remaining = entry
+        inst = self.instrument(bar.symbol)
+        budget = volume_cap(self._known_volume(bar.symbol), inst.max_volume_share)
+        k = 0
+        while k < len(queue) and budget > _DUST:
+            entry = queue[k]
+            order, remaining = entry[0], entry[1]
             q = min(remaining, budget)
             sign = order.side.sign
             price = market_fill_price(sign, ref, costs, vol)
-            self._fill(order.client_id, bar.symbol, order.side, q, price, ref, ts, out, order)
-            budget -= q
-            remaining -= q
+            short_of_cash = False
+            if sign > 0 and not self.config.allow_margin:
+                pos = self._positions.get(bar.symbol, (0.0, 0.0))[0]
+                closing = min(q, -pos) if pos < 0.0 else 0.0
+                if q > closing:
+                    afford = affordable_units(
+                        self._cash - closing * price,
+                        price,
+                        costs.commission_bps,
+                        costs.commission_min,
+                        inst.quantity_step,
+                    )
+                    if closing + afford < q:
+                        q = closing + afford
+                        short_of_cash = True
+            if q > _DUST:
+                self._fill(order.client_id, bar.symbol, order.side, q, price, ref, ts, out, order)
+                budget -= q
+                remaining -= q
+            if short_of_cash:
+                del queue[k]
+                out.append(
+                    OrderCancelled(order.client_id, bar.symbol, ts, remaining, "insufficient_cash")
+                )
+                continue
             if remaining <= _DUST * max(1.0, order.quantity):
-                queue.pop(0)
+                del queue[k]
+                if remaining > _DUST:
+                    # A rest too small to trade; say so, since the engine still counts it.
+                    out.append(OrderCancelled(order.client_id, bar.symbol, ts, remaining, "dust"))
             else:
                 entry[1] = remaining
+                k += 1
 
-    def _trigger(self, bar: Bar, vol: float | None, out: list[Fill]) -> None:
+    def _end_of_bar(self, bar: Bar, out: list[OrderEvent]) -> None:
+        """The partial-fill policy: entries that had their bar(s) stop working."""
+        queue = self._queue.get(bar.symbol)
+        if not queue:
+            return
+        ts = bar_close_ts(bar)
+        limit = 1 if self.config.partial_fill == "cancel" else self.config.partial_fill_bars
+        keep: list[list[Any]] = []
+        for entry in queue:
+            order, remaining = entry[0], entry[1]
+            if order.intent != "entry":
+                keep.append(entry)
+                continue
+            entry[2] += 1
+            if entry[2] < limit:
+                keep.append(entry)
+            elif self.config.partial_fill == "cancel":
+                out.append(OrderCancelled(order.client_id, bar.symbol, ts, remaining, "end_of_bar"))
+            else:
+                out.append(OrderExpired(order.client_id, bar.symbol, ts, remaining))
+        self._queue[bar.symbol] = keep
+
+    def _trigger(self, bar: Bar, vol: float | None, out: list[OrderEvent]) -> None:
         sym = bar.symbol
         prot = self._protect.get(sym)
         pos = self._positions.get(sym)
@@ -174,18 +328,20 @@ class PaperBroker(Broker):
         side = Side.SELL if direction > 0 else Side.BUY
         if kind == "stop":
             price = market_fill_price(side.sign, raw, self.config.costs, vol)
+            cid, other = prot[5], prot[6]
         else:
             price = raw
-        cid = make_client_id(self.config.strategy, sym, bar.ts, kind)
-        self._seen.add(cid)
+            cid, other = prot[6], prot[5]
+        # One cancels the other; the position is closed, so nothing queued may still open one.
+        self._protect.pop(sym)
         self._fill(cid, sym, side, abs(pos[0]), price, raw, bar.ts, out, None)
-        if self._queue.get(sym):
-            logger.info(
-                "paper broker cancels %d queued %s orders after %s",
-                len(self._queue[sym]),
-                sym,
-                kind,
-            )
+        if other is not None:
+            out.append(OrderCancelled(other, sym, bar.ts, abs(pos[0]), "oco"))
+        queue = self._queue.get(sym)
+        if queue:
+            logger.info("paper broker cancels %d queued %s orders after %s", len(queue), sym, kind)
+            for order, remaining, _bars in queue:
+                out.append(OrderCancelled(order.client_id, sym, bar.ts, remaining, kind))
             self._queue[sym] = []
 
     def _trail(self, bar: Bar) -> None:
@@ -205,22 +361,24 @@ class PaperBroker(Broker):
         price: float,
         ref: float,
         ts: datetime,
-        out: list[Fill],
+        out: list[OrderEvent],
         order: Order | None,
     ) -> None:
         self._fill_seq += 1
+        fee = commission(q * price, self.config.costs)
         fill = Fill(
             client_id=cid,
             symbol=sym,
             side=side,
             quantity=q,
             price=price,
-            commission=commission(q * price, self.config.costs),
+            commission=fee,
             ts=ts,
             venue_fill_id=f"paper-{self._fill_seq}",
             slippage_cost=q * abs(price - ref),
         )
         out.append(fill)
+        self._cash -= side.sign * q * price + fee
         qty, avg = self._positions.get(sym, (0.0, 0.0))
         new_qty, new_avg = apply_to_position(qty, avg, side.sign * q, price)
         if new_qty == 0.0:
@@ -228,7 +386,11 @@ class PaperBroker(Broker):
         else:
             self._positions[sym] = [new_qty, new_avg]
         if new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0):
-            self._protect.pop(sym, None)
+            prot = self._protect.pop(sym, None)
+            if prot is not None:
+                for pcid in (prot[5], prot[6]):
+                    if pcid is not None:
+                        out.append(OrderCancelled(pcid, sym, ts, abs(qty), "position_closed"))
         if (
             order is not None
             and order.intent == "entry"
@@ -236,7 +398,46 @@ class PaperBroker(Broker):
             and new_qty * side.sign > 0.0
             and (order.stop_loss is not None or order.take_profit is not None)
         ):
-            self._protect[sym] = [side.sign, order.stop_loss, order.take_profit, price, ts]
+            self._open_protection(order, side, abs(new_qty), price, ts, out)
+
+    def _open_protection(
+        self, entry: Order, side: Side, qty: float, price: float, ts: datetime, out: list[Any]
+    ) -> None:
+        sym = entry.symbol
+        exit_side = Side.SELL if side is Side.BUY else Side.BUY
+        stop_cid = tp_cid = None
+        for kind, level in (("stop", entry.stop_loss), ("take_profit", entry.take_profit)):
+            if level is None:
+                continue
+            cid = protective_client_id(entry.client_id, kind)
+            self._seen.add(cid)
+            order = Order(
+                client_id=cid,
+                symbol=sym,
+                side=exit_side,
+                quantity=qty,
+                ts=ts,
+                intent=kind,
+                order_type=OrderType.STOP if kind == "stop" else OrderType.LIMIT,
+                limit_price=level if kind == "take_profit" else None,
+                stop_price=level if kind == "stop" else None,
+                strategy=entry.strategy,
+            )
+            out.append(OrderSubmitted(order))
+            out.append(OrderAccepted(cid, sym, ts, cid))
+            if kind == "stop":
+                stop_cid = cid
+            else:
+                tp_cid = cid
+        self._protect[sym] = [
+            side.sign,
+            entry.stop_loss,
+            entry.take_profit,
+            price,
+            ts,
+            stop_cid,
+            tp_cid,
+        ]
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -246,15 +447,18 @@ class PaperBroker(Broker):
         state = {
             "version": _STATE_VERSION,
             "queue": {
-                s: [[_order_to_json(o), r] for o, r in q] for s, q in self._queue.items() if q
+                s: [[_order_to_json(o), r, b] for o, r, b in q] for s, q in self._queue.items() if q
             },
             "seen": sorted(self._seen),
-            "unpolled": [_fill_to_json(f) for f in self._unpolled],
+            "events": [_event_to_json(e) for e in self._events],
             "positions": self._positions,
+            "cash": self._cash,
             "protect": {
-                s: [p[0], p[1], p[2], p[3], p[4].isoformat()] for s, p in self._protect.items()
+                s: [p[0], p[1], p[2], p[3], p[4].isoformat(), p[5], p[6]]
+                for s, p in self._protect.items()
             },
             "vol": {s: asdict(v) for s, v in self._vol.items()},
+            "volumes": self._volumes,
             "last_ts": {s: t.isoformat() for s, t in self._last_ts.items()},
             "fill_seq": self._fill_seq,
         }
@@ -280,24 +484,27 @@ class PaperBroker(Broker):
             )
             raise ValueError(msg)
         self._queue = {
-            s: [[_order_from_json(o), float(r)] for o, r in q] for s, q in state["queue"].items()
+            s: [[_order_from_json(o), float(r), int(b)] for o, r, b in q]
+            for s, q in state["queue"].items()
         }
         self._seen = set(state["seen"])
-        self._unpolled = [_fill_from_json(f) for f in state["unpolled"]]
+        self._events = [_event_from_json(e) for e in state["events"]]
         self._positions = {s: [float(q), float(a)] for s, (q, a) in state["positions"].items()}
+        self._cash = float(state["cash"])
         self._protect = {
-            s: [int(p[0]), p[1], p[2], float(p[3]), datetime.fromisoformat(p[4])]
+            s: [int(p[0]), p[1], p[2], float(p[3]), datetime.fromisoformat(p[4]), p[5], p[6]]
             for s, p in state["protect"].items()
         }
         self._vol = {s: EwmaVol(**v) for s, v in state["vol"].items()}
+        self._volumes = {s: [float(x) for x in v] for s, v in state["volumes"].items()}
         self._last_ts = {s: datetime.fromisoformat(t) for s, t in state["last_ts"].items()}
         self._fill_seq = int(state["fill_seq"])
         logger.info(
-            "paper broker resumed from %s: %d queued, %d seen ids, %d unpolled fills",
+            "paper broker resumed from %s: %d queued, %d seen ids, %d unpolled events",
             path,
             sum(len(q) for q in self._queue.values()),
             len(self._seen),
-            len(self._unpolled),
+            len(self._events),
         )
 
 
@@ -317,15 +524,34 @@ def _order_from_json(d: Mapping[str, Any]) -> Order:
     return Order(**values)
 
 
-def _fill_to_json(f: Fill) -> dict[str, Any]:
-    d = {k: getattr(f, k) for k in Fill.__slots__}
-    d["side"] = f.side.value
-    d["ts"] = f.ts.isoformat()
+_EVENT_TYPES: dict[str, type] = {
+    "fill": Fill,
+    "submitted": OrderSubmitted,
+    "accepted": OrderAccepted,
+    "cancelled": OrderCancelled,
+    "expired": OrderExpired,
+}
+_EVENT_NAMES = {v: k for k, v in _EVENT_TYPES.items()}
+
+
+def _event_to_json(e: OrderEvent) -> dict[str, Any]:
+    kind = _EVENT_NAMES[type(e)]
+    if isinstance(e, OrderSubmitted):
+        return {"kind": kind, "order": _order_to_json(e.order)}
+    d: dict[str, Any] = {k: getattr(e, k) for k in type(e).__slots__}  # type: ignore[attr-defined]
+    d["ts"] = e.ts.isoformat()  # type: ignore[union-attr]
+    if isinstance(e, Fill):
+        d["side"] = e.side.value
+    d["kind"] = kind
     return d
 
 
-def _fill_from_json(d: Mapping[str, Any]) -> Fill:
+def _event_from_json(d: Mapping[str, Any]) -> OrderEvent:
     values = dict(d)
-    values["side"] = Side(values["side"])
+    cls = _EVENT_TYPES[values.pop("kind")]
+    if cls is OrderSubmitted:
+        return OrderSubmitted(_order_from_json(values["order"]))
     values["ts"] = datetime.fromisoformat(values["ts"])
-    return Fill(**values)
+    if cls is Fill:
+        values["side"] = Side(values["side"])
+    return cls(**values)  # type: ignore[no-any-return]

@@ -15,7 +15,28 @@ from typing import NamedTuple
 from execution.config import RiskLimits
 from execution.domain import Side
 
-__all__ = ["OrderIntent", "PortfolioView", "RiskDecision", "RiskGovernor", "derisk_scale"]
+__all__ = [
+    "RISK_REASONS",
+    "OrderIntent",
+    "PortfolioView",
+    "RiskDecision",
+    "RiskGovernor",
+    "derisk_scale",
+    "risk_allowed",
+]
+
+# Reason codes of risk_allowed.
+RISK_REASONS = (
+    "ok",
+    "no_equity",
+    "max_trades_per_day",
+    "daily_loss_halt",
+    "max_drawdown_halt",
+    "drawdown_derisk",
+    "max_position",
+    "gross_exposure",
+    "max_risk_per_trade",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +98,8 @@ class RiskGovernor:
         # Units already held on the order's side; an opposite position is closed first.
         base = abs(pos) if pos * sign > 0 else 0.0
 
-        equity = view.equity
-        blocked = self._blocked(view)
-        if blocked:
-            return RiskDecision(reducing, blocked)
-
-        peak = max(view.peak_equity, equity)
-        scale = derisk_scale(lim, 1.0 - equity / peak)
-        caps: list[tuple[float, str]] = [
-            (opening * scale, "drawdown_derisk" if scale < 1 else "ok")
-        ]
-        price = intent.price
-        caps.append((lim.max_position_frac * equity / price - base, "max_position"))
+        if view.halt:
+            return RiskDecision(reducing, view.halt)
         gross_other = 0.0
         for sym, qty in view.positions.items():
             if sym == intent.symbol or qty == 0.0:
@@ -98,34 +109,81 @@ class RiskGovernor:
             except KeyError:
                 msg = f"portfolio view has a position in {sym!r} but no price for it"
                 raise ValueError(msg) from None
-        caps.append(
-            ((lim.max_gross_exposure * equity - gross_other) / price - base, "gross_exposure")
+        allowed, code = risk_allowed(
+            opening,
+            base,
+            view.equity,
+            view.peak_equity,
+            view.day_start_equity,
+            view.trades_today,
+            gross_other,
+            intent.price,
+            intent.stop_distance if intent.stop_distance is not None else 0.0,
+            lim.max_position_frac,
+            lim.max_gross_exposure,
+            lim.max_risk_per_trade,
+            lim.daily_loss_halt,
+            lim.max_drawdown_halt,
+            lim.drawdown_derisk_start,
+            lim.max_trades_per_day,
         )
-        if intent.stop_distance is not None and intent.stop_distance > 0.0:
-            caps.append(
-                (lim.max_risk_per_trade * equity / intent.stop_distance, "max_risk_per_trade")
-            )
-        allowed, reason = min(caps, key=lambda c: c[0])
-        if allowed >= opening:
+        if code == 0:
             return RiskDecision(intent.quantity, "ok")
-        # A hair under the bound, so that float rounding never lets a limit be exceeded.
-        allowed = max(allowed * (1.0 - 1e-12), 0.0)
-        return RiskDecision(reducing + allowed, reason)
+        return RiskDecision(reducing + allowed, RISK_REASONS[code])
 
-    def _blocked(self, view: PortfolioView) -> str:
-        if view.halt:
-            return view.halt
-        lim = self.limits
-        equity = view.equity
-        if not (equity > 0.0):
-            return "no_equity"
-        if view.trades_today >= lim.max_trades_per_day:
-            return "max_trades_per_day"
-        if view.day_start_equity > 0 and equity <= view.day_start_equity * (
-            1 - lim.daily_loss_halt
-        ):
-            return "daily_loss_halt"
-        peak = max(view.peak_equity, equity)
-        if 1.0 - equity / peak >= lim.max_drawdown_halt:
-            return "max_drawdown_halt"
-        return ""
+
+def risk_allowed(
+    opening: float,
+    base: float,
+    equity: float,
+    peak_equity: float,
+    day_start_equity: float,
+    trades_today: int,
+    gross_other: float,
+    price: float,
+    stop_distance: float,
+    max_position_frac: float,
+    max_gross_exposure: float,
+    max_risk_per_trade: float,
+    daily_loss_halt: float,
+    max_drawdown_halt: float,
+    drawdown_derisk_start: float,
+    max_trades_per_day: int,
+) -> tuple[float, int]:
+    """(units that may open, reason code into RISK_REASONS) for `opening` risk-increasing units.
+
+    The rule on scalars, which RiskGovernor.check and the compiled path both run: `base` is what
+    is already held on the order's side, `gross_other` the notional held in other symbols, and
+    stop_distance <= 0 means unknown. Returns `opening` itself (code 0) when no limit binds.
+    """
+    if not (equity > 0.0):
+        return 0.0, 1
+    if trades_today >= max_trades_per_day:
+        return 0.0, 2
+    if day_start_equity > 0 and equity <= day_start_equity * (1 - daily_loss_halt):
+        return 0.0, 3
+    peak = peak_equity if peak_equity > equity else equity
+    dd = 1.0 - equity / peak
+    if dd >= max_drawdown_halt:
+        return 0.0, 4
+    if dd <= drawdown_derisk_start:
+        scale = 1.0
+    else:
+        scale = (max_drawdown_halt - dd) / (max_drawdown_halt - drawdown_derisk_start)
+    allowed = opening * scale
+    reason = 5 if scale < 1 else 0
+    cap = max_position_frac * equity / price - base
+    if cap < allowed:
+        allowed, reason = cap, 6
+    cap = (max_gross_exposure * equity - gross_other) / price - base
+    if cap < allowed:
+        allowed, reason = cap, 7
+    if stop_distance > 0.0:
+        cap = max_risk_per_trade * equity / stop_distance
+        if cap < allowed:
+            allowed, reason = cap, 8
+    if allowed >= opening:
+        return opening, 0
+    # A hair under the bound, so that float rounding never lets a limit be exceeded.
+    allowed = allowed * (1.0 - 1e-12)
+    return (0.0 if 0.0 > allowed else allowed), reason

@@ -6,7 +6,10 @@ import math
 
 from execution.config import SizingConfig
 
-__all__ = ["kelly_fraction", "target_quantity"]
+__all__ = ["METHOD_CODES", "kelly_fraction", "target_quantity", "target_units"]
+
+# Integer codes of SizingConfig.method, for the scalar rule that the compiled path runs too.
+METHOD_CODES = {"fixed_fractional": 0, "vol_target": 1, "kelly": 2, "fixed_quantity": 3}
 
 
 def kelly_fraction(p_win: float, p_loss: float) -> float:
@@ -18,6 +21,52 @@ def kelly_fraction(p_win: float, p_loss: float) -> float:
     if total <= 0.0 or p_win <= p_loss:
         return 0.0
     return (p_win - p_loss) / total
+
+
+def target_units(
+    method: int,
+    equity: float,
+    price: float,
+    stop_distance: float,
+    vol: float,
+    p_win: float,
+    p_loss: float,
+    periods_per_year: float,
+    risk_per_trade: float,
+    target_vol: float,
+    kelly_frac: float,
+    kelly_cap: float,
+    max_leverage: float,
+    fixed_quantity: float,
+) -> float:
+    """The sizing rule on scalars (`method` from METHOD_CODES; stop_distance and vol <= 0 mean
+    unknown); `target_quantity` is the config-taking front."""
+    if equity <= 0.0 or price <= 0.0 or not math.isfinite(price):
+        return 0.0
+    if method == 3:
+        qty = fixed_quantity
+    elif method == 0:
+        if stop_distance <= 0.0:
+            return 0.0
+        qty = equity * risk_per_trade / stop_distance
+    elif method == 1:
+        if vol <= 0.0:
+            return 0.0
+        annual = vol * math.sqrt(periods_per_year)
+        qty = equity * target_vol / annual / price
+    else:
+        # kelly_fraction, inlined: the compiled path compiles leaf functions only.
+        total = p_win + p_loss
+        full = 0.0 if (total <= 0.0 or p_win <= p_loss) else (p_win - p_loss) / total
+        frac = kelly_frac * full
+        if kelly_cap < frac:
+            frac = kelly_cap
+        qty = equity * frac / price
+    if method != 3:
+        lev = max_leverage * equity / price
+        if lev < qty:
+            qty = lev
+    return 0.0 if 0.0 > qty else qty
 
 
 def target_quantity(
@@ -38,23 +87,19 @@ def target_quantity(
     configured stop's distance, or stop_pct of the price when no stop is configured).
     vol_target sizes 0 until the volatility estimate is warm.
     """
-    if equity <= 0.0 or price <= 0.0 or not math.isfinite(price):
-        return 0.0
-    method = config.method
-    if method == "fixed_quantity":
-        qty = config.fixed_quantity
-    elif method == "fixed_fractional":
-        if stop_distance is None or stop_distance <= 0.0:
-            return 0.0
-        qty = equity * config.risk_per_trade / stop_distance
-    elif method == "vol_target":
-        if vol is None or vol <= 0.0:
-            return 0.0
-        annual = vol * math.sqrt(periods_per_year)
-        qty = equity * config.target_vol / annual / price
-    else:  # kelly
-        frac = min(config.kelly_fraction * kelly_fraction(p_win, p_loss), config.kelly_cap)
-        qty = equity * frac / price
-    if method != "fixed_quantity":
-        qty = min(qty, config.max_leverage * equity / price)
-    return max(qty, 0.0)
+    return target_units(
+        METHOD_CODES[config.method],
+        equity,
+        price,
+        stop_distance if stop_distance is not None else 0.0,
+        vol if vol is not None else 0.0,
+        p_win,
+        p_loss,
+        periods_per_year,
+        config.risk_per_trade,
+        config.target_vol,
+        config.kelly_fraction,
+        config.kelly_cap,
+        config.max_leverage,
+        config.fixed_quantity,
+    )

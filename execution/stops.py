@@ -1,7 +1,9 @@
 """Protective stops and take profits: distances, initial levels, trailing and intrabar triggers.
 
-The same functions run in the engine (which mirrors the levels in its state) and in the paper
-broker (which holds them resting and triggers them), so both always agree on a level.
+The same functions run in the engine (which mirrors the levels in its state), in the paper
+broker (which holds them resting and triggers them) and, compiled, in the fast backtest path
+(`execution._fast`), so all agree on a level. The rules are the scalar functions (`atr_step`,
+`trail_stop`, `trigger_code`); the objects and config-taking helpers wrap them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,42 @@ from dataclasses import dataclass
 from execution.config import StopConfig
 
 __all__ = [
+    "TRIGGER_NONE",
+    "TRIGGER_STOP",
+    "TRIGGER_TAKE_PROFIT",
     "AtrEstimator",
+    "atr_step",
     "check_trigger",
     "initial_levels",
     "stop_distance",
     "trail",
+    "trail_stop",
+    "trigger_code",
 ]
+
+TRIGGER_NONE, TRIGGER_STOP, TRIGGER_TAKE_PROFIT = 0, 1, 2
+
+
+def atr_step(
+    count: int, atr: float, prev_close: float, high: float, low: float, period: int
+) -> tuple[int, float]:
+    """(count, atr) after one more bar: Wilder's ATR, the plain mean until `period` bars."""
+    tr = high - low
+    if count > 0:
+        a = abs(high - prev_close)
+        if a > tr:
+            tr = a
+        b = abs(low - prev_close)
+        if b > tr:
+            tr = b
+    count += 1
+    if count == 1:
+        atr = tr
+    elif count <= period:
+        atr += (tr - atr) / count
+    else:
+        atr = (atr * (period - 1) + tr) / period
+    return count, atr
 
 
 @dataclass(slots=True)
@@ -30,18 +62,9 @@ class AtrEstimator:
     count: int = 0
 
     def update(self, high: float, low: float, close: float) -> None:
-        if self.count == 0:
-            tr = high - low
-        else:
-            pc = self.prev_close
-            tr = max(high - low, abs(high - pc), abs(low - pc))
-        self.count += 1
-        if self.count == 1:
-            self.atr = tr
-        elif self.count <= self.period:
-            self.atr += (tr - self.atr) / self.count
-        else:
-            self.atr = (self.atr * (self.period - 1) + tr) / self.period
+        self.count, self.atr = atr_step(
+            self.count, self.atr, self.prev_close, high, low, self.period
+        )
         self.prev_close = close
 
     @property
@@ -74,17 +97,64 @@ def initial_levels(
     return stop, tp
 
 
+def trail_stop(
+    direction: int, stop: float, extreme: float, high: float, low: float, stop_pct: float
+) -> tuple[float, float]:
+    """(stop, extreme) after a bar: the stop follows the best price by stop_pct, never back."""
+    if direction > 0:
+        if high > extreme:
+            extreme = high
+        cand = extreme * (1.0 - stop_pct)
+        return (cand if cand > stop else stop), extreme
+    if low < extreme:
+        extreme = low
+    cand = extreme * (1.0 + stop_pct)
+    return (cand if cand < stop else stop), extreme
+
+
 def trail(
     config: StopConfig, direction: int, stop: float, extreme: float, high: float, low: float
 ) -> tuple[float, float]:
     """(stop, extreme) after a bar: a trailing stop follows the best price by stop_pct."""
     if config.kind != "trailing":
         return stop, extreme
+    return trail_stop(direction, stop, extreme, high, low, config.stop_pct)
+
+
+def trigger_code(
+    direction: int,
+    has_stop: bool,
+    stop: float,
+    has_tp: bool,
+    take_profit: float,
+    open_: float,
+    high: float,
+    low: float,
+) -> tuple[int, float]:
+    """(TRIGGER_*, raw price) of the protective level a bar hits first; (TRIGGER_NONE, 0.0).
+
+    A gap through a level fills at the open; when one bar spans both levels the stop is assumed
+    to come first (the conservative reading of an unknown intrabar path).
+    """
     if direction > 0:
-        extreme = max(extreme, high)
-        return max(stop, extreme * (1.0 - config.stop_pct)), extreme
-    extreme = min(extreme, low)
-    return min(stop, extreme * (1.0 + config.stop_pct)), extreme
+        if has_stop and open_ <= stop:
+            return TRIGGER_STOP, open_
+        if has_tp and open_ >= take_profit:
+            return TRIGGER_TAKE_PROFIT, open_
+        if has_stop and low <= stop:
+            return TRIGGER_STOP, stop
+        if has_tp and high >= take_profit:
+            return TRIGGER_TAKE_PROFIT, take_profit
+    elif direction < 0:
+        if has_stop and open_ >= stop:
+            return TRIGGER_STOP, open_
+        if has_tp and open_ <= take_profit:
+            return TRIGGER_TAKE_PROFIT, open_
+        if has_stop and high >= stop:
+            return TRIGGER_STOP, stop
+        if has_tp and low <= take_profit:
+            return TRIGGER_TAKE_PROFIT, take_profit
+    return TRIGGER_NONE, 0.0
 
 
 def check_trigger(
@@ -95,27 +165,17 @@ def check_trigger(
     high: float,
     low: float,
 ) -> tuple[str, float] | None:
-    """Which protective level a bar hits first and the raw price it executes at, or None.
-
-    A gap through a level fills at the open; when one bar spans both levels the stop is assumed
-    to come first (the conservative reading of an unknown intrabar path).
-    """
-    if direction > 0:
-        if stop is not None and open_ <= stop:
-            return "stop", open_
-        if take_profit is not None and open_ >= take_profit:
-            return "take_profit", open_
-        if stop is not None and low <= stop:
-            return "stop", stop
-        if take_profit is not None and high >= take_profit:
-            return "take_profit", take_profit
-    elif direction < 0:
-        if stop is not None and open_ >= stop:
-            return "stop", open_
-        if take_profit is not None and open_ <= take_profit:
-            return "take_profit", open_
-        if stop is not None and high >= stop:
-            return "stop", stop
-        if take_profit is not None and low <= take_profit:
-            return "take_profit", take_profit
-    return None
+    """Which protective level a bar hits first ("stop" / "take_profit") and its raw price."""
+    code, price = trigger_code(
+        direction,
+        stop is not None,
+        stop if stop is not None else 0.0,
+        take_profit is not None,
+        take_profit if take_profit is not None else 0.0,
+        open_,
+        high,
+        low,
+    )
+    if code == TRIGGER_NONE:
+        return None
+    return ("stop" if code == TRIGGER_STOP else "take_profit"), price

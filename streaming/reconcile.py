@@ -82,7 +82,14 @@ def ledger_in_flight(engine: Any) -> dict[str, float]:
         orders = getattr(ss, "orders", None)
         if orders is None:
             orders = getattr(ss, "pending", {})
-        qty = sum(o.sign * o.remaining for o in orders.values())
+        # Protective stops / take profits are contingent (execution.engine.PROTECTIVE_INTENTS),
+        # and a cancel already requested is no longer meant to fill.
+        qty = sum(
+            o.sign * o.remaining
+            for o in orders.values()
+            if getattr(o, "intent", "") not in ("stop", "take_profit")
+            and not getattr(o, "cancel_requested", False)
+        )
         if abs(qty) > _QTY_EPS:
             out[sym] = qty
     return out

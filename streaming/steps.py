@@ -7,10 +7,12 @@ dataclasses and runs without a dataflow, so the steps are tested in microseconds
   prediction for the newest one, equal to the batch plane's
   (`bundle.predict_frame(buffer).iloc[-1]`).
 - `portfolio_step`: one portfolio for all symbols; runs per bar the sequence of
-  `execution.backtest.run_backtest`: broker fills for the bar, `on_fill` for each, the
-  reconciliation of the ledger with the venue (`streaming.reconcile`: at start and every
-  `ReconcileConfig.every_bars` bars; no new risk while they disagree), `on_bar`, and every order
-  to the broker through the order router (which never raises a venue error).
+  `execution.backtest.run_backtest`: the venue's order events for the bar (fills, cancels,
+  expiries), `on_event` for each, the reconciliation of the ledger with the venue
+  (`streaming.reconcile`: at start and every `ReconcileConfig.every_bars` bars; no new risk
+  while they disagree), `on_bar`, then its cancels to the broker and its orders through the
+  order router (which never raises a venue error), whose outcome goes back through `on_event`:
+  accepted, rejected with nothing filled, or left submitted while its fate is unknown.
 - `aggregate_ticks`: trades/quotes into bars of one timeframe.
 """
 
@@ -223,13 +225,56 @@ def _reconcile(state: PortfolioState, rt: PortfolioRuntime, ts: datetime) -> lis
     return adopt
 
 
-def _poll_venue(broker: Broker) -> list[Fill]:
-    """The venue's new fills; none while it cannot be asked (reconciliation holds trading)."""
+def _poll_venue(broker: Broker) -> list[Any]:
+    """The venue's new order events (fills first, then what became of orders otherwise); none
+    while it cannot be asked (reconciliation holds trading)."""
     try:
-        return list(broker.poll_fills())
+        events: list[Any] = list(broker.poll_events())
+        # A bridge that reports outcomes beside fills (mt5_bridge's poll_outcomes, until it
+        # speaks execution.orders itself): the same facts as order events.
+        poll_outcomes = getattr(broker, "poll_outcomes", None)
+        if poll_outcomes is not None:
+            events.extend(_outcome_event(o) for o in poll_outcomes())
     except BrokerUnavailableError as exc:
         logger.warning("event=fills_unavailable broker=%s error=%s", broker.name, exc)
         return []
+    return [e for e in events if e is not None]
+
+
+def _outcome_event(outcome: Any) -> Any:
+    from execution.orders import OrderAccepted, OrderCancelled, OrderRejected
+
+    kind, cid, sym, ts = outcome.kind, outcome.client_id, outcome.symbol, outcome.ts
+    if kind == "cancelled":
+        return OrderCancelled(cid, sym, ts, float(outcome.unfilled), outcome.reason)
+    if kind == "accepted":
+        return OrderAccepted(cid, sym, ts, outcome.venue_order_id)
+    if kind == "absent":
+        return OrderRejected(cid, sym, ts, outcome.reason or "absent", float(outcome.unfilled))
+    logger.warning("event=venue_outcome_unknown kind=%s client_id=%s", kind, cid)
+    return None
+
+
+def _cancel(broker: Broker, command: Any) -> list[Any]:
+    answer = broker.cancel(command)
+    # A bridge whose cancel answers a bool reports the cancellation later, as an outcome.
+    return [] if isinstance(answer, bool) else list(answer)
+
+
+def _route_events(routed: Any, order: Order) -> list[Any]:
+    """What the router's outcome means for the order's lifecycle (execution.orders)."""
+    from execution.orders import OrderAccepted, OrderRejected, events_from_ack
+
+    at_venue = routed.outcome.at_venue
+    if at_venue is None:
+        return []  # fate unknown: it stays submitted until reconciliation settles it
+    if at_venue is False:
+        return [
+            OrderRejected(order.client_id, order.symbol, order.ts, routed.reason, order.quantity)
+        ]
+    if routed.ack is not None:
+        return list(events_from_ack(order, routed.ack, order.ts))
+    return [OrderAccepted(order.client_id, order.symbol, order.ts)]
 
 
 def _signed(order: Order) -> float:
@@ -249,7 +294,9 @@ def _flatten_orders(
             continue
         out.append(
             Order(
-                client_id=make_client_id(rt.config.strategy, symbol, bar.ts, "flatten"),
+                client_id=make_client_id(
+                    rt.config.strategy, symbol, bar.ts, "flatten", timeframe=bar.timeframe
+                ),
                 symbol=symbol,
                 side=Side.SELL if remaining > 0 else Side.BUY,
                 quantity=abs(remaining),
@@ -282,12 +329,12 @@ def _ready(state: PortfolioState, item: Scored, rt: PortfolioRuntime) -> list[Sc
 def portfolio_step(
     state: PortfolioState | None, item: Scored, rt: PortfolioRuntime
 ) -> tuple[PortfolioState, list[Record]]:
-    from execution.engine import equity, on_bar, on_fill
+    from execution.engine import equity, on_bar, on_event
 
     st = state if state is not None else _new_portfolio(rt)
     records: list[Record] = []
     for scored in _ready(st, item, rt):
-        records.extend(_process(st, scored, rt, on_bar, on_fill, equity))
+        records.extend(_process(st, scored, rt, on_bar, on_event, equity))
     return st, records
 
 
@@ -296,24 +343,27 @@ def _process(
     scored: Scored,
     rt: PortfolioRuntime,
     on_bar: Any,
-    on_fill: Any,
+    on_event: Any,
     equity: Any,
 ) -> list[Record]:
+    from execution.orders import Cancel, OrderSubmitted
+
     bar, prediction = scored.bar, scored.prediction
     broker = _broker(st, rt)
     records: list[Record] = []
 
     if rt.live_broker is None:
-        fills: list[Fill] = list(st.paper.on_bar(bar))
-        if fills:
-            st.paper.poll_fills()  # the ledger took them from on_bar; drain the unpolled queue
+        events: list[Any] = list(st.paper.on_bar(bar))
+        if events:
+            st.paper.poll_events()  # the ledger took them from on_bar; drain the unpolled queue
     else:
-        fills = _poll_venue(broker)
-    for fill in fills:
-        st.engine, _trades = on_fill(st.engine, fill, rt.config)
-        records.append(_fill_record(fill))
+        events = _poll_venue(broker)
+    for event in events:
+        st.engine, _trades = on_event(st.engine, event, rt.config)
+        if isinstance(event, Fill):
+            records.append(_fill_record(event))
     for fill in _reconcile(st, rt, bar_close_ts(bar)):  # adopting the venue's state, if any
-        st.engine, _trades = on_fill(st.engine, fill, rt.config)
+        st.engine, _trades = on_event(st.engine, fill, rt.config)
         records.append(_fill_record(fill))
     can_trade = rt.reconciled
     kill = read_kill_switch(rt.home) if rt.home is not None else None
@@ -337,12 +387,20 @@ def _process(
         st.engine, orders = on_bar(st.engine, bar, None, rt.config, rt.governor)
         if st.flattened_since != kill.since:
             orders = _flatten_orders(st, broker, bar, rt)
+            for order in orders:  # orders the engine did not make itself: let it track them
+                st.engine, _ = on_event(st.engine, OrderSubmitted(order), rt.config)
             st.flattened_since = kill.since
             logger.warning("event=flatten orders=%d since=%s", len(orders), kill.since)
-    for order in orders:
-        routed = rt.router.route(broker, order, received_ns=scored.received_ns)
+    for command in orders:
+        if isinstance(command, Cancel):
+            for event in _cancel(broker, command):
+                st.engine, _ = on_event(st.engine, event, rt.config)
+            continue
+        routed = rt.router.route(broker, command, received_ns=scored.received_ns)
         if routed.outcome.at_venue is not False:
-            records.append(_order_record(order))
+            records.append(_order_record(command))
+        for event in _route_events(routed, command):
+            st.engine, _ = on_event(st.engine, event, rt.config)
     st.bars += 1
     if rt.reconciler is not None:
         rt.reconciler.bar_done()

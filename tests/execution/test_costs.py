@@ -29,9 +29,10 @@ def test_commission_when_small_notional_then_minimum_applies() -> None:
 
 
 def test_volume_cap_when_zero_volume_or_no_share_then_uncapped() -> None:
-    assert volume_cap(0.0, CostModel(max_volume_share=0.1)) == math.inf
-    assert volume_cap(1000.0, CostModel(max_volume_share=None)) == math.inf
-    assert volume_cap(1000.0, CostModel(max_volume_share=0.1)) == pytest.approx(100.0)
+    assert volume_cap(0.0, 0.1) == math.inf
+    assert volume_cap(1000.0, None) == math.inf
+    assert volume_cap(1000.0, 0.0) == math.inf
+    assert volume_cap(1000.0, 0.1) == pytest.approx(100.0)
 
 
 def test_ewma_vol_when_fewer_returns_than_window_then_none() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from execution.broker import submit_order
 from execution.config import CostModel, StopConfig, StrategyConfig
-from execution.engine import EngineError, equity, new_state, on_bar, on_fill
+from execution.engine import EngineError, equity, new_state, on_bar, on_event
+from execution.orders import Cancel, OrderAccepted
 from execution.paper import PaperBroker
 from execution.risk import RiskGovernor
 from execution.signal import Prediction, bars_from_frame, predictions_from_frame
@@ -23,15 +25,21 @@ CONFIG = StrategyConfig(
 
 def _run(bars, preds, broker, state, governor, sink):
     for bar in bars:
-        fills = broker.on_bar(bar)
-        broker.poll_fills()
-        for fill in fills:
-            state, _ = on_fill(state, fill, CONFIG)
-        sink["fills"].extend(fills)
-        state, orders = on_bar(state, bar, preds.get((bar.symbol, bar.ts)), CONFIG, governor)
-        for order in orders:
-            broker.submit(order)
-        sink["orders"].extend(orders)
+        events = broker.on_bar(bar)
+        broker.poll_events()
+        for event in events:
+            state, _ = on_event(state, event, CONFIG)
+        sink["fills"].extend(events)
+        state, commands = on_bar(state, bar, preds.get((bar.symbol, bar.ts)), CONFIG, governor)
+        for command in commands:
+            answer = (
+                broker.cancel(command)
+                if isinstance(command, Cancel)
+                else submit_order(broker, command, command.ts)
+            )
+            for event in answer:
+                state, _ = on_event(state, event, CONFIG)
+        sink["orders"].extend(commands)
         sink["equity"].append(equity(state))
         for sym, ss in state.symbols.items():
             if ss.stop is not None:
@@ -80,6 +88,7 @@ def test_on_bar_when_same_direction_twice_then_one_entry_only() -> None:
     a = [b for b in bars if b.symbol == "AAA"]
 
     state, first = on_bar(state, a[0], Prediction("AAA", a[0].ts, 0.1, 0.1, 0.8), CONFIG, gov)
+    state, _ = on_event(state, OrderAccepted(first[0].client_id, "AAA", first[0].ts), CONFIG)
     state, second = on_bar(state, a[1], Prediction("AAA", a[1].ts, 0.1, 0.1, 0.8), CONFIG, gov)
     snapshot = copy.deepcopy(state)
     state, flip = on_bar(state, a[2], Prediction("AAA", a[2].ts, 0.8, 0.1, 0.1), CONFIG, gov)
@@ -88,6 +97,8 @@ def test_on_bar_when_same_direction_twice_then_one_entry_only() -> None:
     assert first[0].stop_loss is not None
     assert first[0].take_profit is not None
     assert second == []
-    assert [(o.intent, o.side.value) for o in flip] == [("exit", "sell"), ("entry", "sell")]
-    assert flip[0].quantity == pytest.approx(first[0].quantity)
+    # Nothing filled yet: the working entry is cancelled, nothing is sold, a short entry goes.
+    assert isinstance(flip[0], Cancel)
+    assert flip[0].client_id == first[0].client_id
+    assert [(o.intent, o.side.value) for o in flip[1:]] == [("entry", "sell")]
     assert snapshot.seq < state.seq

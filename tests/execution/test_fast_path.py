@@ -344,9 +344,9 @@ def test_client_ids_when_timestamps_have_microseconds_then_match_make_client_id(
     )
     ns = ts.as_unit("ns").asi8
 
-    ids = _client_ids("s", "SYM", ns, np.array(["entry", "exit", "stop"], dtype=object))
+    ids = _client_ids("s", "SYM", "1h", ns, np.array(["entry", "exit", "stop"], dtype=object))
 
     assert ids == [
-        make_client_id("s", "SYM", t.to_pydatetime(), intent)
+        make_client_id("s", "SYM", t.to_pydatetime(), intent, timeframe="1h")
         for t, intent in zip(ts, ["entry", "exit", "stop"], strict=True)
     ]

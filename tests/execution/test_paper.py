@@ -8,8 +8,9 @@ import pytest
 from execution.broker import DuplicateOrderError
 from execution.config import CostModel, StopConfig, StrategyConfig
 from execution.costs import cost_fraction
-from execution.domain import Order, Side, make_client_id
-from execution.paper import PaperBroker
+from execution.domain import Fill, Order, Side, make_client_id
+from execution.orders import OrderAccepted, OrderCancelled, OrderExpired, OrderSubmitted
+from execution.paper import PaperBroker, protective_client_id
 from execution.signal import Bar
 
 T0 = datetime(2024, 1, 2, 14, tzinfo=UTC)
@@ -23,6 +24,10 @@ def _bar(i: int, o: float, h: float, lo: float, c: float, v: float = 1e6) -> Bar
 def _order(i: int, side: Side, qty: float, intent: str = "entry", **kw: object) -> Order:
     ts = T0 + timedelta(hours=i)
     return Order(make_client_id("t", "X", ts, intent), "X", side, qty, ts, intent, **kw)  # type: ignore[arg-type]
+
+
+def _fills(events: list) -> list[Fill]:
+    return [e for e in events if isinstance(e, Fill)]
 
 
 def test_submit_when_client_id_seen_then_duplicate_error() -> None:
@@ -54,17 +59,111 @@ def test_restart_when_state_path_given_then_continues_and_refuses_seen_ids(tmp_p
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_on_bar_when_volume_cap_then_partial_fills_until_done() -> None:
+def test_on_bar_when_volume_cap_then_cap_uses_previous_bar_volume_not_the_filled_bar() -> None:
     config = StrategyConfig(strategy="t", costs=CostModel(max_volume_share=0.1))
     broker = PaperBroker(config)
+    broker.on_bar(_bar(0, 100, 101, 99, 100, v=100.0))
     broker.submit(_order(0, Side.BUY, 25.0))
 
-    filled = [
-        sum(f.quantity for f in broker.on_bar(_bar(i, 100, 101, 99, 100, v=100.0)))
-        for i in (1, 2, 3, 4)
+    # The filled bar reports a huge volume; only the 100 known before it may count.
+    events = broker.on_bar(_bar(1, 100, 101, 99, 100, v=1e9))
+
+    assert [f.quantity for f in _fills(events)] == [pytest.approx(10.0)]
+
+
+def test_on_bar_when_entry_partly_filled_and_policy_cancel_then_rest_cancelled_at_bar_end() -> None:
+    config = StrategyConfig(strategy="t", costs=CostModel(max_volume_share=0.1))
+    broker = PaperBroker(config)
+    broker.on_bar(_bar(0, 100, 101, 99, 100, v=100.0))
+    order = _order(0, Side.BUY, 25.0)
+    broker.submit(order)
+
+    events = broker.on_bar(_bar(1, 100, 101, 99, 100, v=100.0))
+
+    assert isinstance(events[0], Fill)
+    assert events[1] == OrderCancelled(
+        order.client_id, "X", T0 + timedelta(hours=2), pytest.approx(15.0), "end_of_bar"
+    )
+    assert broker.open_orders() == []
+
+
+def test_on_bar_when_policy_keep_then_entry_works_n_bars_then_expires() -> None:
+    config = StrategyConfig(
+        strategy="t",
+        costs=CostModel(max_volume_share=0.1),
+        partial_fill="keep",
+        partial_fill_bars=2,
+    )
+    broker = PaperBroker(config)
+    broker.on_bar(_bar(0, 100, 101, 99, 100, v=100.0))
+    broker.submit(_order(0, Side.BUY, 25.0))
+
+    first = broker.on_bar(_bar(1, 100, 101, 99, 100, v=100.0))
+    second = broker.on_bar(_bar(2, 100, 101, 99, 100, v=100.0))
+
+    assert [f.quantity for f in _fills(first)] == [pytest.approx(10.0)]
+    assert [f.quantity for f in _fills(second)] == [pytest.approx(10.0)]
+    assert isinstance(second[-1], OrderExpired)
+    assert second[-1].unfilled == pytest.approx(5.0)
+
+
+def test_on_bar_when_exit_volume_capped_then_exit_keeps_working_until_filled() -> None:
+    config = StrategyConfig(strategy="t", costs=CostModel(max_volume_share=0.1))
+    broker = PaperBroker(config)
+    broker.on_bar(_bar(0, 100, 101, 99, 100, v=1000.0))
+    broker.submit(_order(0, Side.BUY, 25.0))
+    broker.on_bar(_bar(1, 100, 101, 99, 100, v=100.0))
+    broker.submit(_order(1, Side.SELL, 25.0, intent="exit"))
+
+    sold = [
+        sum(f.quantity for f in _fills(broker.on_bar(_bar(i, 100, 101, 99, 100, v=100.0))))
+        for i in (2, 3, 4)
     ]
 
-    assert filled == [pytest.approx(10.0), pytest.approx(10.0), pytest.approx(5.0), 0]
+    assert sold == [pytest.approx(10.0), pytest.approx(10.0), pytest.approx(5.0)]
+    assert broker.positions() == {}
+
+
+def test_on_bar_when_buy_costs_more_than_cash_then_fills_what_cash_pays_and_cancels_rest() -> None:
+    costs = CostModel(commission_bps=10.0, spread_bps=0.0, slippage_bps=0.0, max_volume_share=None)
+    config = StrategyConfig(strategy="t", costs=costs, initial_cash=1_000.0)
+    broker = PaperBroker(config)
+    order = _order(0, Side.BUY, 10.0)  # sized at a close of 100; the next open gaps to 120
+    broker.submit(order)
+
+    events = broker.on_bar(_bar(1, 120.0, 121.0, 119.0, 120.0))
+
+    (fill,) = _fills(events)
+    assert fill.quantity * fill.price + fill.commission <= 1_000.0
+    assert fill.quantity == pytest.approx(1_000.0 / (120.0 * 1.001))
+    assert broker.cash >= 0.0
+    assert isinstance(events[-1], OrderCancelled)
+    assert events[-1].reason == "insufficient_cash"
+
+
+def test_cancel_when_order_working_then_cancelled_with_unfilled_and_never_fills() -> None:
+    broker = PaperBroker(StrategyConfig(strategy="t", costs=NO_COSTS))
+    order = _order(0, Side.BUY, 3.0)
+    broker.submit(order)
+
+    from execution.orders import Cancel
+
+    answer = broker.cancel(Cancel(order.client_id, "X", T0, "superseded"))
+    events = broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
+
+    assert answer == [OrderCancelled(order.client_id, "X", T0, 3.0, "superseded")]
+    assert _fills(events) == []
+    assert broker.cancel(Cancel(order.client_id, "X", T0)) == []
+
+
+def test_submit_when_fx_entry_above_instrument_max_then_rejected_not_capped() -> None:
+    from execution.broker import OrderRejectedError
+
+    broker = PaperBroker(StrategyConfig(strategy="t"))
+    big = Order(make_client_id("t", "EURUSD", T0, "entry"), "EURUSD", Side.BUY, 2e7, T0, "entry")
+
+    with pytest.raises(OrderRejectedError, match="above the maximum"):
+        broker.submit(big)
     assert broker.open_orders() == []
 
 
@@ -102,11 +201,32 @@ def test_on_bar_when_gap_through_resting_stop_then_fills_at_open() -> None:
     config = StrategyConfig(strategy="t", costs=costs, stops=StopConfig(kind="fixed"))
     broker = PaperBroker(config)
     broker.submit(_order(0, Side.BUY, 5.0, stop_loss=95.0, take_profit=110.0))
-    broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
+    opened = broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
     assert broker.resting_levels() == {"X": (95.0, 110.0)}
+    kinds = [(type(e).__name__, getattr(e, "order", None)) for e in opened]
+    assert [k for k, _ in kinds] == [
+        "Fill",
+        "OrderSubmitted",
+        "OrderAccepted",
+        "OrderSubmitted",
+        "OrderAccepted",
+    ]
+    submitted = [e.order for e in opened if isinstance(e, OrderSubmitted)]
+    assert [(o.intent, o.stop_price, o.limit_price) for o in submitted] == [
+        ("stop", 95.0, None),
+        ("take_profit", None, 110.0),
+    ]
+    assert all(isinstance(e, OrderAccepted) for e in opened[2::2])
 
-    (fill,) = broker.on_bar(_bar(2, 90.0, 92.0, 89.0, 91.0))
+    events = broker.on_bar(_bar(2, 90.0, 92.0, 89.0, 91.0))
 
+    (fill,) = _fills(events)
+    entry_id = make_client_id("t", "X", T0, "entry")
+    assert fill.client_id == protective_client_id(entry_id, "stop")
+    assert (
+        OrderCancelled(protective_client_id(entry_id, "take_profit"), "X", fill.ts, 5.0, "oco")
+        in events
+    )
     assert fill.side is Side.SELL
     assert fill.quantity == 5.0
     assert fill.price == pytest.approx(90.0 * (1 - cost_fraction(costs, None)))
@@ -120,7 +240,7 @@ def test_on_bar_when_low_touches_stop_then_fills_at_stop_price() -> None:
     broker.submit(_order(0, Side.SELL, 5.0, stop_loss=105.0, take_profit=90.0))
     broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))
 
-    (fill,) = broker.on_bar(_bar(2, 101.0, 106.0, 100.0, 104.0))
+    (fill,) = _fills(broker.on_bar(_bar(2, 101.0, 106.0, 100.0, 104.0)))
 
     assert (fill.side, fill.quantity, fill.price) == (Side.BUY, 5.0, 105.0)
 

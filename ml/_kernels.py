@@ -29,8 +29,8 @@ from numba import njit
 __all__ = [
     "acf_features",
     "any_nan_columns",
-    "band_features",
     "bars_look_valid",
+    "bollinger_features",
     "copy_row",
     "divide_row",
     "hurst_feature",
@@ -42,6 +42,9 @@ __all__ = [
     "return_moments",
     "shifted_zscore",
     "volatility_features",
+    "window_deviation",
+    "window_wma",
+    "wma_ratio",
 ]
 
 _NAN = np.nan
@@ -101,13 +104,67 @@ def _safe_div(num, den, zero):  # pragma: no cover - jitted
     return num / den if den != 0.0 else zero
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def window_deviation(x, end, w):  # pragma: no cover - jitted
+    """Population std of x[end - w + 1 : end + 1], two-pass (no cancellation, no drift)."""
+    total = 0.0
+    for t in range(end - w + 1, end + 1):
+        total += x[t]
+    mean = total / w
+    ss = 0.0
+    for t in range(end - w + 1, end + 1):
+        d = x[t] - mean
+        ss += d * d
+    return math.sqrt(ss / w)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def window_wma(x, end, w):  # pragma: no cover - jitted
+    """Linearly weighted mean of x[end - w + 1 : end + 1], newest weight w, computed directly."""
+    total = 0.0
+    for j in range(w):
+        total += (j + 1) * x[end - w + 1 + j]
+    return total / ((w * (w + 1)) >> 1)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def band_features(close, upper, middle, lower, up, dn, width, pctb, flags):  # pragma: no cover
-    """Bollinger rows: upper / close - 1, lower / close - 1, width / middle, %b (0.5 if flat)."""
+def wma_ratio(close, w, row, flags):  # pragma: no cover - jitted
+    """close / WMA(w) - 1, each row's WMA summed directly over its window.
+
+    TA-Lib's WMA carries two running totals from the frame's first row, so its rounding grows
+    with the frame (1e-10 relative at 200k bars); a direct sum costs w multiply-adds a row and
+    is the same number whatever came before, which the live plane's incremental state needs.
+    """
+    for i in range(row.shape[0]):
+        if i < w - 1:
+            row[i] = _NAN
+            flags[i] = True
+            continue
+        v = close[i] / window_wma(close, i, w) - 1.0
+        row[i] = v
+        _mark(v, flags, i)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bollinger_features(close, middle, w, k, up, dn, width, pctb, flags):  # pragma: no cover
+    """Bollinger rows around `middle` (the SMA) with a two-pass deviation of each window.
+
+    TA-Lib's BBANDS takes the deviation from running sums of x and x^2 since the frame's first
+    row: cancellation and drift make it 1e-7 relative off at 200k bars. The rows are as in
+    ratios of the bands to the close, width / middle and %b (0.5 where the bands are flat).
+    """
     for i in range(close.shape[0]):
+        if i < w - 1 or math.isnan(middle[i]):
+            up[i] = _NAN
+            dn[i] = _NAN
+            width[i] = _NAN
+            pctb[i] = _NAN
+            flags[i] = True
+            continue
+        half = window_deviation(close, i, w) * k
         c = close[i]
-        u = upper[i]
-        lo = lower[i]
+        u = middle[i] + half
+        lo = middle[i] - half
         wd = u - lo
         a = u / c - 1.0
         b = lo / c - 1.0

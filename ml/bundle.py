@@ -8,6 +8,7 @@ configuration.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import ModelError
-from ml.features import FeatureConfig, compute_features, required_history
+from ml.features import FeatureConfig, compute_features, feature_columns, required_history
 from ml.models.base import PROBA_COLUMNS, BaseModel, load_model
 
 __all__ = ["BUNDLE_FILE", "ModelBundle", "load_bundle"]
@@ -32,7 +33,7 @@ class ModelBundle:
     columns: tuple[str, ...]  # the model's input columns, in training order
     name: str  # the model family, e.g. "xgboost"
 
-    @property
+    @functools.cached_property
     def history(self) -> int:
         """Bars a live buffer must hold so its last prediction equals the batch one."""
         seq = int(self.model.params.get("seq_len", 1))
@@ -72,6 +73,38 @@ class ModelBundle:
         # One row built from numpy: selecting ~50 columns through pandas costs more than the model.
         last = pd.DataFrame(feats.to_numpy()[-1:, idx], columns=cols)
         return np.asarray(self.model.predict_proba(last), dtype=np.float64)[0]
+
+    @functools.cached_property
+    def row_wise(self) -> bool:
+        """True when a prediction reads one feature row only (not a sequence of rows)."""
+        return int(self.model.params.get("seq_len", 1)) <= 1
+
+    @functools.cached_property
+    def _row_index(self) -> np.ndarray | None:
+        """Positions of the model's columns in a `feature_columns(feature_config)` row."""
+        pos = {name: i for i, name in enumerate(feature_columns(self.feature_config))}
+        names = self.model.feature_names_ or self.columns  # the order the model was fitted in
+        if any(c not in pos for c in names):
+            return None
+        return np.asarray([pos[c] for c in names], dtype=np.intp)
+
+    def predict_row(self, features: np.ndarray) -> np.ndarray | None:
+        """[p_down, p_flat, p_up] from one full feature row (`feature_columns` order, as
+        ml.online.OnlineFeatures.update returns it); None while the row is in warm-up.
+
+        Equal to `predict_last` on the bars that produced the row, for a row-wise model.
+        """
+        if not self.row_wise:
+            msg = f"{self.name} reads sequences of rows; use predict_last on a bar buffer"
+            raise ModelError(msg)
+        if np.isnan(features).any():  # warm-up: some feature is still undefined
+            return None
+        idx = self._row_index
+        if idx is None:  # a column the features lack: let the model name it
+            names = list(feature_columns(self.feature_config))
+            frame = pd.DataFrame(np.reshape(features, (1, -1)), columns=names)
+            return np.asarray(self.model.predict_proba(frame), dtype=np.float64)[0]
+        return self.model.predict_proba_row(features[idx])
 
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)

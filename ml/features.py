@@ -35,7 +35,7 @@ from ml._bars import validated_bar_arrays
 from ml._config import config_from_mapping
 from ml._kernels import (
     acf_features,
-    band_features,
+    bollinger_features,
     copy_row,
     divide_row,
     hurst_feature,
@@ -47,6 +47,7 @@ from ml._kernels import (
     return_moments,
     shifted_zscore,
     volatility_features,
+    wma_ratio,
 )
 from ml.errors import ConfigError
 
@@ -365,8 +366,7 @@ def _close_indicators(
         ratio_minus_one(cl, talib.SMA(cl, timeperiod=p), row(f"sma_{p}_ratio"), flags)
     for p in c.ema_periods:
         ratio_minus_one(cl, talib.EMA(cl, timeperiod=p), row(f"ema_{p}_ratio"), flags)
-    wma = talib.WMA(cl, timeperiod=c.wma_period)
-    ratio_minus_one(cl, wma, row(f"wma_{c.wma_period}_ratio"), flags)
+    wma_ratio(cl, c.wma_period, row(f"wma_{c.wma_period}_ratio"), flags)
     macd, signal, hist = talib.MACD(
         cl, fastperiod=c.macd_fast, slowperiod=c.macd_slow, signalperiod=c.macd_signal
     )
@@ -375,14 +375,11 @@ def _close_indicators(
     divide_row(hist, cl, row("macd_hist"), flags)
     copy_row(talib.RSI(cl, timeperiod=c.rsi_period), row(f"rsi_{c.rsi_period}"), flags)
     copy_row(talib.ROC(cl, timeperiod=c.roc_period), row(f"roc_{c.roc_period}"), flags)
-    upper, middle, lower = talib.BBANDS(
-        cl, timeperiod=c.bb_period, nbdevup=c.bb_k, nbdevdn=c.bb_k, matype=talib.MA_Type.SMA
-    )
-    band_features(
+    bollinger_features(
         cl,
-        upper,
-        middle,
-        lower,
+        talib.SMA(cl, timeperiod=c.bb_period),
+        c.bb_period,
+        float(c.bb_k),
         row("bb_upper_ratio"),
         row("bb_lower_ratio"),
         row("bb_width"),

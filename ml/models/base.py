@@ -116,6 +116,18 @@ class BaseModel:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
+    def predict_proba_row(self, x: np.ndarray) -> np.ndarray:
+        """[p_down, p_flat, p_up] of one feature row, float64 in training column order.
+
+        Equal to `predict_proba` of that row as a one-row frame (which is what this does);
+        a model with a faster per-row path overrides it.
+        """
+        if self.feature_names_ is None:
+            msg = f"{self.name}: predict_proba_row called before fit"
+            raise NotFittedError(msg)
+        frame = pd.DataFrame(np.reshape(x, (1, -1)), columns=list(self.feature_names_))
+        return np.asarray(self.predict_proba(frame), dtype=np.float64)[0]
+
     def save(self, path: Path) -> None:
         raise NotImplementedError
 

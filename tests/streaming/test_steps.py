@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from execution.broker import Broker, BrokerUnavailableError, DuplicateOrderError
@@ -15,6 +17,8 @@ from execution.domain import Fill, Order, OrderAck, OrderStatus, Position, Side
 from execution.paper import PaperBroker
 from execution.risk import RiskGovernor
 from execution.signal import Bar, Prediction, bars_from_frame
+from ml.bundle import ModelBundle
+from ml.features import FeatureConfig
 from streaming.killswitch import engage_kill_switch, kill_switch_status, release_kill_switch
 from streaming.models import LocalBundleProvider
 from streaming.router import OrderRouter, RouteOutcome
@@ -27,7 +31,7 @@ from streaming.steps import (
     feature_step,
     portfolio_step,
 )
-from tests.streaming.conftest import spx_bars
+from tests.streaming.conftest import spx_bars, xgb_bundle
 
 T0 = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
@@ -94,7 +98,7 @@ def test_feature_step_when_buffer_is_full_then_prediction_equals_batch(sma) -> N
     for bar in bars_from_frame(bars):
         state, last = feature_step(state, _arrival(bar), provider)
 
-    assert len(state.ts_ns) == sma.history
+    assert state.recent_n == sma.history
     assert last is not None and last.prediction is not None
     expected = batch.iloc[-1]
     got = last.prediction
@@ -105,13 +109,57 @@ def test_feature_step_when_buffer_is_full_then_prediction_equals_batch(sma) -> N
     assert got.ts == bars["ts"].iloc[-1].to_pydatetime()
 
 
+def test_feature_step_when_xgboost_champion_then_every_prediction_equals_batch() -> None:
+    # Arrange: the incremental features and the compiled trees against the batch path.
+    bundle = xgb_bundle(spx_bars(800), n_estimators=40)
+    bars = spx_bars(2000)
+    batch = bundle.predict_frame(bars)
+    provider = LocalBundleProvider(bundle)
+    state, got = None, {}
+    # Act
+    for bar in bars_from_frame(bars):
+        state, scored = feature_step(state, _arrival(bar), provider)
+        if scored.prediction is not None:
+            p = scored.prediction
+            got[pd.Timestamp(p.ts)] = (p.p_down, p.p_flat, p.p_up)
+    # Assert: the same bars predicted, and the same probabilities, bit for bit.
+    assert list(got) == list(batch.index)
+    np.testing.assert_array_equal(np.array(list(got.values())), batch.to_numpy())
+
+
+def test_feature_step_when_feature_config_changes_then_features_rebuilt_from_recent_bars(
+    sma,
+) -> None:
+    # Arrange: a champion swap to a bundle with other lookbacks mid-stream.
+    other = ModelBundle(
+        model=sma.model,
+        feature_config=FeatureConfig(macd_fast=8, keltner_period=30),
+        columns=sma.columns,
+        name=sma.name,
+    )
+    bars = spx_bars(other.history + 400)
+    frames = list(bars_from_frame(bars))
+    state = None
+    for bar in frames[:300]:
+        state, _ = feature_step(state, _arrival(bar), LocalBundleProvider(sma))
+    # Act
+    for bar in frames[300:]:
+        state, last = feature_step(state, _arrival(bar), LocalBundleProvider(other))
+    # Assert: equal to the batch path over the bars the ring held at the swap, and after.
+    held = min(300, other.history)
+    expected = other.predict_frame(bars.iloc[300 - held :]).iloc[-1]
+    got = last.prediction
+    assert state.features.config == other.feature_config
+    assert (got.p_down, got.p_flat, got.p_up) == pytest.approx(tuple(expected), abs=1e-12)
+
+
 def test_feature_step_when_bar_is_not_newer_then_it_is_dropped(sma) -> None:
     provider = LocalBundleProvider(sma)
     state, _ = feature_step(None, _arrival(_bar(1)), provider)
     state, emitted = feature_step(state, _arrival(_bar(1, price=101.0)), provider)
 
     assert emitted is None
-    assert len(state.ts_ns) == 1
+    assert state.bars_seen == 1
 
 
 def test_feature_step_when_warming_up_then_prediction_is_none(sma) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "IngestReport",
     "PreparedIngest",
     "build_report",
+    "check_raw",
     "fetch_raw",
     "ingest_raw",
     "prepare_ingest",
@@ -143,6 +144,22 @@ def prepare_ingest(raw: RawBars, *, run_id: str, now: datetime) -> PreparedInges
     return PreparedIngest(
         raw=raw, run_id=run_id, result=result, suite=run_bar_suite(result.accepted)
     )
+
+
+def check_raw(raw: RawBars, *, now: datetime) -> Any:
+    """The data contract's ValidationReport on `raw`: no suite, nothing written (a dry run)."""
+    from quality import validate_bars
+
+    return validate_bars(
+        raw.frame,
+        symbol=raw.symbol,
+        timeframe=raw.timeframe,
+        source=raw.source,
+        instrument_class=raw.instrument_class,
+        run_id="check",
+        now=now,
+        ts_faults=raw.ts_faults,
+    ).report
 
 
 def write_ingest(prepared: PreparedIngest, store: Any) -> IngestReport:

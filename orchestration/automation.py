@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -38,8 +40,18 @@ def _every_series(context: dg.ScheduleEvaluationContext, tick: str) -> Iterator[
         yield dg.RunRequest(run_key=f"{tick}-{key}", partition_key=key)
 
 
-def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
-    """A sensor that ingests every new CSV/Parquet file named SYMBOL__TIMEFRAME.csv."""
+def build_drop_folder_sensor(
+    drop_folder: Path,
+    *,
+    settle_s: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dg.SensorDefinition:
+    """A sensor that ingests every new CSV/Parquet file named SYMBOL__TIMEFRAME.csv once it is
+    stable (infra.sources.watch_drop_folder; `settle_s` defaults to DROP_SETTLE_S). A file no
+    row of which passes the data contract creates no series and no partition."""
+    from infra.sources import DROP_SETTLE_S
+
+    settle = DROP_SETTLE_S if settle_s is None else settle_s
 
     @dg.sensor(
         job=ingest_job,
@@ -47,23 +59,24 @@ def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Ingests files dropped into {drop_folder} named SYMBOL__TIMEFRAME.csv "
-        "(or .parquet), e.g. AAPL__1d.csv.",
+        f"(or .parquet), e.g. AAPL__1d.csv, once unchanged for {settle:g} s.",
     )
     def drop_folder_sensor(
         context: dg.SensorEvaluationContext, series_registry: SeriesRegistryResource
     ) -> dg.SensorResult | dg.SkipReason:
-        from infra.sources import scan_drop_folder
+        from infra.sources import watch_drop_folder
 
         if not drop_folder.exists():
             return dg.SkipReason(f"drop folder {drop_folder} does not exist yet")
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        found = scan_drop_folder(drop_folder, seen)
+        seen, pending = _drop_cursor(context.cursor)
+        scan = watch_drop_folder(drop_folder, seen, pending, settle_s=settle, now=clock())
         registry = series_registry.registry()
         runs, new_keys = [], []
-        for item in found:
+        seen = dict(seen)
+        for item in scan.ready:
+            seen[item.path.name] = item.fingerprint
             if item.error:
                 context.log.warning("drop folder: %s", item.error)
-                seen[item.path.name] = item.fingerprint
                 continue
             spec = SeriesSpec(
                 symbol=item.symbol,
@@ -72,6 +85,10 @@ def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
                 instrument_class="equity",
                 options={"path": str(item.path)},
             )
+            refusal = _refusal(spec)
+            if refusal:
+                context.log.warning("drop folder: %s: %s", item.path.name, refusal)
+                continue
             registry.put(spec)
             new_keys.append(spec.key)
             runs.append(
@@ -79,16 +96,40 @@ def build_drop_folder_sensor(drop_folder: Path) -> dg.SensorDefinition:
                     run_key=f"{item.path.name}-{item.fingerprint}", partition_key=spec.key
                 )
             )
-            seen[item.path.name] = item.fingerprint
-        if not runs and len(seen) == len(json.loads(context.cursor or "{}")):
-            return dg.SkipReason("no new files")
+        cursor = json.dumps({"seen": seen, "pending": scan.pending}, sort_keys=True)
+        if not runs and cursor == context.cursor:
+            return dg.SkipReason("no new stable files")
         return dg.SensorResult(
             run_requests=runs,
             dynamic_partitions_requests=[SERIES.build_add_request(new_keys)] if new_keys else [],
-            cursor=json.dumps(seen, sort_keys=True),
+            cursor=cursor,
         )
 
     return drop_folder_sensor
+
+
+def _drop_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, tuple[str, float]]]:
+    data = json.loads(cursor) if cursor else {}
+    if "seen" not in data:  # the cursor before pending files were tracked: {name: fingerprint}
+        return dict(data), {}
+    pending = {name: (fp, float(t)) for name, (fp, t) in data.get("pending", {}).items()}
+    return dict(data["seen"]), pending
+
+
+def _refusal(spec: SeriesSpec) -> str | None:
+    """Why a dropped file must not become a series (unreadable, or no row accepted), or None."""
+    from infra.ingest import check_raw, fetch_raw
+    from infra.sources import SourceError
+
+    try:
+        report = check_raw(fetch_raw(spec), now=datetime.now(UTC))
+    except SourceError as exc:
+        return f"{exc}; no series created"
+    if report.accepted:
+        return None
+    top = sorted(report.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in top) or "no rows"
+    return f"no row passes the data contract ({reasons}); no series or partition created"
 
 
 @dg.schedule(

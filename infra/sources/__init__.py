@@ -18,16 +18,25 @@ from infra.sources.base import (
 )
 from infra.sources.binance import BinanceKlinesSource
 from infra.sources.bundled import BundledDataset, list_bundled, load_bundled
-from infra.sources.files import DropFile, load_file, scan_drop_folder
+from infra.sources.files import (
+    DROP_SETTLE_S,
+    DropFile,
+    DropScan,
+    load_file,
+    scan_drop_folder,
+    watch_drop_folder,
+)
 from infra.sources.http import HttpClient, RetryPolicy
 
 __all__ = [
+    "DROP_SETTLE_S",
     "INSTRUMENT_CLASSES",
     "RAW_COLUMNS",
     "AlphaVantageSource",
     "BinanceKlinesSource",
     "BundledDataset",
     "DropFile",
+    "DropScan",
     "HttpClient",
     "RateLimitedError",
     "RawBars",
@@ -41,4 +50,5 @@ __all__ = [
     "load_bundled",
     "load_file",
     "scan_drop_folder",
+    "watch_drop_folder",
 ]

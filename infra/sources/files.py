@@ -31,12 +31,14 @@ from infra.sources.base import (
 )
 from quality.schema import TIMEFRAMES
 
-__all__ = ["DropFile", "load_file", "scan_drop_folder"]
+__all__ = ["DROP_SETTLE_S", "DropFile", "DropScan", "load_file", "scan_drop_folder",
+           "watch_drop_folder"]
 
 logger = logging.getLogger(__name__)
 
 SUFFIXES: Final = (".csv", ".csv.gz", ".parquet")
 DROP_NAME_SEPARATOR: Final = "__"  # SYMBOL__TIMEFRAME.csv, e.g. AAPL__1d.csv
+DROP_SETTLE_S: Final = 5.0  # a dropped file is ingested once unchanged for this long
 # Lower-cased header -> canonical column. "adj close" is deliberately absent: it is not close.
 _ALIASES: Final = {
     "ts": ("ts", "timestamp", "datetime", "date", "time"),
@@ -298,6 +300,47 @@ def scan_drop_folder(
         symbol, timeframe, error = _parse_drop_name(path.name)
         found.append(DropFile(path, fingerprint, symbol, timeframe, error))
     return found
+
+
+@dataclass(frozen=True)
+class DropScan:
+    """One look at the drop folder: files ready to ingest, and files not yet stable."""
+
+    ready: tuple[DropFile, ...]
+    pending: dict[str, tuple[str, float]]  # name -> (fingerprint, epoch s it was first seen)
+
+
+def watch_drop_folder(
+    folder: Path,
+    seen: Mapping[str, str],
+    pending: Mapping[str, tuple[str, float]],
+    *,
+    settle_s: float = DROP_SETTLE_S,
+    now: float | None = None,
+) -> DropScan:
+    """New or changed files in `folder` that are stable, sorted by name.
+
+    Stable: a scan at least `settle_s` seconds after the one that first saw the file's current
+    size and mtime finds both unchanged, and the mtime is at least `settle_s` old. A file still
+    being copied changes between scans and stays pending, so no half-written file is read.
+    `pending` is the previous scan's DropScan.pending; files in `seen` with the same
+    fingerprint were ingested already. Neither mapping is modified.
+    """
+    current = time.time() if now is None else now
+    ready: list[DropFile] = []
+    still: dict[str, tuple[str, float]] = {}
+    for item in scan_drop_folder(folder, seen, now=current):
+        name = item.path.name
+        fingerprint, first_seen = pending.get(name, (None, current))
+        if fingerprint != item.fingerprint:
+            first_seen = current
+        mtime_s = int(item.fingerprint.split(":")[1]) / 1e9
+        if current - first_seen >= settle_s and current - mtime_s >= settle_s:
+            ready.append(item)
+        else:
+            logger.debug("drop folder: %s is not stable yet", name)
+            still[name] = (item.fingerprint, first_seen)
+    return DropScan(tuple(ready), still)
 
 
 def _parse_drop_name(name: str) -> tuple[str | None, str | None, str | None]:

@@ -14,6 +14,7 @@ from infra.sources import (
     SourceUnavailableError,
     load_file,
     scan_drop_folder,
+    watch_drop_folder,
 )
 from quality import ReasonCode
 
@@ -464,3 +465,19 @@ def test_scan_drop_folder_when_file_still_settling_then_left_for_next_scan(tmp_p
 
     assert early == []
     assert len(later) == 1
+
+
+def test_watch_drop_folder_when_file_grows_between_scans_then_pending_until_unchanged(tmp_path):
+    t = 1_700_000_000.0
+    path = _touch(tmp_path / "AAPL__1d.csv", YAHOO_CSV[:50], t)
+
+    first = watch_drop_folder(tmp_path, {}, {}, settle_s=5.0, now=t + 30)
+    _touch(path, YAHOO_CSV, t + 31)
+    grown = watch_drop_folder(tmp_path, {}, first.pending, settle_s=5.0, now=t + 32)
+    early = watch_drop_folder(tmp_path, {}, grown.pending, settle_s=5.0, now=t + 35)
+    stable = watch_drop_folder(tmp_path, {}, early.pending, settle_s=5.0, now=t + 40)
+
+    assert (first.ready, grown.ready, early.ready) == ((), (), ())
+    assert grown.pending["AAPL__1d.csv"][1] == t + 32  # a change restarts the wait
+    assert [f.path.name for f in stable.ready] == ["AAPL__1d.csv"]
+    assert stable.pending == {}

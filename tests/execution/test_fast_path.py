@@ -18,6 +18,7 @@ from execution.backtest import BacktestError, BacktestResult, run_backtest
 from execution.config import (
     CostModel,
     DecisionConfig,
+    InstrumentConfig,
     RiskLimits,
     SizingConfig,
     StopConfig,
@@ -94,6 +95,22 @@ CONFIGS: dict[str, StrategyConfig] = {
     "zero_trades_allowed": StrategyConfig(risk=RiskLimits(max_trades_per_day=0)),
     "commission_min_heavy": StrategyConfig(
         costs=CostModel(commission_bps=0.0, commission_min=25.0, spread_bps=10.0)
+    ),
+    "keep_partials_volume_window": StrategyConfig(
+        costs=CostModel(max_volume_share=0.02, volume_window=5),
+        stops=StopConfig(kind="atr", take_profit_mult=2.0),
+        partial_fill="keep",
+        partial_fill_bars=4,
+    ),
+    "leveraged_sizing_cash_bound": StrategyConfig(
+        sizing=SizingConfig(method="kelly", kelly_fraction=1.0, kelly_cap=3.0, max_leverage=3.0),
+        risk=LOOSE,
+        costs=CostModel(max_volume_share=None, commission_min=3.0),
+    ),
+    "instrument_steps_and_limits": StrategyConfig(
+        sizing=SizingConfig(method="fixed_quantity", fixed_quantity=333.0),
+        instruments={"AAA": InstrumentConfig(quantity_step=25.0, max_quantity=400.0)},
+        risk=LOOSE,
     ),
 }
 
@@ -214,6 +231,7 @@ _COSTS = st.builds(
     slippage_bps=st.sampled_from([0.0, 1.0]),
     slippage_vol_mult=st.sampled_from([0.0, 0.3]),
     max_volume_share=st.sampled_from([None, 0.0, 0.003, 0.05, 1.0]),
+    volume_window=st.sampled_from([1, 3]),
 )
 _SIZING = st.builds(
     SizingConfig,
@@ -252,6 +270,16 @@ _CONFIG = st.builds(
     ),
     fill=st.sampled_from(["next_open", "next_close"]),
     vol_window=st.sampled_from([2, 20]),
+    partial_fill=st.sampled_from(["cancel", "keep"]),
+    partial_fill_bars=st.sampled_from([1, 3]),
+    allow_margin=st.booleans(),
+    instruments=st.sampled_from(
+        [
+            {},
+            {"AAA": InstrumentConfig(quantity_step=5.0, min_quantity=10.0, max_quantity=400.0)},
+            {"AAA": InstrumentConfig(max_volume_share=0.0)},
+        ]
+    ),
 )
 
 

@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from execution.broker import Broker, BrokerUnavailableError, DuplicateOrderError
+from execution.broker import (
+    Broker,
+    BrokerUnavailableError,
+    DuplicateOrderError,
+    OrderRejectedError,
+)
 from execution.config import StrategyConfig
 from execution.domain import Fill, Order, OrderAck, OrderStatus, Position, Side
 from execution.paper import PaperBroker
@@ -294,6 +299,32 @@ def test_portfolio_step_when_venue_unavailable_then_no_trading_until_reconciled(
 
     assert rt.reconciled and rt.halted is None
     assert [o.intent for o in broker.submitted] == ["entry"]
+
+
+class _NoMoneyBroker(_UnavailableBroker):
+    """Connected, flat, and refuses every order (MT5 10019, no money)."""
+
+    def submit(self, order: Order) -> OrderAck:
+        self.submitted.append(order)
+        raise OrderRejectedError(order.client_id, 10019, "No money")
+
+
+def test_portfolio_step_when_entry_rejected_then_flat_signal_sends_nothing() -> None:
+    config = StrategyConfig()
+    broker = _NoMoneyBroker()
+    broker.down = False
+    rt = _runtime(config, live_broker=broker)
+    b0, b1, b2 = _bar(0), _bar(1), _bar(2)
+
+    state, _ = portfolio_step(None, Scored(b0, _up(b0), 0), rt)
+    flat = Prediction("AAA", b1.ts, 0.05, 0.9, 0.05)
+    state, _ = portfolio_step(state, Scored(b1, flat, 0), rt)
+    state, _ = portfolio_step(state, Scored(b2, None, 0), rt)
+
+    assert [o.intent for o in broker.submitted] == ["entry"]  # no exit to a flat account
+    assert state.engine.positions == {}
+    assert state.engine.symbols["AAA"].orders == {}
+    assert rt.halted is None
 
 
 def test_portfolio_step_when_ledger_disagrees_with_venue_then_trading_halts() -> None:

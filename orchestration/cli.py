@@ -132,6 +132,10 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--strategy", type=Path, help="StrategyConfig JSON (default: the champion's)")
     st.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464, 0 = off)")
 
+    live = sub.add_parser("live", help="the live book: positions, orders, equity, P&L")
+    live.add_argument("action", choices=["status"])
+    live.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
     ks = sub.add_parser("kill-switch", help="halt new orders (and optionally flatten)")
     ks.add_argument("action", choices=["on", "off", "status"])
     ks.add_argument("--flatten", action="store_true", help="also close open positions")

@@ -259,9 +259,62 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from streaming.worker import run_from_cli
+    from streaming.worker import run_worker
 
-    return int(run_from_cli(_settings(), args) or 0)
+    summary = run_worker(_settings(), args)
+    status = summary.status
+    how = f"stopped by {summary.stopped_by}" if summary.stopped_by else "source ended"
+    _say(
+        f"stream {how}: {summary.bars} bars, {summary.orders} orders, {summary.fills} fills "
+        f"this run; equity {_money(status.equity)} (P&L {_money(status.pnl)})"
+    )
+    if not status.positions:
+        _say("positions: flat")
+    for symbol, pos in sorted(status.positions.items()):
+        _say(f"position {symbol}: {pos['quantity']:+.6g} @ {pos['avg_price']:.6g}")
+    if summary.stopped_by:
+        _say("a restart resumes from the last snapshot")
+    return 0
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from streaming.killswitch import kill_switch_status
+    from streaming.worker import live_status
+
+    settings = _settings()
+    status = live_status(settings)
+    kill = kill_switch_status(settings.home)
+    if args.json:
+        print(json.dumps({**status.to_dict(), "kill_switch": kill}, default=str, sort_keys=True))
+        return 0
+    if status.last_ts is None:
+        print("no live records yet: run `candleflow stream`")
+        return 0
+    lines = [
+        f"last bar      {status.last_ts.isoformat()}",
+        f"equity        {_money(status.equity)}   cash {_money(status.cash)}",
+        f"P&L           {_money(status.pnl)} since the first live bar, "
+        f"{_money(status.pnl_today)} today (UTC)",
+        f"kill switch   {'ON' if kill['engaged'] else 'off'}"
+        + (" (flatten)" if kill["flatten"] else ""),
+        f"records       {status.orders} orders, {status.fills} fills",
+        "positions" + ("     flat" if not status.positions else ""),
+    ]
+    lines += [
+        f"  {s:<10} {p['quantity']:+14.6g} @ {p['avg_price']:.6g}"
+        for s, p in sorted(status.positions.items())
+    ]
+    lines.append("open orders" + ("   none" if not status.open_orders else ""))
+    lines += [
+        f"  {o['client_id']} {o['symbol']} {o['side']} {o['quantity']:.6g} ({o['intent']})"
+        for o in status.open_orders
+    ]
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> int:

@@ -7,11 +7,16 @@ parsed into `execution.signal.Bar` here and nowhere else.
 
 The polling sources never block the worker: a venue error sets the partition's next wake-up
 (exponential backoff) instead of sleeping, and the next poll reads from the last item emitted.
+
+`request_stop()` (the worker's SIGINT/SIGTERM handler calls it) ends every source at its next
+read: the bars already emitted finish their way through the dataflow, the last epoch is
+snapshotted and the sink flushed, and a restart resumes after the last bar emitted.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,9 +34,25 @@ __all__ = [
     "MT5TickSource",
     "ReplaySource",
     "load_replay_bars",
+    "request_stop",
+    "stop_requested",
 ]
 
 logger = logging.getLogger(__name__)
+
+_STOP = threading.Event()  # per process: one worker process runs one dataflow
+
+
+def request_stop(stop: bool = True) -> None:
+    """Ask every source of this process to end at its next read (False: clear the request)."""
+    if stop:
+        _STOP.set()
+    else:
+        _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
 
 
 def _utcnow() -> datetime:
@@ -70,7 +91,7 @@ class _ReplayPartition(StatefulSourcePartition[Bar, int]):
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[Bar]:
-        if self._pos >= self._limit:
+        if self._pos >= self._limit or _STOP.is_set():
             raise StopIteration
         end = min(self._pos + self._batch, self._limit)
         out = self._bars[self._pos : end]
@@ -204,7 +225,7 @@ class _PollingPartition(StatefulSourcePartition[Bar, str | None]):
         self._awake = now()
 
     def next_batch(self) -> list[Bar]:
-        if self._left is not None and self._left <= 0:
+        if (self._left is not None and self._left <= 0) or _STOP.is_set():
             raise StopIteration
         bars = self._backoff.attempt(self._name, self._fetch, self._since, self._errors)
         if isinstance(bars, float):
@@ -514,7 +535,7 @@ class _TickPartition(StatefulSourcePartition[Tick, str | None]):
         self._awake = now()
 
     def next_batch(self) -> list[Tick]:
-        if self._left is not None and self._left <= 0:
+        if (self._left is not None and self._left <= 0) or _STOP.is_set():
             raise StopIteration
         ticks = self._backoff.attempt(self._name, self._fetch, self._since, self._errors)
         if isinstance(ticks, float):

@@ -51,18 +51,22 @@ from streaming.sources import (
 __all__ = [
     "LIVE_SOURCES",
     "SOURCES",
+    "LiveStatus",
     "NoChampionError",
     "WorkerArgs",
     "WorkerArgsError",
+    "WorkerSummary",
     "build_worker_flow",
     "engage_kill_switch",
     "ensure_recovery_dir",
     "get_flow",
     "kill_switch_status",
     "live_broker_from_settings",
+    "live_status",
     "release_kill_switch",
     "require_champions",
     "run_from_cli",
+    "run_worker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -457,14 +461,38 @@ def build_worker_flow(
     source = _source(
         args, series, provs, load, mt5=mt5, klines=klines, clock=now, mt5_config=mt5_config
     )
+    kill = kill_switch_status(settings.home)
     logger.info(
-        "event=worker_flow source=%s series=%s broker=%s workers=%d",
+        "event=worker_flow source=%s series=%s broker=%s workers=%d models=%s kill_switch=%s "
+        "resume=%s",
         args.source,
         ",".join(f"{s}@{tf}" for s, tf in series),
         "paper" if live is None else live.name,
         args.workers,
+        ",".join(f"{s}:{_model_version(provs[s])}" for s, _ in series),
+        ("on" + (" (flatten pending)" if kill["flatten"] else "")) if kill["engaged"] else "off",
+        _resume_point(settings, args),
     )
     return build_flow(config, source, sink, provs, live_broker=live, metrics=metrics)
+
+
+def _model_version(provider: ModelProvider) -> str:
+    from streaming.models import ModelUnavailableError
+
+    try:
+        provider.bundle()  # a champion is loaded (once) so that its version is known
+    except ModelUnavailableError as exc:
+        return f"unavailable ({exc})"
+    return provider.version
+
+
+def _resume_point(settings: Settings, args: WorkerArgs) -> str:
+    recovery = args.recovery_dir or settings.home / "live" / "recovery"
+    if not any(Path(recovery).glob("part-*.sqlite3")):
+        return "fresh start"
+    last = live_status(settings).last_ts
+    after = f" after the bar of {last.isoformat()}" if last is not None else ""
+    return f"snapshot in {recovery}{after}"
 
 
 def ensure_recovery_dir(path: Path, partitions: int = 1) -> Path:
@@ -478,24 +506,206 @@ def ensure_recovery_dir(path: Path, partitions: int = 1) -> Path:
     return path
 
 
-def run_from_cli(settings: Settings, args: Any) -> int:
-    """Run the live worker until its source ends (a replay) or it is stopped; returns 0."""
+@dataclass(frozen=True)
+class LiveStatus:
+    """What the store says about the live book: the state after the last processed bar."""
+
+    last_ts: datetime | None  # the last bar with an equity record
+    equity: float | None
+    cash: float | None
+    first_equity: float | None  # equity after the first recorded bar: P&L is measured from it
+    day_start_equity: float | None  # the last equity of the previous UTC day
+    positions: dict[str, dict[str, float]]  # symbol -> {"quantity", "avg_price"}, open only
+    open_orders: list[dict[str, Any]]  # orders of the last bar without a fill yet
+    orders: int  # orders recorded, all runs
+    fills: int
+
+    @property
+    def pnl(self) -> float | None:
+        if self.equity is None or self.first_equity is None:
+            return None
+        return self.equity - self.first_equity
+
+    @property
+    def pnl_today(self) -> float | None:
+        if self.equity is None or self.day_start_equity is None:
+            return None
+        return self.equity - self.day_start_equity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
+            "equity": self.equity,
+            "cash": self.cash,
+            "pnl": self.pnl,
+            "pnl_today": self.pnl_today,
+            "positions": self.positions,
+            "open_orders": self.open_orders,
+            "orders": self.orders,
+            "fills": self.fills,
+        }
+
+
+def live_status(settings: Settings) -> LiveStatus:
+    """Positions, working orders, equity and P&L of the live book, from the store."""
+    import pandas as pd
+
+    with _open_store(settings) as store:
+        tables = {
+            t: store.read_records(t) for t in ("live_equity", "live_positions", "live_orders")
+        }
+        tables["live_fills"] = store.read_records("live_fills")
+    eq, pos, orders, fills = (
+        tables["live_equity"],
+        tables["live_positions"],
+        tables["live_orders"],
+        tables["live_fills"],
+    )
+    last_ts = equity = cash = first = day_start = None
+    if not eq.empty:
+        eq = eq.sort_values("ts")
+        last = eq.iloc[-1]
+        last_ts = pd.Timestamp(last["ts"]).to_pydatetime()
+        equity, cash = float(last["equity"]), float(last["cash"])
+        first = float(eq.iloc[0]["equity"])
+        day = pd.Timestamp(last_ts).normalize()
+        before = eq[pd.to_datetime(eq["ts"], utc=True) < day]
+        day_start = float(before.iloc[-1]["equity"]) if not before.empty else first
+    positions = {
+        str(r["symbol"]): {"quantity": float(r["quantity"]), "avg_price": float(r["avg_price"])}
+        for _, r in (pos.iterrows() if not pos.empty else iter(()))
+        if abs(float(r["quantity"])) > 1e-12
+    }
+    working: list[dict[str, Any]] = []
+    if not orders.empty and last_ts is not None:
+        filled = set(fills["client_id"]) if not fills.empty else set()
+        latest = orders[pd.to_datetime(orders["ts"], utc=True) >= pd.Timestamp(last_ts)]
+        for _, r in latest.iterrows():
+            if r["client_id"] not in filled:
+                working.append(
+                    {
+                        k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                        for k, v in r.items()
+                        if k in ("client_id", "symbol", "side", "quantity", "intent", "ts")
+                    }
+                )
+    return LiveStatus(
+        last_ts=last_ts,
+        equity=equity,
+        cash=cash,
+        first_equity=first,
+        day_start_equity=day_start,
+        positions=positions,
+        open_orders=working,
+        orders=len(orders),
+        fills=len(fills),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """What one run of the worker did, and the book it left."""
+
+    bars: int  # bars the portfolio step processed in this run
+    orders: int  # orders recorded in this run
+    fills: int  # fills recorded in this run
+    stopped_by: str | None  # "SIGINT"/"SIGTERM", or None when the source ended
+    status: LiveStatus
+
+
+def _bars_processed(metrics: LiveMetrics) -> int:
+    total = 0.0
+    for family in metrics.registry.collect():
+        if family.name == "bars_processed":
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return int(total)
+
+
+class _StopOnSignal:
+    """SIGINT and SIGTERM end the sources (the current bar finishes, the last epoch is
+    snapshotted and the store flushed); a second signal exits at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        import signal
+        import threading
+
+        from streaming.sources import request_stop
+
+        request_stop(False)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        import signal
+
+        from streaming.sources import request_stop
+
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            logger.warning("event=worker_forced_stop signal=%s", name)
+            os._exit(128 + signum)
+        self.received = name
+        logger.warning(
+            "event=stop_requested signal=%s action=finishing the current bar, snapshotting "
+            "(send it again to exit at once; a restart resumes from the last snapshot)",
+            name,
+        )
+        request_stop()
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_worker(settings: Settings, args: Any) -> WorkerSummary:
+    """Run the live worker until its source ends (a replay) or SIGINT/SIGTERM stops it."""
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     wargs = args if isinstance(args, WorkerArgs) else WorkerArgs.from_namespace(args)
     metrics = LiveMetrics.create()
     serve_metrics(metrics, wargs.metrics_port)
+    before = live_status(settings)
     flow = build_worker_flow(settings, wargs, metrics=metrics)
     recovery = ensure_recovery_dir(wargs.recovery_dir or settings.home / "live" / "recovery")
     logger.info("event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s)
-    cli_main(
-        flow,
-        workers_per_process=wargs.workers,
-        epoch_interval=timedelta(seconds=wargs.snapshot_s),
-        recovery_config=RecoveryConfig(recovery, timedelta(0)),
+    with _StopOnSignal() as stop:
+        cli_main(
+            flow,
+            workers_per_process=wargs.workers,
+            epoch_interval=timedelta(seconds=wargs.snapshot_s),
+            recovery_config=RecoveryConfig(recovery, timedelta(0)),
+        )
+    after = live_status(settings)
+    summary = WorkerSummary(
+        bars=_bars_processed(metrics),
+        orders=after.orders - before.orders,
+        fills=after.fills - before.fills,
+        stopped_by=stop.received,
+        status=after,
     )
-    logger.info("event=worker_done")
+    logger.info(
+        "event=worker_done stopped_by=%s bars=%d orders=%d fills=%d equity=%s",
+        summary.stopped_by or "end of source",
+        summary.bars,
+        summary.orders,
+        summary.fills,
+        after.equity,
+    )
+    return summary
+
+
+def run_from_cli(settings: Settings, args: Any) -> int:
+    """Run the live worker (see `run_worker`); returns 0."""
+    run_worker(settings, args)
     return 0
 
 

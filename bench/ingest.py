@@ -1,12 +1,15 @@
-"""Benchmark: bulk bar ingestion into each store vs a naive executemany baseline.
+"""Benchmark: bulk bar ingestion, appends and read-back for each store vs a naive baseline.
 
-    python -m bench.ingest [--symbols 4] [--bars 250000] [--baseline-rows 50000]
+    python -m bench.ingest [--symbols 1] [--bars 1000000] [--baseline-rows 50000] [--appends 5]
 
-Writes 1,000,000 synthetic 1m bars (4 symbols x 250k) with ParquetBarStore.upsert_bars and
-TimescaleBarStore.upsert_bars (binary COPY into staging + one INSERT ... ON CONFLICT), and a
-naive psycopg `executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run and the
-same (fresh, dropped afterwards) schema. Prints a table and writes var/bench/ingest.json
-(under CANDLEFLOW_HOME). Goal: COPY >= 100k rows/s and >= 20x the baseline.
+Writes 1,000,000 synthetic 1m bars (one series by default) with ParquetBarStore.upsert_bars and
+TimescaleBarStore.upsert_bars (binary COPY straight into the hypertable for rows no stored bar
+overlaps; the re-run goes through the staging merge), then appends one bar at a time to the
+1M-bar series (median of `--appends`) and reads the whole series back; and a naive psycopg
+`executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run and the same (fresh,
+dropped afterwards) schema. Prints a table and writes var/bench/ingest.json (under
+CANDLEFLOW_HOME). Goals: COPY >= 250k rows/s and >= 20x the baseline. `--bars 100000` for a
+smoke run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from psycopg import sql
 
 from infra.stores import ParquetBarStore, TimescaleBarStore
 
-GOAL_ROWS_PER_S = 100_000
+GOAL_ROWS_PER_S = 250_000
 GOAL_RATIO = 20.0
 
 _INSERT = """
@@ -83,11 +86,32 @@ def _timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+def _appends(store, frame: pd.DataFrame, symbol: str, n: int) -> dict[str, float]:
+    """Median wall time of `n` one-bar appends after the newest bar of `symbol`."""
+    series = frame[frame["symbol"] == symbol]
+    last = series.iloc[-1:]
+    times = []
+    for i in range(n):
+        one = last.assign(ts=last["ts"] + pd.Timedelta(minutes=i + 1))
+        secs, written = _timed(lambda one=one: store.upsert_bars(one))
+        assert written == 1
+        times.append(secs)
+    med = float(np.median(times))
+    return {"rows": 1, "seconds": med, "rows_per_s": 1 / med, "series_bars": len(series)}
+
+
+def _read_back(store, symbol: str, bars: int) -> dict[str, float]:
+    secs, out = _timed(lambda: store.read_bars(symbol, "1m"))
+    assert len(out) >= bars
+    return {"rows": len(out), "seconds": secs, "rows_per_s": len(out) / secs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=4)
-    parser.add_argument("--bars", type=int, default=250_000, help="bars per symbol")
+    parser.add_argument("--symbols", type=int, default=1)
+    parser.add_argument("--bars", type=int, default=1_000_000, help="bars per symbol")
     parser.add_argument("--baseline-rows", type=int, default=50_000)
+    parser.add_argument("--appends", type=int, default=5, help="single-bar appends to time")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -104,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = len(frame)
     results: dict[str, dict[str, float]] = {}
 
-    _say(f"phase 1/3: ParquetBarStore.upsert_bars, {rows:,} rows into a fresh directory")
+    _say(f"phase 1/3: ParquetBarStore: upsert {rows:,} rows, re-run, appends, read-back")
     with tempfile.TemporaryDirectory() as tmp:
         store = ParquetBarStore(Path(tmp))
         secs, written = _timed(lambda: store.upsert_bars(frame))
@@ -113,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         secs2, again = _timed(lambda: store.upsert_bars(frame))
         results["parquet_rerun_noop"] = {"rows": rows, "seconds": secs2, "rows_per_s": rows / secs2}
         assert again == 0
+        results["parquet_append_1_bar"] = _appends(store, frame, symbols[0], args.appends)
+        results["parquet_read_series"] = _read_back(store, symbols[0], args.bars)
         store.close()
 
     schema = f"cf_bench_{uuid.uuid4().hex[:8]}"
     try:
         store = TimescaleBarStore(dsn, schema=schema)
-        _say(f"phase 2/3: TimescaleBarStore.upsert_bars (binary COPY), {rows:,} rows")
+        _say(f"phase 2/3: TimescaleBarStore: COPY {rows:,} rows, re-run, appends, read-back")
         secs, written = _timed(lambda: store.upsert_bars(frame))
         assert written == rows, f"timescale wrote {written} of {rows}"
         assert store.count_bars(symbols[0], "1m") == args.bars
@@ -134,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": secs2,
             "rows_per_s": rows / secs2,
         }
+        results["timescale_append_1_bar"] = _appends(store, frame, symbols[0], args.appends)
+        results["timescale_read_series"] = _read_back(store, symbols[0], args.bars)
         store.close()
 
         n = min(args.baseline_rows, rows)
@@ -178,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>14}")
     for name, r in results.items():
-        print(f"{name:<28}{r['rows']:>12,}{r['seconds']:>10.2f}{r['rows_per_s']:>14,.0f}")
+        print(f"{name:<28}{r['rows']:>12,}{r['seconds']:>10.3f}{r['rows_per_s']:>14,.0f}")
     if results["baseline_executemany"]["extrapolated_from_sample"]:
         print(f"(baseline measured on a {n:,}-row sample; its rows/s is extrapolated to {rows:,})")
     print(f"COPY / baseline = {ratio:.1f}x (goal >= {GOAL_RATIO:.0f}x): "

@@ -47,7 +47,7 @@ from infra.stores._records import (
     merge_kinds,
     prepare_records,
 )
-from quality.schema import BAR_COLUMNS, QUARANTINE_COLUMNS, TIMEFRAMES, empty_bars
+from quality.schema import QUARANTINE_COLUMNS, TIMEFRAMES, empty_bars, to_canonical_frame
 
 __all__ = ["TimescaleBarStore"]
 
@@ -96,6 +96,71 @@ def _mapped_errors(where: str) -> Iterator[None]:
     except psycopg.Error as exc:
         msg = f"TimescaleDB at {where} refused the operation: {str(exc).strip()}"
         raise StoreError(msg) from exc
+
+
+def _direct_dtype(n_symbol: int, n_timeframe: int, n_source: int) -> np.dtype:
+    """One row of `bars` in binary COPY layout, for a batch group with these text lengths."""
+    return np.dtype(
+        [
+            ("nfields", ">i2"),
+            ("l_symbol", ">i4"), ("symbol", f"S{n_symbol}"),
+            ("l_timeframe", ">i4"), ("timeframe", f"S{n_timeframe}"),
+            ("l_ts", ">i4"), ("ts", ">i8"),
+            ("l_open", ">i4"), ("open", ">f8"),
+            ("l_high", ">i4"), ("high", ">f8"),
+            ("l_low", ">i4"), ("low", ">f8"),
+            ("l_close", ">i4"), ("close", ">f8"),
+            ("l_volume", ">i4"), ("volume", ">f8"),
+            ("l_source", ">i4"), ("source", f"S{n_source}"),
+            ("l_ingested_at", ">i4"), ("ingested_at", ">i8"),
+        ]
+    )  # fmt: skip
+
+
+# What read_bars' COPY TO returns per row: ts, OHLCV, ingested_at and the source's position.
+_READ_DTYPE = np.dtype(
+    [
+        ("nfields", ">i2"),
+        ("l_ts", ">i4"), ("ts", ">i8"),
+        ("l_open", ">i4"), ("open", ">f8"),
+        ("l_high", ">i4"), ("high", ">f8"),
+        ("l_low", ">i4"), ("low", ">f8"),
+        ("l_close", ">i4"), ("close", ">f8"),
+        ("l_volume", ">i4"), ("volume", ">f8"),
+        ("l_ing", ">i4"), ("ingested_at", ">i8"),
+        ("l_source", ">i4"), ("source", ">i4"),
+    ]
+)  # fmt: skip
+
+
+def _ts_from_us(us: np.ndarray) -> pd.DatetimeIndex:
+    """PostgreSQL binary timestamptz (us since 2000-01-01) as tz-aware UTC ns timestamps."""
+    ns = (us.astype(np.int64) + _PG_EPOCH_US) * 1000
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def _pg_ts(us: int) -> datetime:
+    """A PostgreSQL-epoch microsecond count as a tz-aware datetime (for query parameters)."""
+    return datetime(2000, 1, 1, tzinfo=UTC) + pd.Timedelta(microseconds=us).to_pytimedelta()
+
+
+def _us_of(value: datetime) -> int:
+    """A tz-aware datetime as microseconds since 2000-01-01 (PostgreSQL's epoch)."""
+    return (value - datetime(2000, 1, 1, tzinfo=UTC)) // pd.Timedelta(microseconds=1)
+
+
+def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[tuple]]:
+    """Dense codes of the distinct value tuples of `columns`, and those tuples by code.
+
+    Column by column: a MultiIndex factorize builds a tuple per row (0.45 s per 300k rows)."""
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for col in columns:
+        col_codes, col_uniques = pd.factorize(frame[col], sort=False)
+        codes = codes * len(col_uniques) + col_codes
+        codes = np.unique(codes, return_inverse=True)[1].ravel()  # dense again: no overflow
+    _, first_rows = np.unique(codes, return_index=True)
+    uniques = [tuple(frame[c].iloc[int(i)] for c in columns) for i in first_rows]
+    return codes.astype(np.int64), uniques
 
 
 def _us(series: pd.Series) -> np.ndarray:
@@ -261,8 +326,86 @@ class TimescaleBarStore(BarStore):
         bars = canonical_bars(frame)
         if bars.empty:
             return 0
-        series = bars[["symbol", "timeframe", "source"]]
-        codes, uniques = pd.MultiIndex.from_frame(series).factorize()
+        ts_us = _us(bars["ts"])
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    fresh = self._fresh_rows(cur, bars, ts_us)
+                    written = self._copy_into_bars(cur, bars.loc[fresh], ts_us[fresh])
+                    if not fresh.all():
+                        written += self._merge_staged(cur, bars.loc[~fresh], ts_us[~fresh])
+                    elif self._after_stage is not None:
+                        self._after_stage()
+                    self._register_series(cur, bars)
+                return written
+            except psycopg.errors.UniqueViolation:
+                # A concurrent writer stored some of these keys after we looked: merge them all.
+                logger.info("event=copy_conflict where=%s fallback=staged_merge", self._where)
+            with conn.transaction(), conn.cursor() as cur:
+                written = self._merge_staged(cur, bars, ts_us)
+                self._register_series(cur, bars)
+            return written
+
+    @staticmethod
+    def _fresh_rows(cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> np.ndarray:
+        """Rows no stored bar can conflict with: outside the stored ts range of their series
+        within the batch's range (one index probe per series)."""
+        fresh = np.ones(len(bars), dtype=bool)
+        codes, uniques = _group_codes(bars, ("symbol", "timeframe"))
+        for code, (symbol, timeframe) in enumerate(uniques):
+            mask = codes == code
+            lo, hi = int(ts_us[mask].min()), int(ts_us[mask].max())
+            cur.execute(
+                "SELECT min(ts), max(ts) FROM bars WHERE symbol = %s AND timeframe = %s"
+                " AND ts >= %s AND ts <= %s",
+                (symbol, timeframe, _pg_ts(lo), _pg_ts(hi)),
+            )
+            first, last = cur.fetchone()
+            if first is None:
+                continue
+            inside = (ts_us >= _us_of(first)) & (ts_us <= _us_of(last)) & mask
+            fresh &= ~inside
+        return fresh
+
+    @staticmethod
+    def _copy_into_bars(cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> int:
+        """Binary COPY straight into the hypertable (the rows are known not to conflict)."""
+        if bars.empty:
+            return 0
+        codes, uniques = _group_codes(bars, ("symbol", "timeframe", "source"))
+        ingested = _us(bars["ingested_at"])
+        values = {
+            c: bars[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")
+        }
+        with cur.copy(
+            "COPY bars (symbol, timeframe, ts, open, high, low, close, volume, source, "
+            "ingested_at) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(_COPY_HEADER)
+            for code, (symbol, timeframe, source) in enumerate(uniques):
+                mask = codes == code
+                sym, tf, src = (str(v).encode() for v in (symbol, timeframe, source))
+                rows = np.empty(int(mask.sum()), dtype=_direct_dtype(len(sym), len(tf), len(src)))
+                rows["nfields"] = 10
+                rows["l_symbol"], rows["symbol"] = len(sym), sym
+                rows["l_timeframe"], rows["timeframe"] = len(tf), tf
+                rows["l_source"], rows["source"] = len(src), src
+                for name in ("ts", "open", "high", "low", "close", "volume", "ingested_at"):
+                    rows[f"l_{name}"] = 8
+                rows["ts"] = ts_us[mask]
+                rows["ingested_at"] = ingested[mask]
+                for col, array in values.items():
+                    rows[col] = array[mask]
+                for i in range(0, len(rows), _CHUNK_ROWS):
+                    copy.write(rows[i : i + _CHUNK_ROWS].tobytes())
+            copy.write(_COPY_TRAILER)
+        return len(bars)
+
+    def _merge_staged(self, cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> int:
+        """COPY into a temporary table, then one INSERT ... ON CONFLICT that touches only rows
+        whose values differ."""
+        codes, uniques = _group_codes(bars, ("symbol", "timeframe", "source"))
         rows = np.empty(len(bars), dtype=_STAGE_DTYPE)
         rows["nfields"] = 8
         for name, size in (("sid", 4), ("ts", 8), ("open", 8), ("high", 8), ("low", 8)):
@@ -270,55 +413,55 @@ class TimescaleBarStore(BarStore):
         for name in ("l_close", "l_volume", "l_ing"):
             rows[name] = 8
         rows["sid"] = codes
-        rows["ts"] = _us(bars["ts"])
+        rows["ts"] = ts_us
         rows["ingested_at"] = _us(bars["ingested_at"])
         for col in ("open", "high", "low", "close", "volume"):
             rows[col] = bars[col].to_numpy(np.float64)
-        with self._lock, _mapped_errors(self._where):
-            conn = self._connection()
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    "CREATE TEMP TABLE cf_stage_series (sid int4, symbol text, timeframe text, "
-                    "source text) ON COMMIT DROP"
-                )
-                cur.execute(
-                    "CREATE TEMP TABLE cf_stage_bars (sid int4, ts timestamptz, open float8, "
-                    "high float8, low float8, close float8, volume float8, "
-                    "ingested_at timestamptz) ON COMMIT DROP"
-                )
-                with cur.copy("COPY cf_stage_series FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["int4", "text", "text", "text"])
-                    for sid, (symbol, timeframe, source) in enumerate(uniques):
-                        copy.write_row((sid, symbol, timeframe, source))
-                with cur.copy("COPY cf_stage_bars FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(_COPY_HEADER)
-                    for i in range(0, len(rows), _CHUNK_ROWS):
-                        copy.write(rows[i : i + _CHUNK_ROWS].tobytes())
-                    copy.write(_COPY_TRAILER)
-                if self._after_stage is not None:
-                    self._after_stage()
-                cur.execute(
-                    """
-                    INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close,
-                                           volume, source, ingested_at)
-                    SELECT d.symbol, d.timeframe, s.ts, s.open, s.high, s.low, s.close,
-                           s.volume, d.source, s.ingested_at
-                    FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
-                    ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
-                        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-                        close = EXCLUDED.close, volume = EXCLUDED.volume,
-                        source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
-                    WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
-                        IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low,
-                                          EXCLUDED.close, EXCLUDED.volume, EXCLUDED.source)
-                    """
-                )
-                written = cur.rowcount
-                cur.execute(
-                    "INSERT INTO series (symbol, timeframe) SELECT DISTINCT symbol, timeframe "
-                    "FROM cf_stage_series ON CONFLICT DO NOTHING"
-                )
-        return int(written)
+        cur.execute(
+            "CREATE TEMP TABLE cf_stage_series (sid int4, symbol text, timeframe text, "
+            "source text) ON COMMIT DROP"
+        )
+        cur.execute(
+            "CREATE TEMP TABLE cf_stage_bars (sid int4, ts timestamptz, open float8, "
+            "high float8, low float8, close float8, volume float8, "
+            "ingested_at timestamptz) ON COMMIT DROP"
+        )
+        with cur.copy("COPY cf_stage_series FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "text", "text", "text"])
+            for sid, (symbol, timeframe, source) in enumerate(uniques):
+                copy.write_row((sid, symbol, timeframe, source))
+        with cur.copy("COPY cf_stage_bars FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(_COPY_HEADER)
+            for i in range(0, len(rows), _CHUNK_ROWS):
+                copy.write(rows[i : i + _CHUNK_ROWS].tobytes())
+            copy.write(_COPY_TRAILER)
+        if self._after_stage is not None:
+            self._after_stage()
+        cur.execute(
+            """
+            INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close,
+                                   volume, source, ingested_at)
+            SELECT d.symbol, d.timeframe, s.ts, s.open, s.high, s.low, s.close,
+                   s.volume, d.source, s.ingested_at
+            FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
+            ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
+                open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+                close = EXCLUDED.close, volume = EXCLUDED.volume,
+                source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
+            WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
+                IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low,
+                                  EXCLUDED.close, EXCLUDED.volume, EXCLUDED.source)
+            """
+        )
+        return int(cur.rowcount)
+
+    @staticmethod
+    def _register_series(cur: psycopg.Cursor, bars: pd.DataFrame) -> None:
+        pairs = bars[["symbol", "timeframe"]].drop_duplicates()
+        cur.executemany(
+            "INSERT INTO series (symbol, timeframe) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            [(str(s), str(t)) for s, t in pairs.itertuples(index=False, name=None)],
+        )
 
     def read_bars(
         self,
@@ -330,15 +473,51 @@ class TimescaleBarStore(BarStore):
         check_symbol(symbol)
         check_timeframe(timeframe)
         check_range(start, end)
-        query = sql.SQL(
-            "SELECT {} FROM bars WHERE symbol = %s AND timeframe = %s"
-            " AND ts >= coalesce(%s, '-infinity'::timestamptz)"
-            " AND ts < coalesce(%s, 'infinity'::timestamptz) ORDER BY ts"
-        ).format(sql.SQL(", ").join(map(sql.Identifier, BAR_COLUMNS)))
-        rows = self._fetch(query, (symbol, timeframe, start, end))
-        if not rows:
-            return empty_bars()
-        return bars_from_columns(dict(zip(BAR_COLUMNS, zip(*rows, strict=True), strict=True)))
+        where = sql.SQL(
+            "symbol = {} AND timeframe = {} AND ts >= coalesce({}::timestamptz, '-infinity')"
+            " AND ts < coalesce({}::timestamptz, 'infinity')"
+        ).format(*(sql.Literal(v) for v in (symbol, timeframe, start, end)))
+        with self._lock, _mapped_errors(self._where):
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                # One snapshot for both statements, so the source list covers every row read.
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute(sql.SQL("SELECT DISTINCT source FROM bars WHERE {}").format(where))
+                sources = [str(r[0]) for r in cur.fetchall()]
+                if not sources:
+                    return empty_bars()
+                # Fixed-width binary rows (the text source as its position in `sources`), read
+                # straight into numpy: no Python object per value.
+                query = sql.SQL(
+                    "COPY (SELECT ts, open, high, low, close, volume, ingested_at,"
+                    " array_position({}::text[], source) FROM bars WHERE {} ORDER BY ts)"
+                    " TO STDOUT (FORMAT BINARY)"
+                ).format(sql.Literal(sources), where)
+                with cur.copy(query) as copy:
+                    data = b"".join(bytes(block) for block in copy)
+        body = len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)
+        rows = np.frombuffer(
+            data, dtype=_READ_DTYPE, offset=len(_COPY_HEADER), count=body // _READ_DTYPE.itemsize
+        )
+        if body % _READ_DTYPE.itemsize or (rows["l_source"] != 4).any():
+            msg = f"TimescaleDB at {self._where} sent bars in an unexpected layout; retry"
+            raise StoreError(msg)
+        n = len(rows)
+        source_names = np.asarray(sources, dtype=object)
+        frame = pd.DataFrame(
+            {
+                "symbol": np.full(n, symbol, dtype=object),
+                "timeframe": np.full(n, timeframe, dtype=object),
+                "ts": _ts_from_us(rows["ts"]),
+                **{
+                    c: rows[c].astype(np.float64)
+                    for c in ("open", "high", "low", "close", "volume")
+                },
+                "source": source_names[rows["source"].astype(np.int64) - 1],
+                "ingested_at": _ts_from_us(rows["ingested_at"]),
+            }
+        )
+        return to_canonical_frame(frame)
 
     def _fetch(self, query: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock, _mapped_errors(self._where):

@@ -153,6 +153,45 @@ def test_upsert_bars_when_connection_killed_during_copy_then_count_is_zero_or_n(
         assert fresh.count_bars("KILL2", "1m") == n
 
 
+@pytest.mark.timescale
+def test_upsert_bars_when_batch_overlaps_the_stored_tail_then_new_rows_copied_and_overlap_merged(
+    timescale_dsn, schema
+):
+    # Arrange: 100 stored bars; the batch re-sends the last 10 (3 of them changed) and 50 new.
+    bars = make_bars("MIX", n=160, timeframe="1m")
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        store.upsert_bars(bars.iloc[:100])
+        batch = bars.iloc[90:].copy()
+        batch.iloc[:3, batch.columns.get_loc("close")] += 1.0
+        # Act
+        written = store.upsert_bars(batch)
+        # Assert
+        assert written == 3 + 60
+        out = store.read_bars("MIX", "1m")
+    assert len(out) == 160
+    assert list(out["close"].iloc[90:93]) == list(batch["close"].iloc[:3])
+    assert list(out["ts"]) == list(bars["ts"])
+
+
+@pytest.mark.timescale
+def test_upsert_bars_when_a_concurrent_writer_stored_keys_first_then_falls_back_to_merge(
+    timescale_dsn, schema, monkeypatch
+):
+    # Arrange: the overlap probe is made to miss stored rows, as when another writer commits
+    # them between the probe and the COPY: the COPY hits the primary key.
+    bars = make_bars("RACE", n=50, timeframe="1m")
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        store.upsert_bars(bars.iloc[:30])
+        monkeypatch.setattr(
+            TimescaleBarStore, "_fresh_rows", staticmethod(lambda cur, b, ts: ts == ts)
+        )
+        # Act
+        written = store.upsert_bars(bars)
+        # Assert
+        assert written == 20
+        assert store.count_bars("RACE", "1m") == 50
+
+
 def test_open_when_server_unreachable_then_unavailable_without_password():
     dsn = "postgresql://someone:s3cret-pw@127.0.0.1:1/candleflow"
 

@@ -5,10 +5,11 @@
 One synthetic symbol, fixed-fractional sizing with ATR stops, costs on. Both paths of run_backtest
 are timed: the compiled fast path (path="fast", what "auto" picks for one symbol) and the reference
 Python loop (path="reference"), each cold (first call in the process; for the fast path that is
-numba compiling, or loading its on-disk cache) and warm (second call). vectorbt warm is its second
-call (the first compiles its numba kernels). The two paths' results are checked to be identical.
-Prints the ratios (goal: fast path warm <= 1.5x vectorbt) and writes them to
-$CANDLEFLOW_HOME/bench/backtest.json (default ./var).
+numba compiling, or loading its on-disk cache) and warm (the best of `--repeat` further calls, so
+that a busy machine's noise does not decide the ratio). vectorbt warm is the best of as many
+calls after its first (which compiles its numba kernels). The two paths' results are checked to
+be identical. Prints the ratios (goal: fast path warm <= 1.0x vectorbt, issue 8) and writes them
+to $CANDLEFLOW_HOME/bench/backtest.json (default ./var).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from execution.config import (
     StrategyConfig,
 )
 
-GOAL_RATIO = 1.5
+GOAL_RATIO = 1.0
 
 
 def sma_signal(close: np.ndarray, fast: int = 20, slow: int = 100) -> np.ndarray:
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-reference", action="store_true", help="time only the fast path and vectorbt"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="warm calls; the best one counts")
     args = parser.parse_args(argv)
 
     print(f"building {args.rows} synthetic bars and SMA-crossover predictions ...", flush=True)
@@ -109,11 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     cache_hits = 0
     for path in paths:
         for label in ("cold", "warm"):
-            print(f"run_backtest path={path} ({label}) ...", flush=True)
-            start = time.perf_counter()
-            results[path] = run_backtest(bars, preds, config, path=path)
-            times[f"{path}_{label}_s"] = elapsed = time.perf_counter() - start
-            print(f"  {elapsed:.3f}s, {len(results[path].trades)} trades", flush=True)
+            # The reference loop takes minutes at 1M bars: one warm call is enough there.
+            calls = 1 if label == "cold" or path == "reference" else max(args.repeat, 1)
+            best = float("inf")
+            for _ in range(calls):
+                print(f"run_backtest path={path} ({label}) ...", flush=True)
+                start = time.perf_counter()
+                results[path] = run_backtest(bars, preds, config, path=path)
+                elapsed = time.perf_counter() - start
+                best = min(best, elapsed)
+                print(f"  {elapsed:.3f}s, {len(results[path].trades)} trades", flush=True)
+            times[f"{path}_{label}_s"] = best
             if path == "fast" and label == "cold":
                 cache_hits = sum(_fast._kernel.stats.cache_hits.values())
     identical = None
@@ -127,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"fast path identical to reference: {identical}", flush=True)
     for label in ("cold", "warm"):
-        print(f"vectorbt from_signals ({label}) ...", flush=True)
-        times[f"vectorbt_{label}_s"] = run_vectorbt(bars, up, config)
-        print(f"  {times[f'vectorbt_{label}_s']:.3f}s", flush=True)
+        calls = 1 if label == "cold" else max(args.repeat, 1)
+        best = float("inf")
+        for _ in range(calls):
+            print(f"vectorbt from_signals ({label}) ...", flush=True)
+            elapsed = run_vectorbt(bars, up, config)
+            best = min(best, elapsed)
+            print(f"  {elapsed:.3f}s", flush=True)
+        times[f"vectorbt_{label}_s"] = best
 
     vbt_warm, vbt_cold = times["vectorbt_warm_s"], times["vectorbt_cold_s"]
     ratios = {f"{p}_warm_ratio": round(times[f"{p}_warm_s"] / vbt_warm, 2) for p in paths}

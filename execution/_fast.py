@@ -224,24 +224,25 @@ def prepare_single_symbol(
     if symbol is None:
         return None, "several symbols (or non-string symbols)"
     ts = _utc_ns(bars["ts"])
-    if (ts % 1000).any():
+    cols = [bars[name].to_numpy(np.float64) for name in ("open", "high", "low", "close", "volume")]
+    # One compiled pass over the arrays instead of a numpy pass per check.
+    scan = _scan_bars(ts, *cols)
+    if scan == _SCAN_SUB_US:
         return None, "sub-microsecond timestamps"
-    step = np.diff(ts)
-    order = None
-    if n > 1 and not (step > 0).all():
+    if scan == _SCAN_UNSORTED:
         order = np.argsort(ts, kind="stable")
         ts = ts[order]
         if not (np.diff(ts) > 0).all():
             return None, "duplicate bars"
-    cols = []
-    for name in ("open", "high", "low", "close", "volume"):
-        arr = bars[name].to_numpy(np.float64)
-        cols.append(np.ascontiguousarray(arr[order] if order is not None else arr))
-    if not all(np.isfinite(a).all() for a in cols):
+        cols = [a[order] for a in cols]
+        scan = _scan_bars(ts, *cols)
+    if scan == _SCAN_NOT_FINITE:
         return None, "non-finite prices"
+    cols = [np.ascontiguousarray(a) for a in cols]
     timeframe = ""
     if "timeframe" in bars.columns:
-        tf = _single_value(bars["timeframe"].astype(str))
+        tf_col = bars["timeframe"]
+        tf = _single_value(tf_col if isinstance(tf_col.iloc[0], str) else tf_col.astype(str))
         if tf is None:
             return None, "several timeframes"
         timeframe = tf
@@ -266,8 +267,7 @@ def prepare_single_symbol(
         hit = np.zeros(len(pts), dtype=bool)
         hit[inside] = ts[pos[inside]] == pts[inside]
         proba[pos[hit]] = values[hit]
-    unmatched = len(predictions) - int(np.isfinite(proba).all(axis=1).sum())
-    return _inputs(symbol, timeframe, ts, close_ts, cols, proba, unmatched)
+    return _inputs(symbol, timeframe, ts, close_ts, cols, proba, len(predictions))
 
 
 def _inputs(
@@ -277,12 +277,13 @@ def _inputs(
     close_ts: np.ndarray,
     cols: list[np.ndarray],
     proba: np.ndarray,
-    unmatched: int,
+    n_predictions: int,
 ) -> tuple[FastInputs | None, str]:
     has_pred = np.empty(len(proba), dtype=np.bool_)
     # Prediction.__post_init__ rejects these in the reference loop; let it raise there.
     if not _check_proba(proba, has_pred, _PROBA_TOLERANCE):
         return None, "invalid prediction probabilities"
+    unmatched = n_predictions - int(has_pred.sum())
     inputs = FastInputs(
         symbol=symbol,
         timeframe=timeframe,
@@ -444,6 +445,7 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 # functions, compiled below.
 
 _DUST = 1e-9
+_SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 
 
 def _py_kernel(
@@ -1017,6 +1019,29 @@ def _py_committed(pos_q, pend, n_pend, orders_i, orders_f):
     return 1 if qty > 0 else -1
 
 
+def _py_scan_bars(ts, o, h, lo, c, v):
+    """_SCAN_OK, or the first thing wrong: sub-microsecond ts, ts not increasing, non-finite."""
+    n = ts.shape[0]
+    unsorted = False
+    for i in range(n):
+        if ts[i] % 1000 != 0:
+            return _SCAN_SUB_US
+        if i > 0 and ts[i] <= ts[i - 1]:
+            unsorted = True
+    if unsorted:
+        return _SCAN_UNSORTED
+    for i in range(n):
+        if not (
+            math.isfinite(o[i])
+            and math.isfinite(h[i])
+            and math.isfinite(lo[i])
+            and math.isfinite(c[i])
+            and math.isfinite(v[i])
+        ):
+            return _SCAN_NOT_FINITE
+    return _SCAN_OK
+
+
 def _py_check_proba(proba, has_pred, tolerance):
     """has_pred[i]: row i is all finite; False when a finite row is not a valid distribution."""
     ok = True
@@ -1155,6 +1180,7 @@ if numba is not None:
     # The sequencing and bookkeeping of this module.
     _committed = _jit(_py_committed)
     _check_proba = _jit(_py_check_proba)
+    _scan_bars = _jit(_py_scan_bars)
     _close_trade = _jit(_py_close_trade)
     _book_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_book_fill)
     _record_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_record_fill)

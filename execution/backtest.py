@@ -470,8 +470,10 @@ def _fast_result(
         fills=fills,
         trades=trades,
         positions=_positions_frame(state),
-        equity=pd.Series(out.equity, index=index, name="equity", dtype=np.float64),
-        exposure=pd.Series(out.exposure, index=index, name="exposure", dtype=np.float64),
+        equity=pd.Series(out.equity, index=index, name="equity", dtype=np.float64, copy=False),
+        exposure=pd.Series(
+            out.exposure, index=index, name="exposure", dtype=np.float64, copy=False
+        ),
         config=config,
         final_state=state,
     )

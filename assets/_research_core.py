@@ -190,6 +190,7 @@ def walk_forward_all(
     trials: dict[str, int] = {}
     trading: dict[str, dict[str, float]] = {}
     families = [*cfg.models, *cfg.baselines]
+    parent = tracker.research_run(spec.key, dagster_run_id)
     for i, family in enumerate(families, start=1):
         t0 = datetime.now(UTC)
         result = run_family(family, features, lab, folds, cfg)
@@ -243,12 +244,14 @@ def walk_forward_all(
                     "candleflow.family": family,
                     "dagster.run_id": dagster_run_id,
                 },
+                parent_run_id=parent,
             )
         secs = (datetime.now(UTC) - t0).total_seconds()
         log(
             f"[{i}/{len(families)}] {spec.key} {family}: {len(folds)} folds, OOS accuracy "
             f"{accuracy[family]:.3f}, {secs:.1f}s, MLflow run {run_ids[family]}"
         )
+    tracker.finish_run(parent, {f"{f}.oos_accuracy": a for f, a in accuracy.items()})
     any_pred = next(iter(predictions.values()))
     return WalkForwardAll(
         predictions=predictions,
@@ -456,6 +459,8 @@ def register_deployable(
     strategy: StrategyConfig,
     tracker: ModelTracker,
     rule: PromotionRule | None = None,
+    *,
+    dagster_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Fit the live model on all history, register it as challenger, apply the promotion rule
     with the deployable family's own out-of-sample backtest on this series."""
@@ -470,6 +475,7 @@ def register_deployable(
     labelled = oos_frame[oos_frame["label"].notna()]
     hits = (labelled[PROBA].to_numpy().argmax(axis=1) - 1) == labelled["label"].to_numpy()
     oos_accuracy = float(hits.mean()) if len(labelled) else float("nan")
+    parent = tracker.research_run(spec.key, dagster_run_id) if dagster_run_id else None
     with tempfile.TemporaryDirectory() as tmp:
         bundle.save(Path(tmp))
         (Path(tmp) / "strategy.json").write_text(json.dumps(strategy.to_dict(), indent=2))
@@ -494,9 +500,17 @@ def register_deployable(
                 "candleflow.series": spec.key,
                 "candleflow.role": "deployable",
                 "candleflow.train_end": bars["ts"].iloc[-1].isoformat(),
+                **({"dagster.run_id": dagster_run_id} if dagster_run_id else {}),
             },
+            parent_run_id=parent,
         )
-    version = tracker.register(model_name, run_id)
+        if parent:
+            tracker.finish_run(parent)
+        example = bars[["ts", "open", "high", "low", "close", "volume"]].tail(bundle.history + 5)
+        model_id = tracker.log_bundle_model(
+            run_id, Path(tmp), example.reset_index(drop=True), name=model_name
+        )
+    version = tracker.register(model_name, run_id, model_id=model_id)
     decision = tracker.promote(model_name, version, rule, oos_trades=int(m["n_trades"]))
     return {
         "model_name": model_name,
@@ -747,6 +761,86 @@ def portfolio_overview(books: Mapping[str, Any]) -> dict[str, Any]:
 def _pbo_text(entry: Mapping[str, Any]) -> str:
     pbo = entry["pbo"]
     return f"{pbo:.1%}" if np.isfinite(pbo) else f"n/a ({entry['pbo_note']})"
+
+
+SCORECARD_FIELDS = {
+    "sharpe": "sharpe",
+    "deflated_sharpe": "deflated_sharpe",
+    "total_return": "total_return",
+    "max_drawdown": "max_drawdown",
+    "n_trades": "n_trades",
+}
+
+
+def series_scorecard(
+    spec: SeriesSpec,
+    bars: pd.DataFrame,
+    predictions: Mapping[str, pd.DataFrame],
+    cfg: ResearchConfig,
+    strategy: StrategyConfig,
+) -> dict[str, dict[str, float]]:
+    """Each family's OOS predictions on this one series, backtested alone: Sharpe, DSR (models
+    deflated by the trials tried), return, drawdown and trades, the numbers a run's metadata
+    carries so Dagster can chart them across materializations."""
+    results = {
+        f: _run_series({spec.symbol: bars}, {spec.symbol: p}, strategy)
+        for f, p in predictions.items()
+    }
+    models = tuple(f for f in cfg.models if f in results)
+    rets = (
+        pd.DataFrame({f: results[f]["equity"].pct_change() for f in models}).iloc[1:].fillna(0.0)
+    )
+    pool, _ = trial_pool({spec.key: predictions}, [spec.key], models, rets)
+    card = {}
+    for family, res in results.items():
+        model = family in models
+        with_trials(
+            res,
+            strategy,
+            n_trials=len(pool) if model else 1,
+            trial_returns=rets if model else None,
+            trial_sharpes=pool if model else None,
+        )
+        card[family] = {k: float(res["metrics"][v]) for k, v in SCORECARD_FIELDS.items()}
+    return card
+
+
+def numeric_metadata(card: Mapping[str, Mapping[str, float]], prefix: str = "") -> dict[str, float]:
+    """Flat `<prefix><family>.<metric>` floats, finite ones only (Dagster plots floats)."""
+    return {
+        f"{prefix}{family}.{name}": float(value)
+        for family, metrics in card.items()
+        for name, value in metrics.items()
+        if np.isfinite(value)
+    }
+
+
+def markdown_table(card: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str]) -> str:
+    """One row per family: the scorecard as a Markdown table for the asset's metadata."""
+    head = "| family | kind | Sharpe | DSR | total return | max drawdown | trades |"
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|"]
+
+    def cell(value: float, fmt: str) -> str:
+        return "n/a" if not np.isfinite(value) else format(value, fmt)
+
+    for family, m in card.items():
+        rows.append(
+            f"| {family} | {kinds.get(family, '')} | {cell(m['sharpe'], '.2f')} | "
+            f"{cell(m['deflated_sharpe'], '.3f')} | {cell(m['total_return'], '.2%')} | "
+            f"{cell(m['max_drawdown'], '.2%')} | {cell(m['n_trades'], '.0f')} |"
+        )
+    return "\n".join(rows)
+
+
+def portfolio_scorecards(books: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """timeframe -> family -> the scorecard fields of the portfolio backtest."""
+    return {
+        tf: {
+            name: {k: float(res["metrics"][v]) for k, v in SCORECARD_FIELDS.items()}
+            for name, res in book["strategies"].items()
+        }
+        for tf, book in books.items()
+    }
 
 
 def _num(value: Any) -> Any:

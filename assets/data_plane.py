@@ -69,7 +69,8 @@ def raw_bars(
         dg.AssetCheckSpec(
             "calendar_gaps",
             asset="validated_bars",
-            description="missing bars against the instrument's calendar (warn)",
+            description="missing bars against the instrument's calendar: FX Sunday to Friday "
+            "17:00 New York, equity exchange sessions (warn)",
         ),
         dg.AssetCheckSpec(
             "quarantine_rate",
@@ -88,6 +89,8 @@ def validated_bars(
         with bar_store.open() as store:
             report = write_ingest(prepared, store)
     rep = prepared.result.report
+    series = context.partition_key
+    failed = ", ".join(prepared.blocking_failures)
     yield dg.Output(
         report.to_dict(),
         metadata={
@@ -106,7 +109,10 @@ def validated_bars(
         check_name="bar_contract_suite",
         passed=not prepared.blocking_failures,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{series}: Great Expectations suite on {rep.accepted} accepted bars; "
+        + (f"failed: {failed}" if failed else "all expectations met"),
         metadata={
+            "series": series,
             "blocking_failures": dg.MetadataValue.json(list(prepared.blocking_failures)),
             "results": dg.MetadataValue.json(_suite_results(prepared.suite)),
         },
@@ -115,15 +121,27 @@ def validated_bars(
         check_name="row_accounting",
         passed=rep.rows_in == rep.accepted + rep.quarantined,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"rows_in": rep.rows_in, "accepted": rep.accepted, "quarantined": rep.quarantined},
+        description=f"{series}: {rep.rows_in} rows in = {rep.accepted} accepted + "
+        f"{rep.quarantined} quarantined",
+        metadata={
+            "series": series,
+            "rows_in": rep.rows_in,
+            "accepted": rep.accepted,
+            "quarantined": rep.quarantined,
+        },
     )
     gaps = list(getattr(rep, "gaps", []))[:20]
     yield dg.AssetCheckResult(
         check_name="calendar_gaps",
         passed=rep.gap_count == 0,
         severity=dg.AssetCheckSeverity.WARN,
+        description=f"{series}: {rep.gap_count} gaps, {rep.missing_bars} missing bars"
+        if rep.gaps_checked
+        else f"{series}: no calendar for this class and timeframe; gaps not checked",
         metadata={
+            "series": series,
             "gap_count": rep.gap_count,
+            "missing_bars": rep.missing_bars,
             "first_gaps": dg.MetadataValue.json(json.loads(json.dumps(gaps, default=str))),
         },
     )
@@ -132,7 +150,8 @@ def validated_bars(
         check_name="quarantine_rate",
         passed=rate <= 0.01,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"quarantine_rate": rate},
+        description=f"{series}: {rep.quarantined} of {rep.rows_in} rows quarantined ({rate:.2%})",
+        metadata={"series": series, "quarantine_rate": rate},
     )
 
 

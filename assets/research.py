@@ -65,7 +65,7 @@ def features(
     bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
 ) -> Any:
-    _, bars = _bars(context, bar_store, series_registry)
+    spec, bars = _bars(context, bar_store, series_registry)
     feats = core.features_of(bars)
     look = core.look_ahead_probe(bars, feats)
     yield dg.Output(
@@ -82,7 +82,9 @@ def features(
     yield dg.AssetCheckResult(
         check_name="no_look_ahead",
         passed=look["passed"],
-        metadata={k: v for k, v in look.items() if k != "passed"},
+        description=f"{spec.key}: features recomputed at {look['cut_points']} cut points "
+        + ("match the full-history features" if look["passed"] else "differ: look-ahead"),
+        metadata={"series": spec.key, **{k: v for k, v in look.items() if k != "passed"}},
     )
 
 
@@ -165,6 +167,9 @@ def walk_forward(
         spec, features, labels, cfg, tracker, log=context.log.info,
         dagster_run_id=context.run.run_id, bars=bars, strategy=research.strategy(spec),
     )
+    # Each family backtested alone on this series: numbers the Plots tab charts per partition.
+    card = core.series_scorecard(spec, bars, result.predictions, cfg, research.strategy(spec))
+    kinds = {f: ("model" if f in cfg.models else "baseline") for f in card}
     yield dg.Output(
         result.run_ids,
         output_name="fold_models",
@@ -176,6 +181,7 @@ def walk_forward(
             "oos_trading": dg.MetadataValue.json(result.trading),
             "trials": dg.MetadataValue.json(result.trials),
             "single_class_models": dg.MetadataValue.json(result.single_class),
+            **{f"{f}.oos_accuracy": v for f, v in result.accuracy.items() if v == v},
         },
     )
     yield dg.Output(
@@ -186,6 +192,8 @@ def walk_forward(
             "oos_start": result.oos_start,
             "oos_end": result.oos_end,
             "mlflow_runs": dg.MetadataValue.json(result.run_ids),
+            "scorecard": dg.MetadataValue.md(core.markdown_table(card, kinds)),
+            **core.numeric_metadata(card),
         },
     )
 
@@ -218,6 +226,7 @@ def deployable_model(
         research.config(),
         research.strategy(spec),
         mlflow.tracker(),
+        dagster_run_id=context.run.run_id,
     )
     context.log.info(out["decision"])
     return dg.MaterializeResult(
@@ -268,22 +277,36 @@ def portfolio_backtest(
         )
     consistency = core.consistency(books)
     few = core.too_few_trades(books, research.min_trades)
+    evaluated = "; ".join(f"{tf}: {', '.join(b['series'])}" for tf, b in books.items())
+    # Floats per timeframe and family (the Plots tab charts them run over run) and a table each.
+    numbers: dict[str, Any] = {}
+    for tf, card in core.portfolio_scorecards(books).items():
+        numbers |= core.numeric_metadata(card, f"{tf}.")
+        numbers[f"scorecard_{tf}"] = dg.MetadataValue.md(
+            core.markdown_table(card, books[tf]["kinds"])
+        )
     yield dg.Output(
         books,
-        metadata={
-            "portfolios": dg.MetadataValue.json(core.portfolio_overview(books)),
-        },
+        metadata={"portfolios": dg.MetadataValue.json(core.portfolio_overview(books)), **numbers},
     )
     yield dg.AssetCheckResult(
         check_name="min_trades",
         passed=not few,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"below_min": dg.MetadataValue.json(few), "min_trades": research.min_trades},
+        description=f"trades per model family in the portfolios {evaluated}"
+        + (f"; below {research.min_trades}: {', '.join(few)}" if few else ""),
+        metadata={
+            "portfolios": evaluated,
+            "below_min": dg.MetadataValue.json(few),
+            "min_trades": research.min_trades,
+        },
     )
     yield dg.AssetCheckResult(
         check_name="metric_consistency",
         passed=not consistency,
-        metadata={"violations": dg.MetadataValue.json(consistency)},
+        description=f"profit factor vs P&L and equity reconciliation in the portfolios {evaluated}"
+        + (f"; {len(consistency)} violations" if consistency else ""),
+        metadata={"portfolios": evaluated, "violations": dg.MetadataValue.json(consistency)},
     )
 
 

@@ -3,7 +3,13 @@
 The tracking store is real MLflow: local SQLite under CANDLEFLOW_HOME by default, or whatever
 MLFLOW_TRACKING_URI points at. Models are saved by their own `save(path)` and logged as run
 artifacts; registry versions point at them, and the aliases `challenger` and `champion` say which
-version is on trial and which one trades.
+version is on trial and which one trades. The deployable bundle is also logged as an MLflow
+pyfunc model (signature and input example: bars in, probabilities out), which fills MLflow's
+"Logged models" view; its registry version carries the logged model's id as a tag.
+
+The experiment is tagged as custom model development, so MLflow opens it in the model-training
+view. A series' walk-forward family runs (and its deployable run) are nested under one research
+run per series and Dagster run.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+PARENT_TAG = "mlflow.parentRunId"
+LOGGED_MODEL_TAG = "candleflow.logged_model_id"
+_BATCH = 900  # metrics per log_batch call; MLflow accepts at most 1000
 
 
 def registered_model_name(symbol: str, timeframe: str) -> str:
@@ -124,10 +135,15 @@ class ModelTracker:
         if exp is None:
             config.artifact_root.mkdir(parents=True, exist_ok=True)
             self.experiment_id = self._client.create_experiment(
-                config.experiment, artifact_location=config.artifact_root.resolve().as_uri()
+                config.experiment,
+                artifact_location=config.artifact_root.resolve().as_uri(),
+                tags=EXPERIMENT_KIND,
             )
         else:
             self.experiment_id = exp.experiment_id
+            for key, value in EXPERIMENT_KIND.items():
+                if exp.tags.get(key) != value:
+                    self._client.set_experiment_tag(self.experiment_id, key, value)
 
     @property
     def client(self) -> Any:
@@ -145,8 +161,15 @@ class ModelTracker:
         fingerprint: str,
         tags: Mapping[str, str] | None = None,
         artifacts: Mapping[str, Path] | None = None,
+        parent_run_id: str | None = None,
     ) -> str:
-        """Log one training run; returns its run id. The model directory goes under `model/`."""
+        """Log one training run; returns its run id. The model directory goes under `model/`.
+
+        Fold metrics are one series each, `fold_<name>` at step = fold number, so the run page
+        charts them fold by fold. With `parent_run_id` the run nests under that run.
+        """
+        from mlflow.entities import Metric, Param
+
         client = self._client
         run = client.create_run(
             self.experiment_id,
@@ -154,20 +177,25 @@ class ModelTracker:
             tags={
                 "candleflow.git_revision": git_revision(),
                 "candleflow.data_fingerprint": fingerprint,
+                **({PARENT_TAG: parent_run_id} if parent_run_id else {}),
                 **(tags or {}),
             },
         )
         run_id = run.info.run_id
+        now = _now_ms()
+        metrics = [
+            Metric(f"fold_{key}", float(value), now, step)
+            for step, row in enumerate(fold_metrics)
+            for key, value in row.items()
+            if _finite(value)
+        ]
+        metrics += [Metric(k, float(v), now, 0) for k, v in summary_metrics.items() if _finite(v)]
         try:
-            for key, value in params.items():
-                client.log_param(run_id, key, str(value)[:6000])
-            for step, metrics in enumerate(fold_metrics):
-                for key, value in metrics.items():
-                    if _finite(value):
-                        client.log_metric(run_id, f"fold_{key}", float(value), step=step)
-            for key, value in summary_metrics.items():
-                if _finite(value):
-                    client.log_metric(run_id, key, float(value))
+            items = [Param(key, str(value)[:6000]) for key, value in params.items()]
+            for start in range(0, len(items), 100):  # MLflow takes 100 params per batch
+                client.log_batch(run_id, params=items[start : start + 100])
+            for start in range(0, len(metrics), _BATCH):
+                client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
             client.log_dict(run_id, {"features": list(features)}, "features.json")
             client.log_artifacts(run_id, str(model_dir), artifact_path="model")
             for name, path in (artifacts or {}).items():
@@ -178,8 +206,65 @@ class ModelTracker:
         client.set_terminated(run_id, status="FINISHED")
         return run_id
 
-    def register(self, model_name: str, run_id: str) -> str:
-        """Register the run's model as a new version and point `challenger` at it."""
+    def research_run(self, series: str, dagster_run_id: str) -> str:
+        """The parent run of one series' research in one Dagster run: found by its tags, or
+        created (left RUNNING; `finish_run` ends it). Family and deployable runs nest under it."""
+        tags = {
+            "candleflow.role": "research",
+            "candleflow.series": series,
+            "dagster.run_id": dagster_run_id,
+        }
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        found = self._client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = self._client.create_run(
+            self.experiment_id,
+            run_name=f"{series} research",
+            tags={**tags, "candleflow.git_revision": git_revision()},
+        )
+        return run.info.run_id
+
+    def finish_run(self, run_id: str, metrics: Mapping[str, float] | None = None) -> None:
+        """Log `metrics` (finite ones) on a run and mark it finished."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        batch = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if _finite(v)]
+        if batch:
+            self._client.log_batch(run_id, metrics=batch)
+        self._client.set_terminated(run_id, status="FINISHED")
+
+    def log_bundle_model(
+        self, run_id: str, bundle_dir: Path, input_example: pd.DataFrame, *, name: str
+    ) -> str:
+        """Log the bundle at `bundle_dir` as an MLflow pyfunc model of the run (signature and
+        input example from `input_example` bars); returns the logged model's id."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        from infra._mlflow_model import save_bundle_model
+
+        client = self._client
+        # Logged-model names refuse '.', ':', '/': candleflow.SPX.1d becomes candleflow-SPX-1d.
+        safe = "".join("-" if ch in "/:.%\"'" else ch for ch in name)
+        model = client.create_logged_model(
+            self.experiment_id, name=safe, source_run_id=run_id, model_type="candleflow-bundle"
+        )
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = save_bundle_model(bundle_dir, Path(tmp) / "mlflow_model", input_example)
+                client.log_model_artifacts(model.model_id, str(local))
+        except Exception:
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        return str(model.model_id)
+
+    def register(self, model_name: str, run_id: str, model_id: str | None = None) -> str:
+        """Register the run's model as a new version and point `challenger` at it; with
+        `model_id` the version is tagged with that logged MLflow model (its source stays the
+        run's `model/` bundle, which the live plane downloads)."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -187,7 +272,10 @@ class ModelTracker:
         except MlflowException:
             self._client.create_registered_model(model_name)
         mv = self._client.create_model_version(
-            model_name, source=f"runs:/{run_id}/model", run_id=run_id
+            model_name,
+            source=f"runs:/{run_id}/model",
+            run_id=run_id,
+            tags={LOGGED_MODEL_TAG: model_id} if model_id else None,
         )
         self._client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
         return str(mv.version)
@@ -281,6 +369,10 @@ class ModelTracker:
             os.replace(Path(tmp) / "model", home / "model")
         (home / _COMPLETE).touch()
         return home / "model", version
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _finite(value: Any) -> bool:

@@ -120,3 +120,77 @@ def test_download_when_alias_moves_then_new_version_is_fetched(tracker, tmp_path
 
     assert got == v2
     assert json.loads((path / "weights.json").read_text()) == {"tag": "b"}
+
+
+def _sma_bundle_dir(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    from infra.sources import load_bundled
+    from ml.bundle import ModelBundle
+    from ml.features import FeatureConfig, compute_features, feature_columns
+    from ml.models import SmaCrossoverModel
+
+    raw = load_bundled("sp500").frame.iloc[:400]
+    bars = raw[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    bars["volume"] = bars["volume"].astype("float64")
+    cfg = FeatureConfig()
+    cols = tuple(feature_columns(cfg))
+    feats = compute_features(bars, cfg)
+    model = SmaCrossoverModel(fast=10, slow=50, confidence=0.6)
+    ready = feats.loc[~feats["warmup"], list(cols)]
+    model.fit(ready, pd.Series(1.0, index=ready.index))
+    bundle = ModelBundle(model=model, feature_config=cfg, columns=cols, name="sma_crossover")
+    path = bundle.save(tmp_path / "bundle")
+    return path, bars.tail(bundle.history + 5).reset_index(drop=True)
+
+
+def test_log_bundle_model_when_registered_then_logged_model_has_schema_and_loads(
+    tracker, tmp_path
+):
+    import mlflow
+
+    # Arrange
+    bundle_dir, example = _sma_bundle_dir(tmp_path)
+    run_id = _log(tracker, tmp_path, 0.8, "a")
+    # Act
+    model_id = tracker.log_bundle_model(run_id, bundle_dir, example, name="candleflow.SPX.1d")
+    version = tracker.register("candleflow.SPX.1d", run_id, model_id=model_id)
+    # Assert
+    logged = tracker.client.get_logged_model(model_id)
+    assert logged.source_run_id == run_id and str(logged.status) == "READY"
+    mv = tracker.client.get_model_version("candleflow.SPX.1d", version)
+    assert mv.tags["candleflow.logged_model_id"] == model_id
+    pyfunc = mlflow.pyfunc.load_model(logged.artifact_location)
+    assert [c.name for c in pyfunc.metadata.get_input_schema().inputs][:2] == ["ts", "open"]
+    assert pyfunc.metadata.get_output_schema().input_names() == ["p_down", "p_flat", "p_up"]
+    out = pyfunc.predict(example.assign(ts=example["ts"].dt.tz_localize(None)))  # naive UTC
+    assert list(out.columns) == ["p_down", "p_flat", "p_up"] and len(out) > 0
+
+
+def test_tracker_when_created_then_experiment_opens_as_model_training(tracker):
+    exp = tracker.client.get_experiment(tracker.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_log_training_when_parent_given_then_nested_with_fold_metrics_as_steps(tracker, tmp_path):
+    # Arrange
+    parent = tracker.research_run("SPX@1d", "dagster-run-1")
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    # Act
+    child = tracker.log_training(
+        run_name="SPX@1d xgboost walk-forward",
+        params={"family": "xgboost"},
+        fold_metrics=[{"accuracy": 0.5}, {"accuracy": 0.6}, {"accuracy": 0.55}],
+        summary_metrics={"oos_accuracy": 0.55},
+        model_dir=model_dir,
+        features=["f1"],
+        fingerprint="abc",
+        parent_run_id=parent,
+    )
+    tracker.finish_run(parent, {"xgboost.oos_accuracy": 0.55})
+    # Assert
+    assert tracker.research_run("SPX@1d", "dagster-run-1") == parent  # found, not duplicated
+    assert tracker.research_run("SPX@1d", "dagster-run-2") != parent
+    assert tracker.client.get_run(child).data.tags["mlflow.parentRunId"] == parent
+    history = tracker.client.get_metric_history(child, "fold_accuracy")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.6), (2, 0.55)]
+    assert tracker.client.get_run(parent).info.status == "FINISHED"

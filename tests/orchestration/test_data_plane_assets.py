@@ -34,6 +34,11 @@ def test_validated_bars_when_materialized_twice_then_checks_pass_and_nothing_dup
     assert first.success and second.success
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert checks["bar_contract_suite"] and checks["row_accounting"]
+    for evaluation in first.get_asset_check_evaluations():
+        assert evaluation.description.startswith(f"{spec.key}: "), evaluation.check_name
+        assert evaluation.metadata["series"].value == spec.key
+    gaps = next(e for e in first.get_asset_check_evaluations() if e.check_name == "calendar_gaps")
+    assert gaps.passed and gaps.description == "SPX@1d: 0 gaps, 0 missing bars"  # NYSE holidays
     meta = next(m.metadata for m in first.asset_materializations_for_node("validated_bars"))
     meta2 = next(m.metadata for m in second.asset_materializations_for_node("validated_bars"))
     assert meta["rows_in"].value == meta["accepted"].value + meta["quarantined"].value

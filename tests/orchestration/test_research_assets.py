@@ -67,6 +67,21 @@ def test_research_graph_when_materialized_then_checks_pass_and_lineage_recorded(
         assert checks["bar_contract_suite"]
     checks = {e.check_name: e.passed for e in report.get_asset_check_evaluations()}
     assert checks["metric_consistency"]
+    for evaluation in report.get_asset_check_evaluations():
+        assert "1d: IXIC@1d, SPX@1d" in evaluation.description
+    look = next(e for e in runs[0].get_asset_check_evaluations() if e.check_name == "no_look_ahead")
+    assert look.description.startswith(f"{SERIES[0].key}: ")
+    book_meta = next(iter(report.asset_materializations_for_node("portfolio_backtest"))).metadata
+    assert isinstance(book_meta["1d.xgboost.sharpe"], dg.FloatMetadataValue)
+    assert "| xgboost | model |" in book_meta["scorecard_1d"].value
+    oos_meta = next(
+        m.metadata
+        for m in runs[0].asset_materializations_for_node("walk_forward")
+        if m.asset_key == dg.AssetKey("oos_predictions")
+    )
+    for family in ("xgboost", "xgboost_garch", "buy_and_hold"):
+        assert isinstance(oos_meta[f"{family}.n_trades"], dg.FloatMetadataValue), family
+    assert "| buy_and_hold | baseline |" in oos_meta["scorecard"].value
     wf_meta = next(
         m.metadata
         for m in runs[0].asset_materializations_for_node("walk_forward")

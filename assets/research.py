@@ -31,6 +31,13 @@ __all__ = [
 ]
 
 
+def _by_partition(context: dg.AssetExecutionContext, name: str, value: Any) -> dict[str, Any]:
+    """Series key -> value of a partitioned input that a report asset reads whole. The IO
+    manager hands over a bare value, not a dict, when only one series exists."""
+    keys = sorted(context.asset_partition_keys_for_input(name))
+    return {keys[0]: value} if len(keys) == 1 else dict(value)
+
+
 def _bars(context: dg.AssetExecutionContext, store_res: BarStoreResource, registry: Any) -> Any:
     spec = registry.get(context.partition_key)
     with store_res.open() as store:
@@ -265,15 +272,16 @@ def deployable_model(
 )
 def portfolio_backtest(
     context: dg.AssetExecutionContext,
-    oos_predictions: dict[str, dict[str, pd.DataFrame]],
+    oos_predictions: Any,
     bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> Any:
     registry = series_registry.registry()
+    by_series = _by_partition(context, "oos_predictions", oos_predictions)
     with bar_store.open() as store:
         books = core.portfolio_backtests(
-            oos_predictions, registry, store, research, log=context.log.info
+            by_series, registry, store, research, log=context.log.info
         )
     consistency = core.consistency(books)
     few = core.too_few_trades(books, research.min_trades)
@@ -314,19 +322,21 @@ def portfolio_backtest(
     group_name="report",
     kinds={"python", "xgboost", "pytorch"},
     description="Combinatorial purged cross-validation (AFML ch. 12) beside the walk-forward, "
-    "for the series the research config names (cpcv_series): C(N, k) purged and embargoed "
-    "splits per GARCH-free model family, phi = k/N * C(N, k) backtest paths through the "
-    "strategy's rules, and PBO by CSCV over the path returns.",
+    "for the series and families the research config names (cpcv_series, cpcv_families): "
+    "C(N, k) purged and embargoed splits per family, phi = k/N * C(N, k) backtest paths "
+    "through the strategy's rules, and PBO by CSCV over the path returns.",
 )
 def cpcv(
     context: dg.AssetExecutionContext,
-    features: dict[str, pd.DataFrame],
-    labels: dict[str, pd.DataFrame],
+    features: Any,
+    labels: Any,
     bar_store: BarStoreResource,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> dg.Output[dict[str, Any]]:
     cfg = research.config()
+    features = _by_partition(context, "features", features)
+    labels = _by_partition(context, "labels", labels)
     registry = series_registry.registry()
     out: dict[str, Any] = {}
     with bar_store.open() as store:

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import SERIES
-from infra.ingest import build_report, fetch_raw, prepare_ingest, write_ingest
+from infra.ingest import build_report, fetch_raw, prepare_ingest, read_history, write_ingest
 from infra.sources import RawBars
 from orchestration.resources import BarStoreResource, SeriesRegistryResource
 
@@ -82,7 +82,11 @@ def raw_bars(
 def validated_bars(
     context: dg.AssetExecutionContext, raw_bars: RawBars, bar_store: BarStoreResource
 ) -> Iterator[Any]:
-    prepared = prepare_ingest(raw_bars, run_id=context.run.run_id, now=datetime.now(UTC))
+    with bar_store.open() as store:
+        history = read_history(raw_bars, store)
+    prepared = prepare_ingest(
+        raw_bars, run_id=context.run.run_id, now=datetime.now(UTC), history=history
+    )
     if prepared.blocking_failures:
         report = build_report(prepared, written=0)
     else:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import pandas as pd
 
 from infra.series import SeriesSpec
 from infra.sources import RawBars
@@ -26,10 +28,13 @@ __all__ = [
     "fetch_raw",
     "ingest_raw",
     "prepare_ingest",
+    "read_history",
     "write_ingest",
 ]
 
 logger = logging.getLogger(__name__)
+
+HISTORY_BARS: Final = 500  # stored bars each ingest validates its new rows with
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class IngestReport:
     last_ts: str | None = None
     suite_success: bool = True
     blocking_failures: tuple[str, ...] = ()
+    history_bars: int = 0  # stored bars the new rows were validated with (read_history)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,35 +121,132 @@ class PreparedIngest:
 
     raw: RawBars
     run_id: str
-    result: Any  # quality.ValidationResult
+    result: Any  # quality.ValidationResult, of the new rows only
     suite: Any  # quality.SuiteOutcome on the accepted rows
+    history: int = 0  # stored bars validated with the new rows as context
 
     @property
     def blocking_failures(self) -> tuple[str, ...]:
         return tuple(str(f) for f in self.suite.blocking_failures)
 
 
-def prepare_ingest(raw: RawBars, *, run_id: str, now: datetime) -> PreparedIngest:
-    """Run the row-level contract and the Great Expectations suite; write nothing."""
+def read_history(raw: RawBars, store: Any, *, bars: int = HISTORY_BARS) -> pd.DataFrame:
+    """The last `bars` stored bars of raw's series before raw's earliest stamp (may be empty).
+
+    prepare_ingest validates them together with the new rows, so that rules comparing a bar
+    with its neighbours (duplicates, stale runs, spikes) see the series, not just the batch.
+    """
+    from quality.schema import empty_bars, timeframe_to_timedelta
+
+    first = _earliest_stamp(raw.frame["ts"])
+    if first is None:
+        return empty_bars()
+    # Calendar time for `bars` bars, with room for weekends, holidays and session breaks.
+    span = max(timeframe_to_timedelta(raw.timeframe) * bars * 4, timedelta(days=14))
+    try:
+        start = first - span
+    except OverflowError:
+        start = None
+    stored = store.read_bars(raw.symbol, raw.timeframe, start, first.to_pydatetime())
+    return stored.tail(bars).reset_index(drop=True)
+
+
+def _earliest_stamp(ts: pd.Series) -> pd.Timestamp | None:
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        stamps = ts
+    else:
+        aware = [v for v in ts if isinstance(v, pd.Timestamp) and v.tzinfo is not None]
+        stamps = pd.Series(pd.to_datetime(aware, utc=True)) if aware else pd.Series([])
+    first = stamps.min() if len(stamps) else None
+    return None if first is None or pd.isna(first) else pd.Timestamp(first).tz_convert("UTC")
+
+
+def prepare_ingest(
+    raw: RawBars, *, run_id: str, now: datetime, history: pd.DataFrame | None = None
+) -> PreparedIngest:
+    """Run the row-level contract and the Great Expectations suite; write nothing.
+
+    `history` (read_history) is stored bars just before the new rows: validated with them as
+    context, never accepted or quarantined again. Stored bars are final: a stored bar that the
+    new rows show to be a spike or stale is logged, not rewritten.
+    """
     from quality import run_bar_suite, validate_bars
 
+    h = 0 if history is None else len(history)
+    frame = raw.frame
+    if h:
+        # Object columns keep the new rows' cells as they came (an int volume stays an int), so
+        # their quarantine records read exactly as they would without history.
+        context = history.loc[:, list(raw.frame.columns)].astype(object)
+        frame = pd.concat([context, raw.frame.astype(object)], ignore_index=True)
     result = validate_bars(
-        raw.frame,
+        frame,
         symbol=raw.symbol,
         timeframe=raw.timeframe,
         source=raw.source,
         instrument_class=raw.instrument_class,
         run_id=run_id,
         now=now,
-        ts_faults=raw.ts_faults,
+        ts_faults={pos + h: fault for pos, fault in raw.ts_faults.items()},
     )
+    if h:
+        result = _without_history(result, history, raw)
     rep = result.report
     if rep.rows_in != rep.accepted + rep.quarantined:
         msg = f"accounting broken: {rep.rows_in} in != {rep.accepted} + {rep.quarantined}"
         raise AssertionError(msg)
     return PreparedIngest(
-        raw=raw, run_id=run_id, result=result, suite=run_bar_suite(result.accepted)
+        raw=raw, run_id=run_id, result=result, suite=run_bar_suite(result.accepted), history=h
     )
+
+
+def _without_history(result: Any, history: pd.DataFrame, raw: RawBars) -> Any:
+    """The validation of history + new rows, reduced to the new rows."""
+    from quality import ValidationResult
+
+    h = len(history)
+    new = result.quarantined_positions >= h
+    late = result.quarantined.loc[~new]
+    if len(late):
+        logger.warning(
+            "%s@%s: %d stored bar(s) before this batch would now be quarantined (%s); stored "
+            "bars are not rewritten",
+            raw.symbol,
+            raw.timeframe,
+            len(late),
+            ", ".join(
+                f"{t.isoformat()} {r}" for t, r in zip(late["ts"], late["reason"], strict=True)
+            ),
+        )
+    quarantined = result.quarantined.loc[new].reset_index(drop=True)
+    accepted = result.accepted.loc[~result.accepted["ts"].isin(history["ts"])]
+    last_stored = history["ts"].iloc[-1]
+    gaps = tuple(g for g in result.report.gaps if g.start > last_stored)
+    by_reason: dict[str, int] = {}
+    for reason in quarantined["reason"]:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    report = replace(
+        result.report,
+        rows_in=len(raw),
+        accepted=len(accepted),
+        quarantined=len(quarantined),
+        by_reason={r: by_reason[r] for r in sorted(by_reason, key=_reason_rank)},
+        gaps=gaps,
+        gap_count=len(gaps),
+        missing_bars=sum(g.missing_bars for g in gaps),
+    )
+    return ValidationResult(
+        accepted=accepted.reset_index(drop=True),
+        quarantined=quarantined,
+        report=report,
+        quarantined_positions=result.quarantined_positions[new] - h,
+    )
+
+
+def _reason_rank(reason: str) -> int:
+    from quality import RULE_ORDER
+
+    return [code.value for code in RULE_ORDER].index(reason)
 
 
 def check_raw(raw: RawBars, *, now: datetime) -> Any:
@@ -202,9 +305,11 @@ def build_report(prepared: PreparedIngest, *, written: int) -> IngestReport:
         last_ts=None if acc.empty else acc["ts"].iloc[-1].isoformat(),
         suite_success=bool(prepared.suite.success),
         blocking_failures=prepared.blocking_failures,
+        history_bars=prepared.history,
     )
 
 
 def ingest_raw(raw: RawBars, store: Any, *, run_id: str, now: datetime) -> IngestReport:
-    """prepare_ingest then write_ingest: the whole ingestion of one batch of raw bars."""
-    return write_ingest(prepare_ingest(raw, run_id=run_id, now=now), store)
+    """read_history, prepare_ingest, write_ingest: the whole ingestion of one batch of raw bars."""
+    history = read_history(raw, store)
+    return write_ingest(prepare_ingest(raw, run_id=run_id, now=now, history=history), store)

@@ -93,7 +93,7 @@ def cmd_init_home(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from infra.ingest import fetch_raw, prepare_ingest, write_ingest
+    from infra.ingest import fetch_raw, prepare_ingest, read_history, write_ingest
 
     settings = _settings()
     init_home(settings)
@@ -131,7 +131,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raw = fetch_raw(spec, since=since, progress=_say)
         if len(raw) >= _PROGRESS_MIN_ROWS:
             _say(f"validating {len(raw):,} rows")
-        prepared = prepare_ingest(raw, run_id=run_id, now=datetime.now(UTC))
+        history = read_history(raw, store)
+        prepared = prepare_ingest(raw, run_id=run_id, now=datetime.now(UTC), history=history)
         report = write_ingest(prepared, store)
         stored = report.accepted > 0 or store.last_ts(spec.symbol, spec.timeframe) is not None
     print(json.dumps(report.to_dict(), default=str, sort_keys=True))

@@ -32,10 +32,12 @@ ties):
                      the rows that passed 1-14, the first in input order is kept and every other
                      one is quarantined, whether it is an exact copy or conflicts with the kept
                      one (the detail says which).
-16. STALE_PRICE      a run of at least N consecutive bars with identical open, high, low and close
-                     and zero volume (a frozen feed): the first bar of the run is kept, the
-                     repeats are quarantined. N is `stale_min_run_intraday` below 1d and
-                     `stale_min_run_daily` from 1d up.
+16. STALE_PRICE      consecutive bars with identical open, high, low and close and zero volume
+                     (a frozen feed): the first N-1 bars of such a run are kept (a quiet market
+                     repeats a bar that often), the N-th and every later one are quarantined. N
+                     is `stale_min_run_intraday` below 1d and `stale_min_run_daily` from 1d up.
+                     The rule looks only backwards, so a bar's verdict never depends on bars
+                     after it and an ingest in increments agrees with one over the whole batch.
 17. PRICE_SPIKE      on the remaining bars, r_t = log(close_t / close_{t-1}). The robust z-score is
                      (r_t - median(r)) / scale over the whole batch, where scale is 1.4826 *
                      MAD(r) (when MAD is 0, 1.2533 * the mean absolute deviation stands in) but
@@ -639,17 +641,18 @@ def _stale_rule(
     same_as_prev = np.concatenate(
         ([False], (ohlc[1:] == ohlc[:-1]).all(axis=1) & zero_volume[1:] & zero_volume[:-1])
     )
-    run_id = np.cumsum(~same_as_prev)
-    run_len = np.bincount(run_id)[run_id]
     run_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(m), 0))
     index_in_run = np.arange(m) - run_start
-    stale = (run_len >= min_run) & (index_in_run > 0)
+    stale = index_in_run >= min_run - 1
     if not stale.any():
         return ordered
+    # The detail names no position in the run: the run's earlier repeats may have been
+    # quarantined by an earlier ingest, and the record must read the same either way.
     details = [
-        f"bar {i + 1} of {n} identical zero-volume bars (OHLC {_fmt(ohlc[j, 0])}, "
-        f"{_fmt(ohlc[j, 1])}, {_fmt(ohlc[j, 2])}, {_fmt(ohlc[j, 3])})"
-        for j, i, n in zip(np.flatnonzero(stale), index_in_run[stale], run_len[stale], strict=True)
+        f"repeats the previous bar with zero volume, at least {min_run} bars in a row: a frozen "
+        f"feed (OHLC {_fmt(ohlc[j, 0])}, {_fmt(ohlc[j, 1])}, {_fmt(ohlc[j, 2])}, "
+        f"{_fmt(ohlc[j, 3])})"
+        for j in np.flatnonzero(stale)
     ]
     tagger.tag_positions(ordered[stale], ReasonCode.STALE_PRICE, details)
     return ordered[~stale]

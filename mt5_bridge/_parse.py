@@ -137,6 +137,7 @@ class SymbolSpec:
     point: float  # price of one point
     digits: int  # price decimals
     trade_mode: int  # SYMBOL_TRADE_MODE_*
+    currency_profit: str = ""  # the currency prices and P&L are in
 
 
 def parse_symbol_info(info: Any) -> SymbolSpec:
@@ -151,6 +152,7 @@ def parse_symbol_info(info: Any) -> SymbolSpec:
         point=float(_field(info, "point")),
         digits=int(_field(info, "digits")),
         trade_mode=int(_field(info, "trade_mode")),
+        currency_profit=str(getattr(info, "currency_profit", "") or ""),
     )
     if not (spec.volume_step > 0 and spec.volume_min > 0 and spec.volume_max >= spec.volume_min):
         msg = (
@@ -360,6 +362,7 @@ class VenueRecord:
     symbol: str
     executed: bool  # a deal, or an order the server filled (wholly or in part)
     magic: int
+    lots_left: float = 0.0  # an order's volume_current: still working, or never to fill
 
 
 def venue_records(
@@ -386,19 +389,20 @@ def venue_records(
         if client_id is None:
             continue
         ticket = int(_field(rec, "ticket"))
+        left = 0.0
         if kind == "deal":
             order_ticket = int(_field(rec, "order"))
             executed = True
         else:
             order_ticket = ticket
+            left = float(_field(rec, "volume_current"))
             executed = (
-                float(_field(rec, "volume_initial")) > float(_field(rec, "volume_current")) + 1e-12
+                float(_field(rec, "volume_initial")) > left + 1e-12
                 or int(_field(rec, "state")) == c.ORDER_STATE_FILLED
             )
+        symbol = str(_field(rec, "symbol"))
         out.append(
-            VenueRecord(
-                kind, ticket, order_ticket, client_id, str(_field(rec, "symbol")), executed, magic
-            )
+            VenueRecord(kind, ticket, order_ticket, client_id, symbol, executed, magic, left)
         )
     return out
 

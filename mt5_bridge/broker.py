@@ -44,6 +44,8 @@ from execution.broker import (
     OrderRejectedError,
 )
 from execution.domain import Fill, Order, OrderAck, OrderStatus, OrderType, Position, Side
+from execution.instruments import Instrument, guess_asset_class
+from execution.orders import Cancel, OrderAccepted, OrderCancelled, OrderEvent, OrderRejected
 from infra.journal import JournalEntry, JournalState, MemoryJournal, OrderJournal, Watermark
 from mt5_bridge import _codes as c
 from mt5_bridge._codes import (
@@ -298,7 +300,8 @@ def _utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class VenueOutcome:
-    """What became of an order, learned outside `submit`'s answer (see `poll_outcomes`).
+    """What became of an order, learned outside `submit`'s answer; `poll_events` reports it as
+    an `execution.orders` event (`as_event`).
 
     kind: "cancelled" (an IOC remainder the server dropped, or a cancel we asked for),
     "accepted" (an order of unknown fate found at the venue) or "absent" (an order of unknown
@@ -312,6 +315,16 @@ class VenueOutcome:
     unfilled: float = 0.0  # units that will never fill
     venue_order_id: str = ""
     reason: str = ""
+
+    def as_event(self) -> OrderEvent:
+        if self.kind == "cancelled":
+            return OrderCancelled(self.client_id, self.symbol, self.ts, self.unfilled, self.reason)
+        if self.kind == "accepted":
+            return OrderAccepted(self.client_id, self.symbol, self.ts, self.venue_order_id)
+        if self.kind == "absent":
+            return OrderRejected(self.client_id, self.symbol, self.ts, self.reason, self.unfilled)
+        msg = f"unknown venue outcome kind {self.kind!r}"
+        raise ValueError(msg)
 
 
 class MT5Broker(Broker):
@@ -526,6 +539,21 @@ class MT5Broker(Broker):
             msg = f"MT5 symbol_info({symbol}) failed"
             raise TerminalUnavailableError(msg, exc.code, exc.comment) from None
 
+    def instrument(self, symbol: str) -> Instrument:
+        """`symbol` as the engine's instrument master describes it, from this venue's
+        symbol_info: units per lot, quantity step and limits in units, price tick."""
+        spec = self.symbol_spec(symbol)
+        return Instrument.from_lots(
+            symbol,
+            guess_asset_class(symbol),
+            contract_size=spec.contract_size,
+            lot_step=spec.volume_step,
+            min_lots=spec.volume_min,
+            max_lots=spec.volume_max,
+            price_tick=spec.point,
+            quote_currency=spec.currency_profit,
+        )
+
     def _order_spec(self, order: Order) -> SymbolSpec:
         try:
             return self._spec(order.symbol)
@@ -610,6 +638,8 @@ class MT5Broker(Broker):
                 raise DuplicateOrderError(cid)
         else:
             self._journal.restart(cid)
+            # Sent again: an earlier "absent" settlement of this id no longer holds.
+            self._outcomes = [o for o in self._outcomes if o.client_id != cid]
         try:
             ack, outcome = self._send_with_retries(order, comment, magic, spec, volume, filling)
         except OrderRejectedError as exc:
@@ -777,6 +807,7 @@ class MT5Broker(Broker):
             return None
         record = next((r for r in found if r.executed), found[0])
         self._remember(order.client_id, record.order_ticket)
+        self._remainder_dropped(order.client_id, order.symbol, found)
         logger.info(
             "order %s found on the venue (ticket %d) after %s; treated as sent",
             order.client_id,
@@ -814,6 +845,25 @@ class MT5Broker(Broker):
             message=outcome.comment,
         )
 
+    def _remainder_dropped(self, client_id: str, symbol: str, found: Sequence[VenueRecord]) -> None:
+        """An order found at the venue after its answer was lost: if it is finished (in the
+        history, not working) with volume left, that rest will never fill: report it."""
+        if any(r.kind == "order" for r in found):
+            return  # still working: its fills and its end come later
+        done = [r for r in found if r.kind == "history_order"]
+        if done and done[0].lots_left > 1e-12:
+            self._outcomes.append(
+                VenueOutcome(
+                    "cancelled",
+                    client_id,
+                    symbol,
+                    self._clock(),
+                    unfilled=units_for(done[0].lots_left, self.symbol_spec(symbol)),
+                    venue_order_id=str(done[0].order_ticket),
+                    reason="remainder not filled at the venue",
+                )
+            )
+
     def _remember(self, client_id: str, order_ticket: int) -> None:
         self._accepted.add(client_id)
         if order_ticket:
@@ -827,39 +877,38 @@ class MT5Broker(Broker):
     def _quote(self, symbol: str) -> Quote:
         return parse_tick(self._call("symbol_info_tick", symbol), self._config.server_utc_offset)
 
-    def cancel(self, client_id: str) -> bool:
-        """Remove our working order `client_id` (TRADE_ACTION_REMOVE); False when none works.
+    def cancel(self, request: Cancel) -> list[OrderEvent]:
+        """Remove our working order `request.client_id` (TRADE_ACTION_REMOVE).
 
-        What was cancelled comes back from `poll_outcomes` as "cancelled" with its unfilled
-        units.
+        Returns OrderCancelled with the unfilled units, or nothing when no such order works
+        (it completed, or was never a resting order).
         """
+        client_id = request.client_id
         for rec in self._query("orders_get"):
             if book_of(int(rec.magic)) != self._config.magic:
                 continue
             if self._client_id_of_order(rec) != client_id:
                 continue
             spec = self.symbol_spec(str(rec.symbol))
-            request = {"action": c.TRADE_ACTION_REMOVE, "order": int(rec.ticket)}
-            raw = self._mt5.order_send(request)
+            request_ = {"action": c.TRADE_ACTION_REMOVE, "order": int(rec.ticket)}
+            raw = self._mt5.order_send(request_)
             if raw is None:
                 code, text = self._last_error()
                 raise _unknown(client_id, code, text)
             outcome = parse_send_result(raw)
             if classify_retcode(outcome.retcode) is not RetcodeClass.SUCCESS:
                 raise error_for_result(client_id, outcome.retcode, outcome.comment, what="cancel")
-            self._outcomes.append(
-                VenueOutcome(
-                    "cancelled",
+            logger.info("order %s cancelled at the venue (%s)", client_id, request.reason)
+            return [
+                OrderCancelled(
                     client_id,
                     str(rec.symbol),
                     self._clock(),
-                    unfilled=units_for(float(rec.volume_current), spec),
-                    venue_order_id=str(int(rec.ticket)),
-                    reason="cancel requested",
+                    units_for(float(rec.volume_current), spec),
+                    request.reason,
                 )
-            )
-            return True
-        return False
+            ]
+        return []
 
     def modify_stops(self, symbol: str, stop_loss: float | None, take_profit: float | None) -> int:
         """Move the stop loss / take profit of our open positions in `symbol` at the venue
@@ -995,31 +1044,36 @@ class MT5Broker(Broker):
             self._journal.save_watermark(cfg.magic, self._watermark)
         return fills
 
-    def poll_outcomes(self) -> list[VenueOutcome]:
-        """Order outcomes learned outside submit's answer since the previous call (IOC
-        remainders dropped, cancels, orders of unknown fate settled), oldest first."""
-        out, self._outcomes = self._outcomes, []
-        return out
+    def poll_events(self) -> list[OrderEvent]:
+        """Everything the venue did since the previous call, as `execution.orders` events:
+        our deals as fills (see `poll_fills`), then the outcomes learned outside submit's
+        answer: IOC/FOK remainders the server dropped (OrderCancelled with the unfilled units)
+        and orders of unknown fate settled at the venue (OrderAccepted when found, OrderRejected
+        with nothing filled when they never arrived)."""
+        fills: list[OrderEvent] = list(self.poll_fills())
+        outcomes, self._outcomes = self._outcomes, []
+        return [*fills, *(o.as_event() for o in outcomes)]
 
     def resolve_unknown(self) -> list[VenueOutcome]:
         """Settle journal entries whose fate is unknown by looking for them at the venue.
 
         Found: the order is ours and sent (its deals come through poll_fills). Not found: it
         never reached the venue, so nothing of it will fill; the journal marks it absent, and a
-        replay may send it (once). Each settled entry also goes to `poll_outcomes`.
+        replay may send it (once). Each settled entry is also reported by `poll_events`.
         """
         book = self._config.magic
         pending = self._journal.unresolved(book)
         if not pending:
             return []
         records = self._our_venue_records()
-        by_cid: dict[str, VenueRecord] = {}
+        by_cid: dict[str, list[VenueRecord]] = {}
         for rec in records:
-            by_cid.setdefault(rec.client_id, rec)
+            by_cid.setdefault(rec.client_id, []).append(rec)
         settled: list[VenueOutcome] = []
         for entry in pending:
-            rec = by_cid.get(entry.client_id)
-            if rec is not None:
+            found = by_cid.get(entry.client_id, [])
+            if found:
+                rec = found[0]
                 self._remember(entry.client_id, rec.order_ticket)
                 self._journal.mark(
                     entry.client_id,
@@ -1052,7 +1106,9 @@ class MT5Broker(Broker):
                 outcome.reason,
             )
             settled.append(outcome)
-        self._outcomes.extend(settled)
+            self._outcomes.append(outcome)
+            if found:
+                self._remainder_dropped(entry.client_id, entry.symbol, found)
         return settled
 
     def positions(self) -> Mapping[str, Position]:

@@ -70,9 +70,7 @@ class ReconcileGauges:
         return found
 
 
-_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, ReconcileGauges] = (
-    weakref.WeakKeyDictionary()
-)
+_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, ReconcileGauges] = weakref.WeakKeyDictionary()
 
 
 def ledger_in_flight(engine: Any) -> dict[str, float]:
@@ -96,9 +94,7 @@ def ledger_in_flight(engine: Any) -> dict[str, float]:
 
 
 def _ledger_positions(engine: Any) -> dict[str, float]:
-    return {
-        s: float(p.quantity) for s, p in engine.positions.items() if abs(p.quantity) > _QTY_EPS
-    }
+    return {s: float(p.quantity) for s, p in engine.positions.items() if abs(p.quantity) > _QTY_EPS}
 
 
 @dataclass

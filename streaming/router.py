@@ -13,6 +13,10 @@ no retries of its own, and maps every broker error, in `outcome_for_error`, onto
 - UNKNOWN: the answer was lost and the venue could not say (timeouts, a dead terminal). The
   order becomes a reconciliation item (`take_unresolved`), settled by looking at the venue.
 
+Cancels (`cancel`) and moves of the protective levels a venue holds (`move_stops`, MT5's
+TRADE_ACTION_SLTP for a trailing stop) go through here too, under the same rule: a broker error
+is logged and left to reconciliation, never raised into the step.
+
 Client ids are deterministic (execution.domain.make_client_id), which is what makes DUPLICATE
 safe.
 """
@@ -34,6 +38,7 @@ from execution.broker import (
     RetryableBrokerError,
 )
 from execution.domain import Order, OrderAck
+from execution.orders import Cancel, OrderEvent
 from streaming.metrics import LiveMetrics
 
 __all__ = ["OrderRouter", "RouteOutcome", "Routed", "outcome_for_error"]
@@ -132,6 +137,44 @@ class OrderRouter:
             if self._on_submit is not None:
                 self._on_submit(order, latency_ns)
         return routed
+
+    def cancel(self, broker: Broker, request: Cancel) -> list[OrderEvent]:
+        """Ask the venue to cancel a working order; its events (OrderCancelled with the unfilled
+        rest), or none when it had completed or the venue could not be asked. Never raises a
+        broker error: an order still working shows in the next reconciliation."""
+        try:
+            return list(broker.cancel(request))
+        except BrokerError as exc:
+            logger.warning(
+                "event=cancel_failed client_id=%s symbol=%s error=%s",
+                request.client_id,
+                request.symbol,
+                exc,
+            )
+            return []
+
+    def move_stops(
+        self, broker: Broker, symbol: str, stop_loss: float | None, take_profit: float | None
+    ) -> bool:
+        """Move the protective levels held at the venue (brokers that hold them: MT5's
+        TRADE_ACTION_SLTP); False when the venue refused or could not be asked (logged; the
+        previous levels stay in force there)."""
+        modify = getattr(broker, "modify_stops", None)
+        if modify is None:
+            return False
+        try:
+            modify(symbol, stop_loss, take_profit)
+        except BrokerError as exc:
+            logger.warning(
+                "event=stops_not_moved symbol=%s sl=%s tp=%s error=%s",
+                symbol,
+                stop_loss,
+                take_profit,
+                exc,
+            )
+            return False
+        logger.info("event=stops_moved symbol=%s sl=%s tp=%s", symbol, stop_loss, take_profit)
+        return True
 
     def unresolved(self) -> tuple[Order, ...]:
         """Orders whose outcome is unknown, oldest first, until reconciliation settles them."""

@@ -310,36 +310,15 @@ def _poll_venue(broker: Broker) -> list[Any]:
     """The venue's new order events (fills first, then what became of orders otherwise); none
     while it cannot be asked (reconciliation holds trading)."""
     try:
-        events: list[Any] = list(broker.poll_events())
-        # A bridge that reports outcomes beside fills (mt5_bridge's poll_outcomes, until it
-        # speaks execution.orders itself): the same facts as order events.
-        poll_outcomes = getattr(broker, "poll_outcomes", None)
-        if poll_outcomes is not None:
-            events.extend(_outcome_event(o) for o in poll_outcomes())
+        return list(broker.poll_events())
     except BrokerUnavailableError as exc:
         logger.warning("event=fills_unavailable broker=%s error=%s", broker.name, exc)
         return []
-    return [e for e in events if e is not None]
 
 
-def _outcome_event(outcome: Any) -> Any:
-    from execution.orders import OrderAccepted, OrderCancelled, OrderRejected
-
-    kind, cid, sym, ts = outcome.kind, outcome.client_id, outcome.symbol, outcome.ts
-    if kind == "cancelled":
-        return OrderCancelled(cid, sym, ts, float(outcome.unfilled), outcome.reason)
-    if kind == "accepted":
-        return OrderAccepted(cid, sym, ts, outcome.venue_order_id)
-    if kind == "absent":
-        return OrderRejected(cid, sym, ts, outcome.reason or "absent", float(outcome.unfilled))
-    logger.warning("event=venue_outcome_unknown kind=%s client_id=%s", kind, cid)
-    return None
-
-
-def _cancel(broker: Broker, command: Any) -> list[Any]:
-    answer = broker.cancel(command)
-    # A bridge whose cancel answers a bool reports the cancellation later, as an outcome.
-    return [] if isinstance(answer, bool) else list(answer)
+def _protection(engine: Any, symbol: str) -> tuple[float | None, float | None]:
+    ss = engine.symbols.get(symbol)
+    return (None, None) if ss is None else (ss.stop, ss.take_profit)
 
 
 def _route_events(routed: Any, order: Order) -> list[Any]:
@@ -449,6 +428,7 @@ def _process(
     can_trade = rt.reconciled
     kill = read_kill_switch(rt.home) if rt.home is not None else None
     engaged = kill is not None and kill.engaged
+    protection = _protection(st.engine, bar.symbol)
     if not can_trade or rt.halted:
         # Hold: the engine must not book a decision whose orders cannot be sent.
         if prediction is not None:
@@ -472,9 +452,14 @@ def _process(
                 st.engine, _ = on_event(st.engine, OrderSubmitted(order), rt.config)
             st.flattened_since = kill.since
             logger.warning("event=flatten orders=%d since=%s", len(orders), kill.since)
+    if rt.live_broker is not None and bar.symbol in st.engine.positions:
+        levels = _protection(st.engine, bar.symbol)
+        if levels != protection and levels != (None, None):
+            # The engine trailed the stop: move it at the venue, which executes it there.
+            rt.router.move_stops(broker, bar.symbol, *levels)
     for command in orders:
         if isinstance(command, Cancel):
-            for event in _cancel(broker, command):
+            for event in rt.router.cancel(broker, command):
                 st.engine, _ = on_event(st.engine, event, rt.config)
             continue
         routed = rt.router.route(broker, command, received_ns=scored.received_ns)

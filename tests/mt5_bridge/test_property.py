@@ -4,8 +4,9 @@ venue's positions.
 Random sequences of accepted, rejected and partial orders (IOC, FOK, RETURN), cancels, price
 moves through protective stops and into stop outs, manual closes, deals shown late, and worker
 restarts (also killed around a send, then the decision replayed) run on the simulated terminal.
-After each step the ledger (the engine's state, fed only by what the bridge reports) holds, per
-symbol, exactly the units the venue holds for our book.
+Every order goes through the router and every venue report through `engine.on_event`, as in the
+live step. After each step the ledger holds, per symbol, exactly the units the venue holds for
+our book, and the orders it still expects to fill are exactly the venue's working orders.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from execution.broker import BrokerError
 from execution.config import StrategyConfig
 from execution.domain import Order, Side, make_client_id
-from execution.engine import new_state, on_fill
+from execution.engine import PROTECTIVE_INTENTS, new_state, on_event
+from execution.orders import Cancel, OrderRejected, OrderSubmitted, events_from_ack
 from infra.journal import MemoryJournal
 from mt5_bridge import MT5Broker, MT5Config
 from mt5_bridge import _codes as c
 from mt5_bridge.simulator import ProcessKilled, SendFault, SimulatedTerminal
+from streaming.router import OrderRouter
 
 T0 = datetime(2024, 3, 4, 12, tzinfo=UTC)
 SYMBOLS = {  # symbol: (bid, contract size, filling mode): IOC, FOK (and IOC), RETURN
@@ -46,6 +49,7 @@ class _World:
         self.journal = MemoryJournal()
         self.broker = self._connect()
         self.ledger = new_state(CONFIG)
+        self.router = OrderRouter()
         self.orders = 0
         self.delay = 0.0
 
@@ -88,17 +92,43 @@ class _World:
             stop_loss=stop,
         )
 
-    def submit(self, order: Order) -> None:
-        try:
-            self.broker.submit(order)
-        except BrokerError:
-            pass  # rejected, failed or unknown: the ledger must still agree with the venue
+    def apply(self, event: object) -> None:
+        self.ledger, _ = on_event(self.ledger, event, CONFIG)  # type: ignore[arg-type]
+
+    def submit(self, order: Order, *, known: bool = False) -> None:
+        """As the live step does: the engine tracks the order, the router sends it once, and
+        its outcome goes back through on_event (unknown: left submitted for reconciliation)."""
+        if not known:
+            self.apply(OrderSubmitted(order))
+        routed = self.router.route(self.broker, order)
+        if routed.outcome.at_venue is False:
+            self.apply(OrderRejected(order.client_id, order.symbol, T0, routed.reason, 1.0))
+        elif routed.ack is not None:
+            for report in events_from_ack(order, routed.ack, T0):
+                self.apply(report)
 
     def book(self) -> None:
-        """Let any late deal show, then feed the ledger what the bridge reports."""
+        """Let any late deal show, settle unknown orders, feed the ledger the venue's events."""
         self.now += timedelta(seconds=self.delay + 1)
-        for fill in self.broker.poll_fills():
-            self.ledger, _ = on_fill(self.ledger, fill, CONFIG)
+        for outcome in self.broker.resolve_unknown():
+            self.router.settle(outcome.client_id)
+        for report in self.broker.poll_events():
+            event(type(report).__name__ + ("-venue" if report.client_id.startswith("mt5-") else ""))
+            self.apply(report)
+
+    def venue_working(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for o in self.broker.open_orders():
+            out[o.symbol] = out.get(o.symbol, 0.0) + o.side.sign * o.quantity
+        return {s: q for s, q in out.items() if abs(q) > 1e-6}
+
+    def ledger_working(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for sym, ss in self.ledger.symbols.items():
+            for w in ss.orders.values():
+                if w.intent not in PROTECTIVE_INTENTS:
+                    out[sym] = out.get(sym, 0.0) + w.sign * w.remaining
+        return {s: q for s, q in out.items() if abs(q) > 1e-6}
 
     def venue_units(self) -> dict[str, float]:
         book = self.broker.config.magic
@@ -122,7 +152,14 @@ stops = st.one_of(st.none(), st.sampled_from([0.005, 0.01, 0.03]))
 actions = st.one_of(
     st.tuples(st.just("order"), symbols, sides, lots, stops),
     st.tuples(st.just("reject"), symbols, sides, lots, st.sampled_from([10019, 10018, 10006])),
-    st.tuples(st.just("partial"), symbols, sides, lots, st.integers(0, 100).map(lambda n: n / 100)),
+    st.tuples(
+        st.just("partial"),
+        symbols,
+        sides,
+        lots,
+        st.integers(0, 100).map(lambda n: n / 100),
+        st.booleans(),
+    ),
     st.tuples(st.just("cancel")),
     st.tuples(st.just("move"), symbols, st.floats(-0.06, 0.06)),
     st.tuples(st.just("manual"), st.booleans()),
@@ -144,13 +181,17 @@ def _step(world: _World, action: tuple) -> None:
         world.submit(world.order(symbol, side, size, None))
         sim._send_faults.clear()  # a refusal found before sending leaves its fault unused
     elif kind == "partial":
-        _, symbol, side, size, available = action
+        _, symbol, side, size, available, restore = action
         sim.set_liquidity(symbol, available)
         world.submit(world.order(symbol, side, size, None))
-        sim.set_liquidity(symbol, None)  # working RETURN remainders fill on the next tick
+        if restore:  # working RETURN remainders fill on the next tick
+            sim.set_liquidity(symbol, None)
     elif kind == "cancel":
         for order in list(world.broker.open_orders()):
-            world.broker.cancel(order.client_id)
+            for event in world.router.cancel(
+                world.broker, Cancel(order.client_id, order.symbol, T0)
+            ):
+                world.apply(event)
     elif kind == "move":
         _, symbol, change = action
         s = sim.symbol_config(symbol)
@@ -171,18 +212,20 @@ def _step(world: _World, action: tuple) -> None:
     elif kind == "kill":
         _, symbol, side, size, executed = action
         order = world.order(symbol, side, size, None)
+        world.apply(OrderSubmitted(order))
         sim.queue_send_faults(SendFault(kill=True, execute=executed))
         try:
             world.broker.submit(order)
         except ProcessKilled:
             world.restart()
-            world.submit(order)  # the replay re-emits the same decision
+            world.submit(order, known=True)  # the replay re-emits the same decision
         except BrokerError:
             sim._send_faults.clear()
+            world.apply(OrderRejected(order.client_id, order.symbol, T0, "refused", 1.0))
 
 
 @settings(
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -196,3 +239,9 @@ def test_ledger_when_random_venue_events_then_always_equals_venue_positions(step
         assert ledger.keys() == venue.keys(), (action, ledger, venue)
         for symbol, units in venue.items():
             assert math.isclose(ledger[symbol], units, abs_tol=1e-6), (action, ledger, venue)
+        expected, working = world.ledger_working(), world.venue_working()
+        if working:
+            event("venue works an order")
+        assert expected.keys() == working.keys(), (action, expected, working)
+        for symbol, units in working.items():
+            assert math.isclose(expected[symbol], units, abs_tol=1e-6), (action, expected, working)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 
 from execution.broker import DuplicateOrderError, OrderRejectedError
-from execution.domain import OrderStatus, Side
+from execution.domain import Fill, OrderStatus, Side
+from execution.orders import Cancel, OrderAccepted, OrderCancelled
 from infra.journal import JournalState, SqliteJournal
 from mt5_bridge import MT5Broker
 from mt5_bridge import _codes as c
 from mt5_bridge.simulator import ProcessKilled, SendFault
-from tests.mt5_bridge.conftest import LOT, make_order
+from tests.mt5_bridge.conftest import LOT, T0, make_order
 
 
 def _our_orders(sim, broker: MT5Broker) -> list:
@@ -153,14 +154,12 @@ def test_submit_when_ioc_meets_thin_liquidity_then_partial_fill_and_rest_cancell
 
     # Act
     ack = broker.submit(order)
-    fills = broker.poll_fills()
-    outcomes = broker.poll_outcomes()
+    fill, cancelled = broker.poll_events()
 
-    # Assert
+    # Assert: the fill first, then the remainder the server dropped
     assert ack.status is OrderStatus.PARTIALLY_FILLED
-    assert [f.quantity for f in fills] == [pytest.approx(30_000)]
-    (cancelled,) = outcomes
-    assert (cancelled.kind, cancelled.client_id) == ("cancelled", order.client_id)
+    assert isinstance(fill, Fill) and fill.quantity == pytest.approx(30_000)
+    assert isinstance(cancelled, OrderCancelled) and cancelled.client_id == order.client_id
     assert cancelled.unfilled == pytest.approx(20_000)
     assert broker.open_orders() == []
 
@@ -191,16 +190,15 @@ def test_submit_when_return_filling_partly_fills_then_rest_works_until_cancelled
     ack = broker.submit(order)
     working = broker.open_orders()
     sim.set_quote("XAUUSD", 2000.0, 2000.5)  # 0.1 more fills on the next tick
-    cancelled = broker.cancel(order.client_id)
-    fills = broker.poll_fills()
-    outcomes = broker.poll_outcomes()
+    cancelled = broker.cancel(Cancel(order.client_id, "XAUUSD", T0))
+    fills = broker.poll_events()
 
     # Assert
     assert ack.status is OrderStatus.PARTIALLY_FILLED
     assert [(o.client_id, o.quantity) for o in working] == [(order.client_id, pytest.approx(40.0))]
-    assert cancelled is True
+    assert [(type(e), e.unfilled) for e in cancelled] == [(OrderCancelled, pytest.approx(30.0))]
     assert [f.quantity for f in fills] == [pytest.approx(10.0), pytest.approx(10.0)]
-    assert [(o.kind, o.unfilled) for o in outcomes] == [("cancelled", pytest.approx(30.0))]
+    assert broker.cancel(Cancel(order.client_id, "XAUUSD", T0)) == []
     assert broker.open_orders() == []
     assert broker.positions()["XAUUSD"].quantity == pytest.approx(20.0)
 
@@ -257,15 +255,16 @@ def test_restart_when_killed_between_order_send_and_answer_then_one_order_at_ven
 
     # Act
     second = _journaled_broker(make_broker, tmp_path)
-    settled = second.poll_outcomes()
     with pytest.raises(DuplicateOrderError):
         second.submit(order)
-    fills = second.poll_fills()
+    events = second.poll_events()
 
-    # Assert
+    # Assert: its deal, then its acceptance, settled at the venue
     assert len(_our_orders(sim, second)) == 1
-    assert [(o.kind, o.client_id) for o in settled] == [("accepted", order.client_id)]
-    assert [f.client_id for f in fills] == [order.client_id]
+    assert [(type(e), e.client_id) for e in events] == [
+        (Fill, order.client_id),
+        (OrderAccepted, order.client_id),
+    ]
 
 
 def test_restart_when_stop_hit_while_worker_down_then_fills_reach_the_ledger_once(

@@ -133,9 +133,7 @@ def test_step_when_venue_holds_a_position_the_ledger_does_not_then_halts_with_ga
     assert rt.halted is not None and "AAA" in rt.halted
     assert [r for r in records if r.table == "live_orders"] == []
     assert metrics.registry.get_sample_value("reconcile_halted") == 1.0
-    assert (
-        metrics.registry.get_sample_value("reconcile_mismatches", {"kind": "position"}) == 1.0
-    )
+    assert metrics.registry.get_sample_value("reconcile_mismatches", {"kind": "position"}) == 1.0
     assert "event=reconcile_mismatch halted=true" in caplog.text
 
 
@@ -157,3 +155,51 @@ def test_step_when_adopt_policy_and_mismatch_persists_then_ledger_adopts_venue_a
     assert state.engine.positions["AAA"].quantity == pytest.approx(7.0)
     assert state.engine.positions["AAA"].avg_price == pytest.approx(100.01)
     assert rt.halted is None
+
+
+def test_step_when_entry_rejected_for_no_money_then_flat_signal_sends_nothing():
+    # Arrange: an account too small for the entry's margin (order_check answers 10019)
+    clock = _Clock()
+    sim = SimulatedTerminal(clock=clock, balance=100.0)
+    sim.add_symbol("AAA", bid=99.99, ask=100.01, digits=2, point=0.01, contract_size=1.0,
+                   volume_min=1.0, volume_step=1.0, volume_max=1e6)  # fmt: skip
+    rt = _runtime(_connect(sim, clock))
+    b0, b1 = _bar(0), _bar(1)
+
+    # Act
+    state, first = portfolio_step(None, Scored(b0, _up(b0), 0), rt)
+    state, second = portfolio_step(state, Scored(b1, _flat(b1), 0), rt)
+
+    # Assert
+    assert sim.sent_requests == []  # refused at order_check; and the flat signal sent nothing
+    assert [r for r in first + second if r.table == "live_orders"] == []
+    assert "AAA" not in state.engine.positions
+    assert state.engine.symbols["AAA"].orders == {}
+    assert sim.positions_get() == ()
+
+
+def test_step_when_engine_trails_the_stop_then_the_venue_stop_moves_with_sltp(venue):
+    # Arrange: a long with a 2% trailing stop at the venue
+    sim, broker = venue
+    config = StrategyConfig(stops=StopConfig(kind="trailing", stop_pct=0.02))
+    rt = PortfolioRuntime(
+        config=config,
+        governor=RiskGovernor(config.risk),
+        symbols=("AAA",),
+        router=OrderRouter(),
+        live_broker=broker,
+    )
+    b0, b1, b2 = _bar(0), _bar(1), _bar(2, 104.0)
+    state, _ = portfolio_step(None, Scored(b0, _up(b0), 0), rt)
+    state, _ = portfolio_step(state, Scored(b1, None, 0), rt)
+    (before,) = sim.positions_get()
+
+    # Act: the market rises; the engine trails the stop to 2% under the new high
+    sim.set_quote("AAA", 104.99, 105.01)
+    state, _ = portfolio_step(state, Scored(b2, None, 0), rt)
+
+    # Assert
+    (after,) = sim.positions_get()
+    assert after.sl == pytest.approx(state.engine.symbols["AAA"].stop, abs=0.01)
+    assert after.sl > before.sl
+    assert sim.sent_requests[-1]["action"] == 6  # TRADE_ACTION_SLTP

@@ -44,6 +44,11 @@ class ReconcileConfig:
     tolerance: float = 1e-6  # units; quantities closer than this agree
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "policy", ReconcilePolicy(self.policy))
+        except ValueError:
+            msg = f"ReconcileConfig.policy must be one of {[p.value for p in ReconcilePolicy]}"
+            raise ValueError(msg) from None
         if self.every_bars < 0 or self.confirm_checks < 1 or not self.tolerance >= 0:
             msg = (
                 "ReconcileConfig needs every_bars >= 0, confirm_checks >= 1, tolerance >= 0; "

@@ -217,7 +217,10 @@ def live_broker_from_settings(settings: Settings) -> Broker | None:
     except (ImportError, MT5ConfigError) as exc:
         msg = f"CANDLEFLOW_BROKER=mt5: {exc}"
         raise WorkerArgsError(msg) from None
-    broker = MT5Broker.from_settings(settings, module, config)
+    from infra.journal import open_journal
+
+    # The write-ahead order journal and fill watermark survive restarts under the home.
+    broker = MT5Broker.from_settings(settings, module, config, journal=open_journal(settings.home))
     broker.connect()
     return broker
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from execution.domain import Position, Side
-from execution.reconcile import ReconcileConfig, adoption_fills, compare
+from execution.reconcile import ReconcileConfig, ReconcilePolicy, adoption_fills, compare
 
 TS = datetime(2024, 3, 4, 13, tzinfo=UTC)
 
@@ -63,3 +63,9 @@ def test_adoption_fills_when_venue_closed_the_ledger_position_then_sell_at_mark(
 def test_config_when_confirm_checks_zero_then_refused():
     with pytest.raises(ValueError, match="confirm_checks"):
         ReconcileConfig(confirm_checks=0)
+
+
+def test_config_when_policy_given_as_text_then_parsed_or_refused():
+    assert ReconcileConfig(policy="adopt").policy is ReconcilePolicy.ADOPT  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="policy"):
+        ReconcileConfig(policy="ignore")  # type: ignore[arg-type]

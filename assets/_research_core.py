@@ -899,6 +899,7 @@ def write_reports(
                 kind=StrategyKind(book["kinds"][name]),
                 description=descriptions.get(name, ""),
                 warnings=tuple(warnings.get(name, ())),
+                exposure=res.get("exposure"),
             )
             for name, res in book["strategies"].items()
         }

@@ -23,6 +23,7 @@ __all__ = [
     "extra_stats",
     "fold_breakdown",
     "period_returns",
+    "relative_stats",
     "series_breakdown",
     "worst_drawdowns",
     "yearly_returns",
@@ -48,6 +49,10 @@ EXTRA_STAT_LABELS: Final = {
     "max_consecutive_wins": "Most consecutive winning trades",
     "max_consecutive_losses": "Most consecutive losing trades",
     "mean_holding": "Mean holding time",
+    "beta": "Beta to the benchmark",
+    "alpha": "Alpha to the benchmark (ann.)",
+    "correlation": "Correlation with the benchmark",
+    "information_ratio": "Information ratio (ann.)",
 }
 
 
@@ -115,8 +120,43 @@ def _max_run(flags: np.ndarray) -> int:
     return best
 
 
-def extra_stats(equity: pd.Series, trades: pd.DataFrame) -> dict[str, Any]:
-    """Distribution and trade statistics quantstats and pyfolio show beyond the core metrics."""
+def relative_stats(
+    equity: pd.Series, benchmark: pd.Series, periods_per_year: float
+) -> dict[str, float]:
+    """Beta, annualised alpha (mean of r - beta * r_b, times bars per year), correlation and
+    information ratio of per-bar returns against the benchmark's, on the bars both have."""
+    both = pd.concat(
+        [returns_from_equity(equity), returns_from_equity(benchmark)], axis=1, join="inner"
+    ).dropna()
+    nan = {"beta": math.nan, "alpha": math.nan, "correlation": math.nan}
+    if len(both) < 3:
+        return {**nan, "information_ratio": math.nan}
+    r, rb = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
+    var_b = float(np.var(rb, ddof=1))
+    out = dict(nan)
+    if var_b > 0:
+        beta = float(np.cov(r, rb, ddof=1)[0, 1] / var_b)
+        out["beta"] = beta
+        out["alpha"] = float(np.mean(r - beta * rb) * periods_per_year)
+        if float(np.std(r, ddof=1)) > 0:
+            out["correlation"] = float(np.corrcoef(r, rb)[0, 1])
+    active = r - rb
+    sd = float(np.std(active, ddof=1))
+    out["information_ratio"] = (
+        float(np.mean(active) / sd * math.sqrt(periods_per_year)) if sd > 0 else math.nan
+    )
+    return out
+
+
+def extra_stats(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    benchmark: pd.Series | None = None,
+    periods_per_year: float | None = None,
+) -> dict[str, Any]:
+    """Distribution and trade statistics quantstats and pyfolio show beyond the core metrics;
+    with `benchmark` (its equity) and `periods_per_year`, also beta, alpha, correlation and
+    information ratio against it."""
     rets = returns_from_equity(equity)
     months = period_returns(equity, "ME")
     years = period_returns(equity, "YE")
@@ -149,6 +189,11 @@ def extra_stats(equity: pd.Series, trades: pd.DataFrame) -> dict[str, Any]:
         "max_consecutive_wins": _max_run(pnl > 0),
         "max_consecutive_losses": _max_run(pnl < 0),
         "mean_holding": holding,
+        **(
+            relative_stats(equity, benchmark, periods_per_year)
+            if benchmark is not None and periods_per_year
+            else dict.fromkeys(("beta", "alpha", "correlation", "information_ratio"), math.nan)
+        ),
     }
 
 

@@ -39,6 +39,7 @@ from execution._report_analytics import (
     extra_stats,
     fold_breakdown,
     period_returns,
+    relative_stats,
     series_breakdown,
     worst_drawdowns,
     yearly_returns,
@@ -61,6 +62,7 @@ __all__ = [
     "format_metric",
     "monthly_returns",
     "read_summary_json",
+    "relative_stats",
     "render_report",
     "series_breakdown",
     "strategy_colours",
@@ -92,6 +94,7 @@ SECTION_TITLES: Final = {
     "extra_stats": "Distribution and trade statistics",
     "rolling_sharpe": "Rolling Sharpe ratio",
     "rolling_vol": "Rolling volatility",
+    "exposure": "Gross exposure",
     "series": "Per-series breakdown",
     "trades": "Trades on the price chart",
     "trade_pnl": "Trade P&L distribution",
@@ -216,6 +219,7 @@ class StrategyResult:
     kind: StrategyKind = StrategyKind.MODEL
     description: str = ""  # what the row is, shown under its name (benchmarks must say)
     warnings: tuple[str, ...] = ()  # e.g. a model that collapsed onto one class
+    exposure: pd.Series | None = None  # gross position notional / equity per bar, if known
 
     def __post_init__(self) -> None:
         index = self.equity.index
@@ -628,6 +632,31 @@ def _rolling_figure(result: ReportInput, window: int, what: str) -> go.Figure:
     return fig
 
 
+def _exposure_section(result: ReportInput) -> str:
+    """Gross exposure (position notional over equity) per strategy, pyfolio's exposure plot."""
+    colours = _colours(result)
+    fig = go.Figure()
+    for name, strat in result.strategies.items():
+        if strat.exposure is None or not len(strat.exposure):
+            continue
+        line = _thin(strat.exposure.astype(float))
+        fig.add_trace(
+            go.Scatter(
+                x=_x(line.index),
+                y=line.to_numpy(),
+                name=name,
+                line={"color": colours[name], "width": 1.2},
+                hovertemplate="%{y:.0%}",
+            )
+        )
+    if not fig.data:
+        return _not_provided("No exposure series were provided.")
+    fig.update_layout(height=320, hovermode="x unified")
+    fig.update_xaxes(_TIME_AXIS)
+    fig.update_yaxes(title_text="gross exposure / equity", tickformat=".0%", rangemode="tozero")
+    return _figure_html(fig)
+
+
 def _trade_pnl_figure(result: ReportInput) -> go.Figure | None:
     """Histograms of net P&L per trade, binned over the 1st..99th percentile of all trades so
     a few outliers do not squash the bulk into one bar."""
@@ -855,6 +884,10 @@ _STAT_FORMAT: Final = {
     "max_consecutive_wins": "count",
     "max_consecutive_losses": "count",
     "mean_holding": "duration",
+    "beta": "ratio",
+    "alpha": "pct",
+    "correlation": "ratio",
+    "information_ratio": "ratio",
     "depth": "pct",
     "bars": "count",
     "duration": "duration",
@@ -971,7 +1004,11 @@ def _frame_table(frame: pd.DataFrame) -> str:
 
 
 def _extra_stats_table(result: ReportInput) -> str:
-    stats = {n: extra_stats(s.equity, s.trades) for n, s in result.strategies.items()}
+    bench = result.strategies[result.benchmark].equity
+    stats = {
+        n: extra_stats(s.equity, s.trades, bench, s.metrics.periods_per_year)
+        for n, s in result.strategies.items()
+    }
     frame = pd.DataFrame(stats).reindex(list(EXTRA_STAT_LABELS))
     names = list(result.strategies)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
@@ -1244,6 +1281,7 @@ def _sections(result: ReportInput) -> dict[str, str]:
         "extra_stats": _extra_stats_table(result),
         "rolling_sharpe": window_note + _figure_html(_rolling_figure(result, window, "sharpe")),
         "rolling_vol": window_note + _figure_html(_rolling_figure(result, window, "vol")),
+        "exposure": _exposure_section(result),
         "series": _series_section(result),
         "trades": _trades_section(result),
         "trade_pnl": _figure_html(pnl_fig)

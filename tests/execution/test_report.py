@@ -30,6 +30,7 @@ from execution.report import (
     format_metric,
     monthly_returns,
     read_summary_json,
+    relative_stats,
     render_report,
     series_breakdown,
     strategy_colours,
@@ -63,7 +64,10 @@ def _strategy(name: str, drift: float, seed: int, kind: StrategyKind) -> Strateg
         }
     )
     metrics = compute_metrics(equity, trades, periods_per_year=252, turnover_notional=4e5)
-    return StrategyResult(equity=equity, metrics=metrics, trades=trades, kind=kind)
+    exposure = pd.Series(0.5, index=INDEX)
+    return StrategyResult(
+        equity=equity, metrics=metrics, trades=trades, kind=kind, exposure=exposure
+    )
 
 
 def _flat() -> StrategyResult:
@@ -568,3 +572,29 @@ def test_render_report_when_cpcv_paths_given_then_path_sharpe_table_per_family(
     cells = [c.split(">")[-1] for c in row.split("</td>")[:-1]]
     assert cells[:2] == ["5", "0.12"]
     assert cells[3:] == ["-0.2", "0.1", "0.4"]
+
+
+def test_relative_stats_when_twice_the_benchmark_then_beta_two_and_perfect_correlation() -> None:
+    # Arrange: a strategy whose every bar return is exactly twice the benchmark's
+    rng = np.random.default_rng(7)
+    rb = rng.normal(0.0005, 0.01, len(INDEX) - 1)
+    bench = pd.Series(100.0 * np.cumprod(np.r_[1.0, 1.0 + rb]), INDEX)
+    strat = pd.Series(100.0 * np.cumprod(np.r_[1.0, 1.0 + 2.0 * rb]), INDEX)
+    # Act
+    stats = relative_stats(strat, bench, 252.0)
+    # Assert
+    assert stats["beta"] == pytest.approx(2.0)
+    assert stats["alpha"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["correlation"] == pytest.approx(1.0)
+    assert stats["information_ratio"] == pytest.approx(
+        rb.mean() / rb.std(ddof=1) * math.sqrt(252.0)
+    )
+
+
+def test_render_report_when_exposure_given_then_charted_per_strategy(
+    rendered: tuple[ReportInput, str],
+) -> None:
+    result, doc = rendered
+    section = doc[doc.index('<section id="exposure">') : doc.index('<section id="series">')]
+    names = [t["name"] for f in _figures(section) for t in f["data"]]
+    assert names == [n for n, s in result.strategies.items() if s.exposure is not None]

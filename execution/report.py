@@ -16,6 +16,7 @@ against the Metrics it was rendered from.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -371,6 +372,9 @@ def _figure_html(fig: go.Figure) -> str:
     """A placeholder div and the figure's JSON; the page script draws it when scrolled near, so
     the first chart shows without waiting for every chart to be built."""
     spec = fig.to_plotly_json()
+    for trace in spec["data"]:
+        # Seven significant digits are more than a chart shows; halves the bytes of every curve.
+        trace["y"] = _as_float32(trace.get("y"))
     layout = _merged(_BASE_LAYOUT, spec["layout"])
     layout.pop("template", None)
     for key in list(layout):
@@ -389,6 +393,14 @@ def _figure_html(fig: go.Figure) -> str:
         f'<div class="fig" style="height:{height}px"></div>'
         f'<script type="application/json" class="fig-data">{payload}</script>'
     )
+
+
+def _as_float32(values: Any) -> Any:
+    """A float64 typed array (plotly's {"dtype": "f8", "bdata": base64}) as float32."""
+    if isinstance(values, Mapping) and values.get("dtype") == "f8" and "shape" not in values:
+        raw = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.float64)
+        return {"dtype": "f4", "bdata": base64.b64encode(raw.astype(np.float32)).decode()}
+    return values
 
 
 def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

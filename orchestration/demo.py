@@ -49,6 +49,7 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
         registry.put(spec)
 
     from orchestration.definitions import REPORT_JOB, RESEARCH_JOB, build_defs
+    from orchestration.launch import execute_as_location_run
 
     defs = build_defs(settings)
     instance = dg.DagsterInstance.get()
@@ -64,9 +65,8 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
             f"[{i}/{len(specs)}] {spec.key}: ingest → validate → features → labels → "
             "walk-forward training (MLflow) → OOS predictions → deployable model"
         )
-        result = job.execute_in_process(
-            partition_key=spec.key, instance=instance, raise_on_error=False, run_config=_QUIET
-        )
+        # Attributed to the code location, so the run shows in the UI's timeline and job pages.
+        result = execute_as_location_run(job, instance, partition_key=spec.key, run_config=_QUIET)
         if result.success:
             say(
                 f"[{i}/{len(specs)}] {spec.key}: done in {time.monotonic() - t0:.0f}s "
@@ -80,8 +80,8 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
                     say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
     if len(failures) < len(specs):
         say("portfolio backtests (shared cash per timeframe) → HTML reports")
-        report = defs.resolve_job_def(REPORT_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=_QUIET
+        report = execute_as_location_run(
+            defs.resolve_job_def(REPORT_JOB), instance, run_config=_QUIET
         )
         if not report.success:
             failures.append("portfolio_report")

@@ -9,9 +9,9 @@ The trading rules are not repeated here: the kernel calls the compiled forms of 
 functions the reference runs (`ledger.apply_to_position`, `stops.atr_step` / `trail_stop` /
 `trigger_code`, `costs.ewma_step` / `commission_of`, `sizing.target_units`,
 `risk.risk_allowed`, `decision.decide_direction`, `instruments.round_units`,
-`paper.affordable_units`). What lives here is the sequencing (the order lifecycle of
-`PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays) and the bookkeeping of the
-open trade. tests/execution/test_fast_path.py holds orders, fills, trades, equity and the final
+`paper.affordable_units`, and the trade accounting of `ledger`). What lives here is only the
+sequencing: the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over
+arrays. tests/execution/test_fast_path.py holds orders, fills, trades, equity and the final
 engine state equal to the reference's, bit for bit.
 """
 
@@ -1081,13 +1081,16 @@ def _py_record_fill(fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref
 
 
 def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, real, com, slip):
-    """ledger.OpenTrade.close, into row `row` of the trade tables."""
-    tf[row, 0] = eq_
-    tf[row, 1] = en / eq_ if eq_ > 0 else 0.0
-    tf[row, 2] = xn / xq if xq > 0 else 0.0
-    tf[row, 3] = real - com
-    tf[row, 4] = com
-    tf[row, 5] = com + slip
+    """Row `row` of the trade tables: ledger.trade_close_values, as OpenTrade.close."""
+    quantity, entry_price, exit_price, pnl, commission, costs = _trade_close_values(
+        eq_, en, xq, xn, real, com, slip
+    )
+    tf[row, 0] = quantity
+    tf[row, 1] = entry_price
+    tf[row, 2] = exit_price
+    tf[row, 3] = pnl
+    tf[row, 4] = commission
+    tf[row, 5] = costs
     ti[row, 0] = direction
     ti[row, 1] = entry_ts
     ti[row, 2] = exit_ts
@@ -1096,25 +1099,21 @@ def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, 
 def _py_book_fill(
     sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
 ):
-    """The ledger half of engine._book_fill over the state arrays.
+    """The ledger half of engine._book_fill over the state arrays, with the same rules.
 
-    The open trade's running sums live in sf[17:24], si[13], si[14], si[22]; a trade the fill
-    closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q, pos_avg).
+    The open trade's running sums live in sf[17:24] (entry qty, entry notional, exit qty, exit
+    notional, realized, commission, slippage), si[13] (direction), si[14] (entry ts), si[22]
+    (has trade); a trade the fill closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q,
+    pos_avg).
     """
     has_trade = si[22] != 0
     t_dir = si[13]
     cash -= sgn * q * price + com
-    close_q = 0.0
-    if qty * sgn < 0.0:
-        aq = abs(qty)
-        close_q = aq if aq < q else q
+    close_q = _closing_quantity(qty, sgn, q)
     if close_q > 0.0 and has_trade:
-        share = close_q / q
-        sf[19] += close_q  # exit quantity
-        sf[20] += close_q * price  # exit notional
-        sf[21] += close_q * (price - avg) * t_dir  # realized
-        sf[22] += com * share  # commission
-        sf[23] += slip * share  # spread + slippage
+        sf[19], sf[20], sf[21], sf[22], sf[23] = _add_exit_part(
+            sf[19], sf[20], sf[21], sf[22], sf[23], close_q, q, price, avg, t_dir, com, slip
+        )
     open_q = q - close_q
     if close_q > 0.0 and (new_q == 0.0 or new_q * qty < 0.0) and has_trade:
         _close_trade(
@@ -1140,11 +1139,9 @@ def _py_book_fill(
             si[13] = sgn
             si[14] = fts
             sf[17:24] = 0.0
-        share = open_q / q
-        sf[17] += open_q  # entry quantity
-        sf[18] += open_q * price  # entry notional
-        sf[22] += com * share
-        sf[23] += slip * share
+        sf[17], sf[18], sf[22], sf[23] = _add_entry_part(
+            sf[17], sf[18], sf[22], sf[23], open_q, q, price, com, slip
+        )
     si[22] = 1 if has_trade else 0
     if new_q == 0.0:
         return cash, n_trade, 0.0, 0.0
@@ -1167,6 +1164,10 @@ if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
     # The shared rules, compiled from the functions the reference path runs.
     _apply = _jit(_ledger.apply_to_position)
+    _closing_quantity = _jit(_ledger.closing_quantity)
+    _add_exit_part = _jit(_ledger.add_exit_part)
+    _add_entry_part = _jit(_ledger.add_entry_part)
+    _trade_close_values = _jit(_ledger.trade_close_values)
     _atr_step = _jit(_stops.atr_step)
     _trail_stop = _jit(_stops.trail_stop)
     _trigger_code = _jit(_stops.trigger_code)

@@ -31,7 +31,14 @@ from execution.costs import EwmaVol
 from execution.decision import decide
 from execution.domain import Fill, Order, OrderType, Position, Side, make_client_id
 from execution.instruments import InstrumentError, instrument_for
-from execution.ledger import OpenTrade, TradeRecord, apply_to_position
+from execution.ledger import (
+    OpenTrade,
+    TradeRecord,
+    add_entry_part,
+    add_exit_part,
+    apply_to_position,
+    closing_quantity,
+)
 from execution.orders import (
     Cancel,
     OrderAccepted,
@@ -228,14 +235,28 @@ def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRec
     qty, avg = (pos.quantity, pos.avg_price) if pos is not None else (0.0, 0.0)
     closed: list[TradeRecord] = []
     trade = state.open_trades.get(sym)
-    close_q = min(q, abs(qty)) if qty * sign < 0 else 0.0
+    close_q = closing_quantity(qty, sign, q)
     if close_q > 0.0 and trade is not None:
-        share = close_q / q
-        trade.exit_qty += close_q
-        trade.exit_notional += close_q * price
-        trade.realized += close_q * (price - avg) * trade.direction
-        trade.commission += fill.commission * share
-        trade.slippage += fill.slippage_cost * share
+        (
+            trade.exit_qty,
+            trade.exit_notional,
+            trade.realized,
+            trade.commission,
+            trade.slippage,
+        ) = add_exit_part(
+            trade.exit_qty,
+            trade.exit_notional,
+            trade.realized,
+            trade.commission,
+            trade.slippage,
+            close_q,
+            q,
+            price,
+            avg,
+            trade.direction,
+            fill.commission,
+            fill.slippage_cost,
+        )
     open_q = q - close_q
     new_qty, new_avg = apply_to_position(qty, avg, sign * q, price)
     if close_q > 0.0 and (new_qty == 0.0 or new_qty * qty < 0.0) and trade is not None:
@@ -246,11 +267,17 @@ def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRec
         if trade is None:
             trade = OpenTrade(sym, sign, fill.ts)
             state.open_trades[sym] = trade
-        share = open_q / q
-        trade.entry_qty += open_q
-        trade.entry_notional += open_q * price
-        trade.commission += fill.commission * share
-        trade.slippage += fill.slippage_cost * share
+        trade.entry_qty, trade.entry_notional, trade.commission, trade.slippage = add_entry_part(
+            trade.entry_qty,
+            trade.entry_notional,
+            trade.commission,
+            trade.slippage,
+            open_q,
+            q,
+            price,
+            fill.commission,
+            fill.slippage_cost,
+        )
     if new_qty == 0.0:
         state.positions.pop(sym, None)
     else:

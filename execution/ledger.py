@@ -1,5 +1,8 @@
 """Position arithmetic and round-trip trade records, shared by the engine and the paper broker.
 
+The rules are scalar functions (apply_to_position, closing_quantity, add_exit_part,
+add_entry_part, trade_close_values), so the compiled backtest path runs these very functions.
+
 Positions use average cost: adding to a position moves its average price, reducing it realises
 P&L against that average and leaves the average unchanged. A trade is a round trip from flat to
 flat; a fill that crosses zero closes one trade and opens the next with the rest.
@@ -10,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["OpenTrade", "TradeRecord", "apply_to_position"]
+__all__ = [
+    "OpenTrade",
+    "TradeRecord",
+    "add_entry_part",
+    "add_exit_part",
+    "apply_to_position",
+    "closing_quantity",
+    "trade_close_values",
+]
 
 
 def apply_to_position(
@@ -25,6 +36,84 @@ def apply_to_position(
     if abs(signed_qty) == abs(qty):
         return 0.0, 0.0
     return new, price
+
+
+def closing_quantity(qty: float, sign: int, q: float) -> float:
+    """Units of a fill of `q` units on side `sign` that close the position `qty` (the rest opens
+    or adds)."""
+    if qty * sign < 0.0:
+        aq = abs(qty)
+        return aq if aq < q else q
+    return 0.0
+
+
+def add_exit_part(
+    exit_qty: float,
+    exit_notional: float,
+    realized: float,
+    commission: float,
+    slippage: float,
+    close_q: float,
+    q: float,
+    price: float,
+    avg: float,
+    direction: int,
+    fee: float,
+    slippage_cost: float,
+) -> tuple[float, float, float, float, float]:
+    """The open trade's exit sums after `close_q` of a `q`-unit fill closed part of it; the fill's
+    fee and slippage are shared pro rata between its closing and opening parts."""
+    share = close_q / q
+    return (
+        exit_qty + close_q,
+        exit_notional + close_q * price,
+        realized + close_q * (price - avg) * direction,
+        commission + fee * share,
+        slippage + slippage_cost * share,
+    )
+
+
+def add_entry_part(
+    entry_qty: float,
+    entry_notional: float,
+    commission: float,
+    slippage: float,
+    open_q: float,
+    q: float,
+    price: float,
+    fee: float,
+    slippage_cost: float,
+) -> tuple[float, float, float, float]:
+    """The open trade's entry sums after `open_q` of a `q`-unit fill opened or added to it."""
+    share = open_q / q
+    return (
+        entry_qty + open_q,
+        entry_notional + open_q * price,
+        commission + fee * share,
+        slippage + slippage_cost * share,
+    )
+
+
+def trade_close_values(
+    entry_qty: float,
+    entry_notional: float,
+    exit_qty: float,
+    exit_notional: float,
+    realized: float,
+    commission: float,
+    slippage: float,
+) -> tuple[float, float, float, float, float, float]:
+    """(quantity, entry_price, exit_price, pnl, commission, costs) of a closed round trip."""
+    exit_price = exit_notional / exit_qty if exit_qty > 0 else 0.0
+    entry_price = entry_notional / entry_qty if entry_qty > 0 else 0.0
+    return (
+        entry_qty,
+        entry_price,
+        exit_price,
+        realized - commission,
+        commission,
+        commission + slippage,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +153,24 @@ class OpenTrade:
         return self.realized + quantity * (mark - avg_price) - self.commission
 
     def close(self, exit_ts: datetime) -> TradeRecord:
-        exit_price = self.exit_notional / self.exit_qty if self.exit_qty > 0 else 0.0
-        entry_price = self.entry_notional / self.entry_qty if self.entry_qty > 0 else 0.0
+        quantity, entry_price, exit_price, pnl, commission, costs = trade_close_values(
+            self.entry_qty,
+            self.entry_notional,
+            self.exit_qty,
+            self.exit_notional,
+            self.realized,
+            self.commission,
+            self.slippage,
+        )
         return TradeRecord(
             symbol=self.symbol,
             side="long" if self.direction > 0 else "short",
-            quantity=self.entry_qty,
+            quantity=quantity,
             entry_ts=self.entry_ts,
             exit_ts=exit_ts,
             entry_price=entry_price,
             exit_price=exit_price,
-            pnl=self.realized - self.commission,
-            commission=self.commission,
-            costs=self.commission + self.slippage,
+            pnl=pnl,
+            commission=commission,
+            costs=costs,
         )

@@ -16,6 +16,8 @@ from orchestration.jobs import ingest_job, report_job, retrain_job
 from orchestration.resources import SeriesRegistryResource
 
 __all__ = [
+    "alert_on_drift_retrain",
+    "alert_on_run_failure",
     "build_drop_folder_sensor",
     "daily_ingest_schedule",
     "report_after_retrain",
@@ -182,3 +184,64 @@ def retrain_on_new_bars(
 )
 def report_after_retrain(context: dg.RunStatusSensorContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"report-after-{context.dagster_run.run_id}")
+
+
+def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The asset checks of a run that did not pass, as "asset:check" names."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    failed = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if evaluation is not None and not evaluation.passed:
+            failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+    return sorted(set(failed))
+
+
+@dg.run_failure_sensor(
+    name="alert_on_run_failure",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (webhook / Telegram, infra.alerts) when a run fails, naming the "
+    "blocking asset checks that failed in it.",
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
+    from infra.alerts import get_notifier
+
+    run = context.dagster_run
+    checks = _failed_checks(context.instance, run.run_id)
+    partition = run.tags.get("dagster/partition")
+    text = (
+        f"Dagster run {run.run_id[:8]} of {run.job_name}"
+        + (f" ({partition})" if partition else "")
+        + " failed"
+        + (f"; failed checks: {', '.join(checks)}" if checks else "")
+        + f": {context.failure_event.message or 'see the run in the Dagster UI'}"
+    )
+    notifier = get_notifier()
+    notifier.notify("run_failed", text, severity="error", key=f"run_failed:{run.job_name}")
+    notifier.flush(timeout_s=10.0)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.STARTED,
+    monitored_jobs=[retrain_job],
+    name="alert_on_drift_retrain",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts when the drift sensor's retraining of a series starts.",
+)
+def alert_on_drift_retrain(context: dg.RunStatusSensorContext) -> None:
+    from infra.alerts import get_notifier
+
+    tags = context.dagster_run.tags
+    if tags.get("candleflow.trigger") != "drift":
+        return
+    series = tags.get("dagster/partition", "?")
+    text = (
+        f"drift retraining of {series} started (model v{tags.get('candleflow.drift.model_version')}"
+        f"): {tags.get('candleflow.drift.reasons', '')}"
+    )
+    notifier = get_notifier()
+    notifier.notify("drift_retrain", text, severity="warning", key=f"drift_retrain:{series}")
+    notifier.flush(timeout_s=10.0)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -154,11 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from infra.redact import install_redaction, redact
 
     install_redaction()
+    from infra.alerts import install_alert_logging
+
+    notifier = install_alert_logging()
     from orchestration import commands
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
     try:
-        return int(handler(args) or 0)
+        return _run(handler, args, notifier)
     except (CliError, *commands.USER_ERRORS) as exc:
         _error(redact(str(exc)))
         return 2
@@ -180,6 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ("" if args.verbose else " (run with -v for the traceback)")
         )
         return 1
+
+
+def _run(handler: Any, args: argparse.Namespace, notifier: Any) -> int:
+    try:
+        return int(handler(args) or 0)
+    finally:
+        notifier.flush(timeout_s=10.0)  # an alert this command raised (kill switch) goes out
 
 
 def _error(message: str) -> None:

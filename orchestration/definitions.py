@@ -7,6 +7,8 @@ import dagster as dg
 from assets import data_plane, research
 from infra.settings import Environment, Settings
 from orchestration.automation import (
+    alert_on_drift_retrain,
+    alert_on_run_failure,
     build_drop_folder_sensor,
     daily_ingest_schedule,
     report_after_retrain,
@@ -60,6 +62,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
             build_drop_folder_sensor(settings.home / "drop"),
             retrain_on_new_bars,
             report_after_retrain,
+            alert_on_run_failure,
+            alert_on_drift_retrain,
             build_drift_sensor(retrain_job, model_cache=settings.home / "live" / "models"),
         ],
         resources=build_resources(settings),

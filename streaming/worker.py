@@ -35,6 +35,7 @@ from bytewax.dataflow import Dataflow
 
 from execution.broker import Broker, LiveTradingNotEnabledError
 from execution.config import StrategyConfig
+from execution.risk import RiskGovernor
 from infra.settings import Broker as BrokerChoice
 from infra.settings import Settings, SettingsError
 from streaming.dataflow import StoreSink, StreamConfig, build_flow
@@ -414,6 +415,35 @@ def _source(
     raise WorkerArgsError(msg)
 
 
+class AlertingGovernor(RiskGovernor):
+    """The risk governor, saying once per halt that a daily-loss or drawdown limit stops new
+    risk (`event=risk_halt`, which the alert handler forwards)."""
+
+    HALTS = ("daily_loss_halt", "max_drawdown_halt")
+
+    def __init__(self, limits: Any) -> None:
+        super().__init__(limits)
+        self._halted: str | None = None
+
+    def check(self, intent: Any, view: Any) -> Any:
+        decision = super().check(intent, view)
+        if decision.reason in self.HALTS and decision.reason != self._halted:
+            self._halted = decision.reason
+            logger.error(
+                "event=risk_halt reason=%s symbol=%s equity=%.2f peak=%.2f day_start=%.2f "
+                "action=no new risk until the limit clears",
+                decision.reason,
+                intent.symbol,
+                view.equity,
+                view.peak_equity,
+                view.day_start_equity,
+            )
+        elif decision.reason == "ok" and self._halted is not None:
+            logger.warning("event=risk_halt_cleared was=%s", self._halted)
+            self._halted = None
+        return decision
+
+
 def build_worker_flow(
     settings: Settings,
     args: WorkerArgs,
@@ -476,7 +506,10 @@ def build_worker_flow(
         ("on" + (" (flatten pending)" if kill["flatten"] else "")) if kill["engaged"] else "off",
         _resume_point(settings, args),
     )
-    return build_flow(config, source, sink, provs, live_broker=live, metrics=metrics)
+    governor = AlertingGovernor(config.strategy.risk)
+    return build_flow(
+        config, source, sink, provs, governor=governor, live_broker=live, metrics=metrics
+    )
 
 
 def _model_version(provider: ModelProvider) -> str:
@@ -740,6 +773,11 @@ def get_flow() -> Dataflow:
         level=env.get("CANDLEFLOW_LOG_LEVEL", "INFO"),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
+    from infra.alerts import install_alert_logging
+    from infra.redact import install_redaction
+
+    install_redaction()
+    install_alert_logging()
     metrics = LiveMetrics.create()
     serve_metrics(metrics, args.metrics_port)
     return build_worker_flow(Settings.from_env(), args, metrics=metrics)

@@ -132,6 +132,12 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--bundle", type=Path, help="trade this saved model bundle, not the champion")
     st.add_argument("--strategy", type=Path, help="StrategyConfig JSON (default: the champion's)")
     st.add_argument("--metrics-port", type=int, help="Prometheus port (default 9464, 0 = off)")
+    st.add_argument(
+        "--wait-for-champion",
+        type=float,
+        metavar="SECONDS",
+        help="no champion model yet: check again every SECONDS instead of exiting",
+    )
 
     live = sub.add_parser("live", help="the live book: positions, orders, equity, P&L")
     live.add_argument("action", choices=["status"])

@@ -36,6 +36,7 @@ __all__ = [
     "load_replay_bars",
     "request_stop",
     "stop_requested",
+    "wait_for_stop",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ def request_stop(stop: bool = True) -> None:
 
 def stop_requested() -> bool:
     return _STOP.is_set()
+
+
+def wait_for_stop(timeout_s: float) -> bool:
+    """Sleep up to `timeout_s`, waking early (True) when a stop is requested."""
+    return _STOP.wait(timeout_s)
 
 
 def _utcnow() -> datetime:

@@ -102,6 +102,7 @@ class WorkerArgs:
     source: str = "replay"  # one of SOURCES
     poll_s: float | None = None  # live sources: seconds between polls (None: the source default)
     binance_url: str | None = None  # Binance REST base URL (None: api.binance.com)
+    wait_for_champion_s: float = 0.0  # > 0: no champion yet, check again after this (compose)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -148,6 +149,7 @@ class WorkerArgs:
             source=str(get("source", "replay")),
             poll_s=float(get("poll_s")) if get("poll_s") is not None else None,
             binance_url=get("binance_url", os.environ.get("CANDLEFLOW_BINANCE_URL") or None),
+            wait_for_champion_s=float(get("wait_for_champion", 0.0)),
         )
 
 
@@ -701,6 +703,28 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def _flow_when_champion(
+    settings: Settings, args: WorkerArgs, metrics: LiveMetrics
+) -> Dataflow | None:
+    """The flow; with `wait_for_champion_s`, waits (None if stopped meanwhile) while no series
+    has a champion, instead of refusing: a fresh deployment starts before research has run."""
+    from streaming.sources import wait_for_stop
+
+    while True:
+        try:
+            return build_worker_flow(settings, args, metrics=metrics)
+        except NoChampionError as exc:
+            if args.wait_for_champion_s <= 0:
+                raise
+            logger.warning(
+                "event=waiting_for_champion retry_in_s=%.0f reason=%s",
+                args.wait_for_champion_s,
+                exc,
+            )
+            if wait_for_stop(args.wait_for_champion_s):
+                return None
+
+
 def run_worker(settings: Settings, args: Any) -> WorkerSummary:
     """Run the live worker until its source ends (a replay) or SIGINT/SIGTERM stops it."""
     from bytewax.recovery import RecoveryConfig
@@ -710,10 +734,14 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
     metrics = LiveMetrics.create()
     serve_metrics(metrics, wargs.metrics_port)
     before = live_status(settings)
-    flow = build_worker_flow(settings, wargs, metrics=metrics)
-    recovery = ensure_recovery_dir(wargs.recovery_dir or settings.home / "live" / "recovery")
-    logger.info("event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s)
     with _StopOnSignal() as stop:
+        flow = _flow_when_champion(settings, wargs, metrics)
+        if flow is None:  # stopped while waiting for a champion
+            return WorkerSummary(0, 0, 0, stop.received, before)
+        recovery = ensure_recovery_dir(wargs.recovery_dir or settings.home / "live" / "recovery")
+        logger.info(
+            "event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s
+        )
         cli_main(
             flow,
             workers_per_process=wargs.workers,

@@ -133,6 +133,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _say(f"validating {len(raw):,} rows")
         history = read_history(raw, store)
         prepared = prepare_ingest(raw, run_id=run_id, now=datetime.now(UTC), history=history)
+        if len(raw) >= _PROGRESS_MIN_ROWS:
+            rep = prepared.result.report
+            _say(f"writing {rep.accepted:,} bars and {rep.quarantined:,} quarantined rows")
         report = write_ingest(prepared, store)
         stored = report.accepted > 0 or store.last_ts(spec.symbol, spec.timeframe) is not None
     print(json.dumps(report.to_dict(), default=str, sort_keys=True))

@@ -481,3 +481,17 @@ def test_watch_drop_folder_when_file_grows_between_scans_then_pending_until_unch
     assert grown.pending["AAPL__1d.csv"][1] == t + 32  # a change restarts the wait
     assert [f.path.name for f in stable.ready] == ["AAPL__1d.csv"]
     assert stable.pending == {}
+
+
+def test_load_file_when_two_digit_years_then_posix_century_rule(tmp_path):
+    path = write(
+        tmp_path / "x.csv",
+        "Date,Open,High,Low,Close,Volume\n31.12.99,1,2,0.5,1.5,1\n13.01.24,1,2,0.5,1.5,1\n",
+    )
+
+    raw = load_file(path, symbol="X", timeframe="1d")
+
+    assert list(raw.frame["ts"]) == [
+        pd.Timestamp("1999-12-31", tz="UTC"),
+        pd.Timestamp("2024-01-13", tz="UTC"),
+    ]

@@ -63,8 +63,10 @@ def _flat(bar: Bar) -> Prediction:
 class _RejectingPaper(PaperBroker):
     """A paper venue that refuses the entries it is told to (no money, as MT5's 10019)."""
 
-    def __init__(self, config: StrategyConfig, reject: set[int] | None = None) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: StrategyConfig, reject: set[int] | None = None, state_path=None
+    ) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(config, state_path)
         self.reject = reject if reject is not None else set()
         self.sent = 0
 
@@ -255,6 +257,8 @@ _ACTIONS = st.lists(
         st.sampled_from([1.0, 0.97, 1.03, 0.9, 1.1]),  # the open's gap (0.9 / 1.1 go through stops)
         st.sampled_from([20.0, 200.0, 1e6]),  # bar volume: partial fills when small
         st.booleans(),  # the venue rejects the next order sent
+        st.booleans(),  # the worker restarts before the bar: engine from a snapshot, venue
+        # from its state file
     ),
     min_size=5,
     max_size=40,
@@ -270,14 +274,18 @@ _ACTIONS = st.lists(
     short=st.booleans(),
 )
 def test_ledger_when_random_accepts_rejects_partials_cancels_and_stop_outs_then_equals_venue(
-    actions: list[tuple[str, float, float, bool]],
+    tmp_path_factory: pytest.TempPathFactory,
+    actions: list[tuple[str, float, float, bool, bool]],
     policy: tuple[str, int],
     stops: str,
     cash: float,
     short: bool,
 ) -> None:
+    import pickle
+
     from execution.config import DecisionConfig
 
+    path = tmp_path_factory.mktemp("venue") / "paper.json"
     config = StrategyConfig(
         strategy="prop",
         initial_cash=cash,
@@ -289,10 +297,14 @@ def test_ledger_when_random_accepts_rejects_partials_cancels_and_stop_outs_then_
         partial_fill=policy[0],
         partial_fill_bars=policy[1],
     )
-    broker = _RejectingPaper(config)
+    broker = _RejectingPaper(config, state_path=path)
     state = new_state(config)
     price = 100.0
-    for i, (decision, gap, volume, reject) in enumerate(actions):
+    for i, (decision, gap, volume, reject, restart) in enumerate(actions):
+        if restart:
+            state = pickle.loads(pickle.dumps(state))
+            broker = _RejectingPaper(config, broker.reject, state_path=path)
+            broker.sent = max(broker.reject, default=-1) + 1
         price *= gap
         bar = Bar(
             "X", "1h", T0 + timedelta(hours=i), price, price * 1.01, price * 0.99, price, volume
@@ -320,6 +332,18 @@ def test_ledger_when_random_accepts_rejects_partials_cancels_and_stop_outs_then_
         }
         assert tracked == working
         assert all(o.state is not OrderState.SUBMITTED for o in state.symbols["X"].orders.values())
+
+
+def test_client_ids_when_two_timeframes_of_one_strategy_then_never_collide() -> None:
+    config = StrategyConfig(strategy="t", costs=NO_COSTS)
+    gov = RiskGovernor(config.risk)
+    daily = Bar("X", "1d", T0, 100.0, 100.1, 99.9, 100.0, 1e6)
+    hourly = Bar("X", "1h", T0, 100.0, 100.1, 99.9, 100.0, 1e6)
+
+    _, (a,) = on_bar(new_state(config), daily, _up(daily), config, gov)
+    _, (b,) = on_bar(new_state(config), hourly, _up(hourly), config, gov)
+
+    assert a.client_id != b.client_id
 
 
 # -- cash, instruments -----------------------------------------------------------------------

@@ -63,3 +63,27 @@ def test_worker_args_when_unusable_then_refused_before_anything_starts(kwargs, s
     args = {k: Path(v) if k in ("bundle", "strategy") else v for k, v in kwargs.items()}
     with pytest.raises(WorkerArgsError, match=says):
         WorkerArgs(**args)
+
+
+def test_governor_when_daily_loss_halts_repeatedly_then_one_risk_halt_line_until_cleared(
+    caplog,
+) -> None:
+    from execution.config import RiskLimits
+    from execution.domain import Side
+    from execution.risk import OrderIntent, PortfolioView
+    from streaming.worker import AlertingGovernor
+
+    caplog.set_level(logging.WARNING, logger="streaming.worker")
+    gov = AlertingGovernor(RiskLimits(daily_loss_halt=0.05))
+    intent = OrderIntent("SPX", Side.BUY, 1.0, 100.0)
+    losing = PortfolioView(94_000.0, 100_000.0, 100_000.0, {}, {}, 0)
+    healthy = PortfolioView(100_000.0, 100_000.0, 100_000.0, {}, {}, 0)
+
+    decisions = [gov.check(intent, losing) for _ in range(5)]
+    gov.check(intent, healthy)
+    gov.check(intent, losing)
+
+    assert {d.reason for d in decisions} == {"daily_loss_halt"}
+    halts = [r for r in caplog.records if r.getMessage().startswith("event=risk_halt ")]
+    assert len(halts) == 2 and "reason=daily_loss_halt" in halts[0].getMessage()
+    assert any("event=risk_halt_cleared" in r.getMessage() for r in caplog.records)

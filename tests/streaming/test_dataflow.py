@@ -140,3 +140,93 @@ def test_flow_when_aborted_and_resumed_with_recovery_then_result_equals_uninterr
 
     for name in ("live_orders", "live_fills", "live_equity", "live_predictions"):
         assert table(resumed, name) == table(clean, name), name
+
+
+def _three_symbols(n: int) -> pd.DataFrame:
+    frames = []
+    for k, symbol in enumerate(("AAA", "BBB", "CCC")):
+        f = spx_bars(n, symbol)
+        for col in ("open", "high", "low", "close"):
+            f[col] = f[col] * (1.0 + 0.1 * k)
+        frames.append(f)
+    return pd.concat(frames).sort_values(["ts", "symbol"]).reset_index(drop=True)
+
+
+def _cluster_flow(bars: pd.DataFrame, sink, reorder: bool):
+    from tests.streaming.conftest import sma_bundle
+
+    bundle = sma_bundle()
+    symbols = ("AAA", "BBB", "CCC")
+    config = StreamConfig(
+        strategy=StrategyConfig(), symbols=symbols, progress_every=0, reorder=reorder
+    )
+    return build_flow(
+        config, ReplaySource(bars), sink, {s: LocalBundleProvider(bundle) for s in symbols}
+    )
+
+
+def _tables(out: list) -> dict[str, dict]:
+    tables: dict[str, dict] = {}
+    for _, rec in out:
+        tables.setdefault(rec.table, {})[tuple(rec.row[k] for k in rec.key)] = dict(rec.row)
+    return tables
+
+
+def _cluster_process(data_dir: str, addresses: list[str], proc_id: int, n: int) -> None:
+    from bytewax.testing import cluster_main
+
+    bars = _three_symbols(n)
+    sink = StoreSink(lambda: ParquetBarStore(Path(data_dir)))
+    cluster_main(_cluster_flow(bars, sink, reorder=True), addresses, proc_id)
+
+
+def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_worker(
+    sma, tmp_path: Path
+) -> None:
+    import multiprocessing
+    import socket
+
+    from bytewax.testing import cluster_main
+
+    # Arrange: a three-symbol replay; features are keyed by symbol, so they spread over workers.
+    n = sma.history + 120
+    bars = _three_symbols(n)
+    one: list = []
+    run_main(_cluster_flow(bars, TestingSink(one), reorder=False))
+    reference = _tables(one)
+    # Act: -w 2 (two worker threads in one process)
+    two: list = []
+    cluster_main(
+        _cluster_flow(bars, TestingSink(two), reorder=True), [], 0, worker_count_per_proc=2
+    )
+    # Act: -p 2 (two processes on localhost), records through the store sink
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_cluster_process, args=(str(tmp_path / "data"), addresses, i, n))
+        for i in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    # Assert
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert _tables(two) == reference
+    store = ParquetBarStore(tmp_path / "data")
+    for table in ("live_orders", "live_fills", "live_equity", "live_predictions"):
+        assert len(reference[table]) > 0, table
+        stored = store.read_records(table)
+        expected = pd.DataFrame(list(reference[table].values()))
+        key = list(next(r for _, r in one if r.table == table).key)
+        pd.testing.assert_frame_equal(
+            stored.sort_values(key).reset_index(drop=True)[sorted(expected.columns)],
+            expected.sort_values(key).reset_index(drop=True)[sorted(expected.columns)],
+            check_dtype=False,
+            obj=table,
+        )

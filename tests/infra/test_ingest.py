@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -10,7 +12,8 @@ import pytest
 
 from infra.ingest import ingest_raw, read_history
 from infra.sources import load_bundled
-from infra.stores import open_store
+from infra.stores import BarStore, open_store
+from tests.infra.test_stores_contract import drop_schema
 
 NOW = datetime(2021, 1, 4, tzinfo=UTC)
 N_BARS = 400
@@ -29,6 +32,24 @@ def spx():
     return replace(raw, frame=frame.reset_index(drop=True))
 
 
+@pytest.fixture(params=["parquet", pytest.param("timescale", marks=pytest.mark.timescale)])
+def stores(request, tmp_path) -> Iterator[Callable[[str], BarStore]]:
+    """A factory of empty stores of one kind, each named."""
+    if request.param == "parquet":
+        yield lambda name: open_store("parquet", data_dir=tmp_path / name)
+        return
+    dsn = request.getfixturevalue("timescale_dsn")
+    schemas: list[str] = []
+
+    def make(name: str) -> BarStore:
+        schemas.append(f"cf_test_{name}_{uuid.uuid4().hex[:8]}")
+        return open_store("timescale", dsn=dsn, schema=schemas[-1])
+
+    yield make
+    for schema in schemas:
+        drop_schema(dsn, schema)
+
+
 def _stored(store):
     bars = store.read_bars("SPX", "1d").drop(columns=["ingested_at"])
     quarantine = store.read_quarantine("SPX", "1d")
@@ -36,13 +57,13 @@ def _stored(store):
 
 
 def test_ingest_when_daily_increments_then_stores_exactly_what_one_full_ingest_stores(
-    tmp_path, spx
+    stores, spx
 ):
-    with open_store("parquet", data_dir=tmp_path / "full") as store:
+    with stores("full") as store:
         full = ingest_raw(spx, store, run_id="full", now=NOW)
         full_bars, full_quarantine = _stored(store)
     reports = []
-    with open_store("parquet", data_dir=tmp_path / "daily") as store:
+    with stores("daily") as store:
         first = replace(spx, frame=spx.frame.iloc[:FIRST_BATCH].reset_index(drop=True))
         reports.append(ingest_raw(first, store, run_id="full", now=NOW))
         for i in range(FIRST_BATCH, N_BARS):
@@ -60,8 +81,8 @@ def test_ingest_when_daily_increments_then_stores_exactly_what_one_full_ingest_s
     assert all(r.history_bars >= FIRST_BATCH - 4 for r in reports[1:])
 
 
-def test_read_history_when_bars_stored_then_last_ones_before_the_batch(tmp_path, spx):
-    with open_store("parquet", data_dir=tmp_path / "s") as store:
+def test_read_history_when_bars_stored_then_last_ones_before_the_batch(stores, spx):
+    with stores("s") as store:
         ingest_raw(replace(spx, frame=spx.frame.iloc[:100]), store, run_id="r", now=NOW)
         batch = replace(spx, frame=spx.frame.iloc[100:110].reset_index(drop=True))
 

@@ -77,13 +77,17 @@ def test_drop_sensor_when_file_still_being_copied_then_waits_until_stable_and_in
     assert isinstance(fifth, dg.SkipReason)  # seen: not ingested twice
 
 
-def test_drop_sensor_when_no_row_passes_the_contract_then_no_series_and_no_partition(tmp_path):
+def test_drop_sensor_when_no_row_passes_or_file_unreadable_then_no_series_and_no_partition(
+    tmp_path,
+):
     drop, registry = tmp_path / "drop", tmp_path / "series.json"
     drop.mkdir()
     clock = Clock(T0 + 60)
     sensor = build_drop_folder_sensor(drop, settle_s=5.0, clock=clock)
     _write(drop / "NAIVE__1d.csv", _bars_csv(40, bad=True), T0)
     _write(drop / "GOOD__1d.csv", _bars_csv(40), T0)
+    ambiguous = "Date,Open,High,Low,Close,Volume\n01.02.2024,1,2,0.5,1,1\n02.02.2024,1,2,0.5,1,1\n"
+    _write(drop / "AMBIG__1d.csv", ambiguous, T0)  # 1 Feb or 2 Jan: refused, never guessed
     with dg.instance_for_test() as instance:
         first = _evaluate(sensor, instance, None, registry)
         clock.now = T0 + 90
@@ -92,7 +96,9 @@ def test_drop_sensor_when_no_row_passes_the_contract_then_no_series_and_no_parti
     assert [r.partition_key for r in second.run_requests] == ["GOOD@1d"]
     assert second.dynamic_partitions_requests[0].partition_keys == ["GOOD@1d"]
     assert sorted(SeriesRegistry(registry).load()) == ["GOOD@1d"]
-    assert sorted(json.loads(second.cursor)["seen"]) == ["GOOD__1d.csv", "NAIVE__1d.csv"]
+    assert sorted(json.loads(second.cursor)["seen"]) == [
+        "AMBIG__1d.csv", "GOOD__1d.csv", "NAIVE__1d.csv",
+    ]  # fmt: skip
 
 
 def test_drop_sensor_when_cursor_predates_pending_files_then_read_and_nothing_re_ingested(

@@ -415,7 +415,7 @@ class MT5Broker(Broker):
             self._watermark = self._journal.watermark(book) or Watermark(self._clock(), frozenset())
             self._booked = dict.fromkeys(self._watermark.tickets, self._watermark.ts)
         self._accepted |= {r.client_id for r in self._our_venue_records()}
-        self.resolve_unknown()
+        self.resolve_unknown(report=True)
 
     def close(self) -> None:
         if self._connected:
@@ -807,7 +807,7 @@ class MT5Broker(Broker):
             return None
         record = next((r for r in found if r.executed), found[0])
         self._remember(order.client_id, record.order_ticket)
-        self._remainder_dropped(order.client_id, order.symbol, found)
+        self._outcomes.extend(self._remainder_dropped(order.client_id, order.symbol, found))
         logger.info(
             "order %s found on the venue (ticket %d) after %s; treated as sent",
             order.client_id,
@@ -845,24 +845,27 @@ class MT5Broker(Broker):
             message=outcome.comment,
         )
 
-    def _remainder_dropped(self, client_id: str, symbol: str, found: Sequence[VenueRecord]) -> None:
+    def _remainder_dropped(
+        self, client_id: str, symbol: str, found: Sequence[VenueRecord]
+    ) -> list[VenueOutcome]:
         """An order found at the venue after its answer was lost: if it is finished (in the
-        history, not working) with volume left, that rest will never fill: report it."""
+        history, not working) with volume left, that rest will never fill."""
         if any(r.kind == "order" for r in found):
-            return  # still working: its fills and its end come later
+            return []  # still working: its fills and its end come later
         done = [r for r in found if r.kind == "history_order"]
-        if done and done[0].lots_left > 1e-12:
-            self._outcomes.append(
-                VenueOutcome(
-                    "cancelled",
-                    client_id,
-                    symbol,
-                    self._clock(),
-                    unfilled=units_for(done[0].lots_left, self.symbol_spec(symbol)),
-                    venue_order_id=str(done[0].order_ticket),
-                    reason="remainder not filled at the venue",
-                )
+        if not done or done[0].lots_left <= 1e-12:
+            return []
+        return [
+            VenueOutcome(
+                "cancelled",
+                client_id,
+                symbol,
+                self._clock(),
+                unfilled=units_for(done[0].lots_left, self.symbol_spec(symbol)),
+                venue_order_id=str(done[0].order_ticket),
+                reason="remainder not filled at the venue",
             )
+        ]
 
     def _remember(self, client_id: str, order_ticket: int) -> None:
         self._accepted.add(client_id)
@@ -1054,12 +1057,14 @@ class MT5Broker(Broker):
         outcomes, self._outcomes = self._outcomes, []
         return [*fills, *(o.as_event() for o in outcomes)]
 
-    def resolve_unknown(self) -> list[VenueOutcome]:
+    def resolve_unknown(self, *, report: bool = False) -> list[VenueOutcome]:
         """Settle journal entries whose fate is unknown by looking for them at the venue.
 
-        Found: the order is ours and sent (its deals come through poll_fills). Not found: it
-        never reached the venue, so nothing of it will fill; the journal marks it absent, and a
-        replay may send it (once). Each settled entry is also reported by `poll_events`.
+        Found: the order is ours and sent (its deals come through poll_fills), with a
+        "cancelled" outcome for a finished remainder. Not found: it never reached the venue, so
+        nothing of it will fill; the journal marks it absent, and a replay may send it (once).
+        The caller applies the outcomes (`VenueOutcome.as_event`); with `report` they are also
+        queued for `poll_events` (what `connect` does, for the first poll after a restart).
         """
         book = self._config.magic
         pending = self._journal.unresolved(book)
@@ -1106,9 +1111,9 @@ class MT5Broker(Broker):
                 outcome.reason,
             )
             settled.append(outcome)
-            self._outcomes.append(outcome)
-            if found:
-                self._remainder_dropped(entry.client_id, entry.symbol, found)
+            settled.extend(self._remainder_dropped(entry.client_id, entry.symbol, found))
+        if report:
+            self._outcomes.extend(settled)
         return settled
 
     def positions(self) -> Mapping[str, Position]:

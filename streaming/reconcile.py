@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 
 from execution.broker import Broker, BrokerUnavailableError
-from execution.domain import Fill
+from execution.orders import OrderEvent
 from execution.reconcile import (
     ReconcileConfig,
     ReconcilePolicy,
@@ -136,8 +136,10 @@ class Reconciler:
         unresolved: Sequence[tuple[str, str]] = (),
         settle: Callable[[str], None] | None = None,
         ts: datetime | None = None,
-    ) -> list[Fill]:
-        """Compare when due; return the fills that adopt the venue's state (ADOPT policy).
+    ) -> list[OrderEvent]:
+        """Compare when due; return the events for the engine: what became of orders of
+        unknown fate (accepted, cancelled remainder, or rejected: never reached the venue), then
+        the fills that adopt the venue's state (ADOPT policy).
 
         `unresolved`: (client id, symbol) of orders the router could not place or rule out;
         `settle(client_id)` is told about each the venue has settled.
@@ -191,7 +193,7 @@ class Reconciler:
         )
         self.last_report = report
         self.reconciled = True
-        adopted: list[Fill] = []
+        adopted: list[OrderEvent] = [o.as_event() for o in settled]
         if report.ok:
             self._confirmed = 0
             if self.halted is not None:
@@ -212,12 +214,13 @@ class Reconciler:
                 and self._confirmed >= self.config.confirm_checks
                 and ts is not None
             ):
-                adopted = adoption_fills(report, venue, dict(engine.marks), ts)
-                if adopted:
+                fills = adoption_fills(report, venue, dict(engine.marks), ts)
+                if fills:
                     logger.warning(
                         "event=reconcile_adopted fills=%s",
-                        ", ".join(f"{f.symbol} {f.side} {f.quantity:.10g}" for f in adopted),
+                        ", ".join(f"{f.symbol} {f.side} {f.quantity:.10g}" for f in fills),
                     )
+                adopted.extend(fills)
                 self._next_try = float("-inf")  # confirm the adoption on the next bar
         self._gauge(halted=self.halted is not None, report=report)
         return adopted

@@ -293,8 +293,9 @@ def _broker(state: PortfolioState, rt: PortfolioRuntime) -> Broker:
     return rt.live_broker if rt.live_broker is not None else state.paper
 
 
-def _reconcile(state: PortfolioState, rt: PortfolioRuntime, ts: datetime) -> list[Fill]:
-    """Compare the ledger with the venue when due (streaming.reconcile); the adopting fills."""
+def _reconcile(state: PortfolioState, rt: PortfolioRuntime, ts: datetime) -> list[Any]:
+    """Compare the ledger with the venue when due (streaming.reconcile); the events it found
+    (orders of unknown fate settled, fills adopting the venue's state)."""
     if rt.reconciler is None:
         gauges = ReconcileGauges.on(rt.metrics.registry) if rt.metrics is not None else None
         rt.reconciler = Reconciler(rt.reconcile, rt.reconcile_backoff_s, rt.clock, gauges)
@@ -422,9 +423,10 @@ def _process(
         st.engine, _trades = on_event(st.engine, event, rt.config)
         if isinstance(event, Fill):
             records.append(_fill_record(event))
-    for fill in _reconcile(st, rt, bar_close_ts(bar)):  # adopting the venue's state, if any
-        st.engine, _trades = on_event(st.engine, fill, rt.config)
-        records.append(_fill_record(fill))
+    for event in _reconcile(st, rt, bar_close_ts(bar)):  # settled orders, adopted positions
+        st.engine, _trades = on_event(st.engine, event, rt.config)
+        if isinstance(event, Fill):
+            records.append(_fill_record(event))
     can_trade = rt.reconciled
     kill = read_kill_switch(rt.home) if rt.home is not None else None
     engaged = kill is not None and kill.engaged

@@ -110,8 +110,9 @@ class _World:
     def book(self) -> None:
         """Let any late deal show, settle unknown orders, feed the ledger the venue's events."""
         self.now += timedelta(seconds=self.delay + 1)
-        for outcome in self.broker.resolve_unknown():
+        for outcome in self.broker.resolve_unknown():  # as the live step's reconciliation
             self.router.settle(outcome.client_id)
+            self.apply(outcome.as_event())
         for report in self.broker.poll_events():
             event(type(report).__name__ + ("-venue" if report.client_id.startswith("mt5-") else ""))
             self.apply(report)

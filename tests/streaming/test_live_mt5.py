@@ -14,7 +14,8 @@ from execution.reconcile import ReconcileConfig, ReconcilePolicy
 from execution.risk import RiskGovernor
 from execution.signal import Bar, Prediction
 from mt5_bridge import MT5Broker, MT5Config
-from mt5_bridge.simulator import SimulatedTerminal
+from mt5_bridge import _codes as c
+from mt5_bridge.simulator import SendFault, SimulatedTerminal
 from streaming.metrics import LiveMetrics
 from streaming.router import OrderRouter
 from streaming.steps import PortfolioRuntime, Scored, portfolio_step
@@ -203,3 +204,24 @@ def test_step_when_engine_trails_the_stop_then_the_venue_stop_moves_with_sltp(ve
     assert after.sl == pytest.approx(state.engine.symbols["AAA"].stop, abs=0.01)
     assert after.sl > before.sl
     assert sim.sent_requests[-1]["action"] == 6  # TRADE_ACTION_SLTP
+
+
+def test_step_when_order_outcome_unknown_then_no_exception_and_next_check_settles_it(venue):
+    # Arrange: every send times out and the order is never found: its fate is unknown
+    sim, broker = venue
+    rt = _runtime(broker)
+    b0, b1 = _bar(0), _bar(1)
+    sim.queue_send_faults(*[SendFault(c.TRADE_RETCODE_TIMEOUT)] * 10)
+
+    # Act
+    state, first = portfolio_step(None, Scored(b0, _up(b0), 0), rt)
+    unknown = [o.client_id for o in rt.router.unresolved()]
+    state, _ = portfolio_step(state, Scored(b1, None, 0), rt)
+
+    # Assert: recorded as possibly sent, then settled absent at the venue and dropped
+    assert [r.row["client_id"] for r in first if r.table == "live_orders"] == unknown
+    assert len(unknown) == 1
+    assert rt.router.unresolved() == ()
+    assert broker.journal.get(unknown[0]).state == "absent"
+    assert state.engine.symbols["AAA"].orders == {}
+    assert rt.halted is None

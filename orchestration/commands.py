@@ -263,9 +263,18 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from streaming.worker import run_worker
+    from streaming.worker import NoChampionError, run_worker
 
-    summary = run_worker(_settings(), args)
+    try:
+        summary = run_worker(_settings(), args)
+    except NoChampionError as exc:
+        if exc.version is None or "cmd_promote" not in globals():
+            raise
+        msg = (
+            f"{exc}; or approve it as champion: `candleflow promote --series {exc.series} "
+            f"--version {exc.version}`"
+        )
+        raise NoChampionError(msg) from None
     status = summary.status
     how = f"stopped by {summary.stopped_by}" if summary.stopped_by else "source ended"
     _say(

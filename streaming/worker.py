@@ -300,6 +300,11 @@ def _series(settings: Settings, args: WorkerArgs, store: Any) -> list[tuple[str,
 class NoChampionError(WorkerArgsError):
     """A series to trade has no champion model in the registry."""
 
+    def __init__(self, msg: str, series: str | None = None, version: str | None = None) -> None:
+        super().__init__(msg)
+        self.series = series  # "SYM@TF" when one series was refused
+        self.version = version  # the challenger the promotion rule rejected, if any
+
 
 def require_champions(settings: Settings, series: Sequence[tuple[str, str]]) -> None:
     """Refuse, in one line that says why and what to do, a series without a champion model."""
@@ -327,7 +332,7 @@ def require_champions(settings: Settings, series: Sequence[tuple[str, str]]) -> 
             f"`candleflow stream --series {symbol}@{tf} --bundle "
             f"{symbol}-v{challenger.version}/model`"
         )
-        raise NoChampionError(msg)
+        raise NoChampionError(msg, f"{symbol}@{tf}", str(challenger.version))
 
 
 def _strategy(

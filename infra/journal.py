@@ -331,10 +331,15 @@ class SqliteJournal(OrderJournal):
             return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO positions (book, position_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(book, p) for p in ids],
-            )
+            try:
+                self._db.executemany(
+                    "INSERT INTO positions (book, position_id) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [(book, p) for p in ids],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def positions(self, book: int) -> frozenset[int]:

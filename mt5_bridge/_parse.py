@@ -36,6 +36,7 @@ __all__ = [
     "SendOutcome",
     "SymbolSpec",
     "VenueDeal",
+    "VenueOrder",
     "VenuePosition",
     "VenueRecord",
     "VenueRecordError",
@@ -58,6 +59,7 @@ __all__ = [
     "parse_send_result",
     "parse_symbol_info",
     "parse_tick",
+    "parse_working_orders",
     "positions_to_domain",
     "rates_to_raw_frame",
     "server_to_utc",
@@ -548,6 +550,34 @@ def positions_to_domain(
         avg = math.fsum(abs(q) * p for q, p in side_legs) / weight if weight else 0.0
         out[symbol] = Position(symbol=symbol, quantity=units_for(net, specs[symbol]), avg_price=avg)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """One working (resting) MT5 order of ours; volume in lots."""
+
+    ticket: int
+    symbol: str
+    magic: int
+    comment: str
+    lots_left: float  # volume_current: what may still fill
+    record: Any  # the TradeOrder itself, for order_record_to_order
+
+
+def parse_working_orders(records: Iterable[Any], *, book: int) -> list[VenueOrder]:
+    """Our working orders among `orders_get` records (the magic's high half is our book)."""
+    return [
+        VenueOrder(
+            ticket=int(_field(rec, "ticket")),
+            symbol=str(_field(rec, "symbol")),
+            magic=int(_field(rec, "magic")),
+            comment=str(_field(rec, "comment")),
+            lots_left=float(_field(rec, "volume_current")),
+            record=rec,
+        )
+        for rec in records
+        if book_of(int(_field(rec, "magic"))) == book
+    ]
 
 
 _BUY_TYPES: Final = frozenset(

@@ -64,6 +64,7 @@ from mt5_bridge._parse import (
     SendOutcome,
     SymbolSpec,
     VenueDeal,
+    VenueOrder,
     VenueRecord,
     VolumeRefusedError,
     book_of,
@@ -82,6 +83,7 @@ from mt5_bridge._parse import (
     parse_send_result,
     parse_symbol_info,
     parse_tick,
+    parse_working_orders,
     positions_to_domain,
     rates_to_raw_frame,
     terminal_trade_allowed,
@@ -887,14 +889,11 @@ class MT5Broker(Broker):
         (it completed, or was never a resting order).
         """
         client_id = request.client_id
-        for rec in self._query("orders_get"):
-            if book_of(int(rec.magic)) != self._config.magic:
+        for order in parse_working_orders(self._query("orders_get"), book=self._config.magic):
+            if self._client_id_of_order(order) != client_id:
                 continue
-            if self._client_id_of_order(rec) != client_id:
-                continue
-            spec = self.symbol_spec(str(rec.symbol))
-            request_ = {"action": c.TRADE_ACTION_REMOVE, "order": int(rec.ticket)}
-            raw = self._mt5.order_send(request_)
+            spec = self.symbol_spec(order.symbol)
+            raw = self._mt5.order_send({"action": c.TRADE_ACTION_REMOVE, "order": order.ticket})
             if raw is None:
                 code, text = self._last_error()
                 raise _unknown(client_id, code, text)
@@ -905,9 +904,9 @@ class MT5Broker(Broker):
             return [
                 OrderCancelled(
                     client_id,
-                    str(rec.symbol),
+                    order.symbol,
                     self._clock(),
-                    units_for(float(rec.volume_current), spec),
+                    units_for(order.lots_left, spec),
                     request.reason,
                 )
             ]
@@ -974,9 +973,9 @@ class MT5Broker(Broker):
             return records
         return [r for r in records if r.client_id == client_id]
 
-    def _client_id_of_order(self, rec: Any) -> str | None:
-        return self._client_ids_by_magic.get(int(rec.magic)) or client_id_from_comment(
-            str(rec.comment), self._config.comment_tag
+    def _client_id_of_order(self, order: VenueOrder) -> str | None:
+        return self._client_ids_by_magic.get(order.magic) or client_id_from_comment(
+            order.comment, self._config.comment_tag
         )
 
     def _client_id_of_deal(self, deal: VenueDeal) -> str | None:
@@ -1128,14 +1127,12 @@ class MT5Broker(Broker):
         """Our working orders (a RETURN remainder), remaining quantity in units."""
         cfg = self._config
         out = []
-        for rec in self._query("orders_get"):
-            if book_of(int(rec.magic)) != cfg.magic:
-                continue
+        for order in parse_working_orders(self._query("orders_get"), book=cfg.magic):
             out.append(
                 order_record_to_order(
-                    rec,
-                    client_id=self._client_id_of_order(rec),
-                    spec=self.symbol_spec(str(rec.symbol)),
+                    order.record,
+                    client_id=self._client_id_of_order(order),
+                    spec=self.symbol_spec(order.symbol),
                     server_utc_offset=cfg.server_utc_offset,
                 )
             )

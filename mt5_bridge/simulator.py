@@ -298,6 +298,7 @@ class TradeDeal(NamedTuple):
 _COMMENTS = {
     c.TRADE_RETCODE_REQUOTE: "Requote",
     c.TRADE_RETCODE_REJECT: "Request rejected",
+    c.TRADE_RETCODE_PLACED: "Order placed",
     c.TRADE_RETCODE_DONE: "Request executed",
     c.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially",
     c.TRADE_RETCODE_ERROR: "Request processing error",
@@ -756,7 +757,12 @@ class SimulatedTerminal:
             self._active_orders.append(order)
         else:
             self._history_orders.append(order)
-        retcode = c.TRADE_RETCODE_DONE if rest <= 0 else c.TRADE_RETCODE_DONE_PARTIAL
+        if rest <= 0:
+            retcode = c.TRADE_RETCODE_DONE
+        elif filled > 0:
+            retcode = c.TRADE_RETCODE_DONE_PARTIAL
+        else:  # RETURN with nothing available now: the order rests, unfilled
+            retcode = c.TRADE_RETCODE_PLACED
         return self._result(
             req, request_id, retcode, None, deal_ticket, order_ticket, price, volume=filled
         )

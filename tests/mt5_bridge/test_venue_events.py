@@ -311,3 +311,23 @@ def test_two_workers_when_sharing_venue_and_journal_then_ids_and_entries_never_c
     assert entries == {d_order.client_id: "sma@EURUSD@1d", h_order.client_id: "sma@GBPUSD@1h"}
     assert daily.positions()["EURUSD"].quantity == pytest.approx(10_000)
     assert daily.positions()["GBPUSD"].quantity == pytest.approx(20_000)
+
+
+def test_submit_when_return_filling_finds_no_liquidity_then_order_placed_and_working(
+    sim, make_broker
+):
+    # Arrange
+    sim.add_symbol("XAUUSD", bid=2000.0, ask=2000.5, digits=2, point=0.01, contract_size=100.0,
+                   filling_mode=0, liquidity=0.0)  # fmt: skip
+    broker = make_broker()
+    order = make_order(quantity=20.0, symbol="XAUUSD")
+
+    # Act
+    ack = broker.submit(order)
+
+    # Assert: placed (10008), nothing filled yet, all 20 units working
+    assert ack.status is OrderStatus.ACCEPTED
+    assert broker.poll_events() == []
+    assert [(o.client_id, o.quantity) for o in broker.open_orders()] == [
+        (order.client_id, pytest.approx(20.0))
+    ]

@@ -700,7 +700,7 @@ def compute_metrics(
         if why:
             notes["pbo"] = why
     else:
-        notes["pbo"] = "no trial return series recorded"
+        notes["pbo"] = "a single configuration (no trial return series): nothing was selected"
     if trial_sharpes is not None:
         pool = [float(x) for x in np.asarray(trial_sharpes, dtype=np.float64).ravel()]
     finite = np.array([x for x in pool if math.isfinite(x)], dtype=np.float64)

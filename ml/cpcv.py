@@ -38,6 +38,7 @@ __all__ = [
     "cpcv_path_count",
     "cpcv_paths",
     "cpcv_splits",
+    "group_bounds",
     "run_cpcv",
 ]
 

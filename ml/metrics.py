@@ -90,5 +90,5 @@ def single_class_warning(proba: np.ndarray, max_share: float = 0.99) -> str | No
         return None
     return (
         f"predicts '{_CLASS_NAMES[cls]}' on {n} of {total} out-of-sample rows "
-        f"({n / total:.1%}): effectively a single-class model"
+        f"({n / total:.2%}): effectively a single-class model"
     )

@@ -191,24 +191,25 @@ class _Trees:
         self.default_left = flat("default_left", np.bool_)
         self.roots = offsets[:-1].astype(np.int64)
         self.groups = np.asarray(booster["model"]["tree_info"], dtype=np.int64)
-        self._x = np.empty(int(learner["learner_model_param"]["num_feature"]), dtype=np.float32)
-        self._margin = np.empty(n_class, dtype=np.float32)
-        self._out = np.empty(n_class, dtype=np.float64)
+        self.n_features = int(learner["learner_model_param"]["num_feature"])
 
     @classmethod
     def from_booster(cls, booster: xgb.Booster) -> _Trees:
         return cls(json.loads(booster.save_raw("json")))
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        if x.shape != self._x.shape:
-            msg = f"xgboost: the row has {x.shape[0]} features, the model {self._x.shape[0]}"
+        if x.shape != (self.n_features,):
+            msg = f"xgboost: the row has {x.shape[0]} features, the model {self.n_features}"
             raise ModelError(msg)
-        self._x[:] = x  # xgboost compares features as float32
+        # Fresh buffers per call: worker threads share one model, and the kernel drops the GIL.
+        margin = np.empty(len(self.base), dtype=np.float32)
+        out = np.empty(len(self.base), dtype=np.float64)
         _score_trees(
-            self._x, self.left, self.right, self.feature, self.threshold, self.default_left,
-            self.roots, self.groups, self.base, self._margin, self._out,
+            x.astype(np.float32),  # xgboost compares features as float32
+            self.left, self.right, self.feature, self.threshold, self.default_left,
+            self.roots, self.groups, self.base, margin, out,
         )  # fmt: skip
-        return self._out.copy()
+        return out
 
 
 @njit(cache=True, inline="always", error_model="numpy")

@@ -153,9 +153,10 @@ def _three_symbols(n: int) -> pd.DataFrame:
 
 
 def _cluster_flow(bars: pd.DataFrame, sink, reorder: bool):
-    from tests.streaming.conftest import sma_bundle
+    from tests.streaming.conftest import xgb_bundle
 
-    bundle = sma_bundle()
+    # XGBoost: its compiled trees are shared by the worker threads of a process.
+    bundle = xgb_bundle(spx_bars(600), n_estimators=20)
     symbols = ("AAA", "BBB", "CCC")
     config = StreamConfig(
         strategy=StrategyConfig(), symbols=symbols, progress_every=0, reorder=reorder

@@ -3,8 +3,8 @@
 validate_bars enforces the contract row by row; this suite states the same rules declaratively
 so that a stored partition can be re-checked and its results shown next to the asset. Each
 expectation is either BLOCKING (the frame must not flow downstream: schema, dtypes, non-null,
-positive prices, non-negative volume, OHLC consistency, unique key, strictly increasing ts,
-UTC) or a WARNING (worth a look, not a stop: an empty frame). Calendar gaps are warnings too;
+positive prices no larger than the contract's default max_price, non-negative volume, OHLC
+consistency, unique key, strictly increasing ts, UTC) or a WARNING (worth a look, not a stop: an empty frame). Calendar gaps are warnings too;
 they are computed by validate_bars (ValidationReport.gaps), not by this suite, because they
 need the instrument's calendar.
 
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
+from quality.contract import ContractConfig
 from quality.errors import SuiteError
 from quality.schema import BAR_COLUMNS, BAR_KEY, PRICE_COLUMNS, TIMEFRAMES
 
@@ -137,10 +138,15 @@ def _expectations() -> list[Any]:
         )
     for col in BAR_COLUMNS:
         items.append(e.ExpectColumnValuesToNotBeNull(column=col, meta=blocking(f"{col}_not_null")))
+    max_price = ContractConfig().max_price
     for col in PRICE_COLUMNS:
         items.append(
             e.ExpectColumnValuesToBeBetween(
-                column=col, min_value=0, strict_min=True, meta=blocking(f"{col}_positive")
+                column=col,
+                min_value=0,
+                strict_min=True,
+                max_value=max_price,
+                meta=blocking(f"{col}_positive_and_plausible"),
             )
         )
     items.append(

@@ -20,7 +20,9 @@ REASON_TO_GX: dict[tuple[ReasonCode, ...], list[tuple[str, tuple[str, ...]]]] = 
     (ReasonCode.MISSING_VALUE, ReasonCode.NON_NUMERIC): [
         (_NOT_NULL, (c,)) for c in ("open", "high", "low", "close", "volume")
     ],
-    (ReasonCode.NON_POSITIVE_PRICE,): [(_BETWEEN, (c,)) for c in ("open", "high", "low", "close")],
+    (ReasonCode.NON_POSITIVE_PRICE, ReasonCode.PRICE_OUT_OF_RANGE): [
+        (_BETWEEN, (c,)) for c in ("open", "high", "low", "close")
+    ],
     (ReasonCode.NEGATIVE_VOLUME,): [(_BETWEEN, ("volume",))],
     (ReasonCode.HIGH_BELOW_LOW,): [(_PAIR, ("high", "low"))],
     (ReasonCode.HIGH_BELOW_OPEN_CLOSE,): [(_PAIR, ("high", "open")), (_PAIR, ("high", "close"))],
@@ -47,6 +49,7 @@ def _faulty_raw() -> pd.DataFrame:
     raw = with_cells(raw, 10, open=-1.0)
     raw = with_cells(raw, 11, ts="garbage")
     raw = with_cells(raw, 12, high="1e400")  # inf: non-numeric
+    raw = with_cells(raw, 13, high=1e308, close=1e308)  # finite but no price: out of range
     return pd.concat([raw, raw.iloc[[20, 21]]], ignore_index=True)  # duplicates
 
 

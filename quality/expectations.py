@@ -4,9 +4,9 @@ validate_bars enforces the contract row by row; this suite states the same rules
 so that a stored partition can be re-checked and its results shown next to the asset. Each
 expectation is either BLOCKING (the frame must not flow downstream: schema, dtypes, non-null,
 positive prices no larger than the contract's default max_price, non-negative volume, OHLC
-consistency, unique key, strictly increasing ts, UTC) or a WARNING (worth a look, not a stop: an empty frame). Calendar gaps are warnings too;
-they are computed by validate_bars (ValidationReport.gaps), not by this suite, because they
-need the instrument's calendar.
+consistency, unique key, strictly increasing ts, UTC) or a WARNING (worth a look, not a stop:
+an empty frame). Calendar gaps are warnings too; they are computed by validate_bars
+(ValidationReport.gaps), not by this suite, because they need the instrument's calendar.
 
 One frame holds one (symbol, timeframe) series, as validate_bars returns it: "ts strictly
 increasing" is only meaningful per series.

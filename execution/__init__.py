@@ -47,7 +47,6 @@ __all__ = [
     "new_state",
     "on_bar",
     "on_event",
-    "on_fill",
     "run_backtest",
 ]
 
@@ -67,7 +66,6 @@ _WHERE = {
     "equity": "execution.engine",
     "new_state": "execution.engine",
     "on_bar": "execution.engine",
-    "on_fill": "execution.engine",
     "on_event": "execution.engine",
     "Cancel": "execution.orders",
     "OrderAccepted": "execution.orders",

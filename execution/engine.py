@@ -66,7 +66,6 @@ __all__ = [
     "new_state",
     "on_bar",
     "on_event",
-    "on_fill",
     "unrealized_pnl",
 ]
 
@@ -213,13 +212,6 @@ def on_event(
         raise TypeError(msg)
     _settle(state, sym, ss)
     return state, closed
-
-
-def on_fill(
-    state: EngineState, fill: Fill, config: StrategyConfig
-) -> tuple[EngineState, list[TradeRecord]]:
-    """`on_event` for a fill (kept for callers that only handle fills)."""
-    return on_event(state, fill, config)
 
 
 def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRecord]:

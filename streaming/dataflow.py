@@ -2,7 +2,7 @@
 
 ```
 input -> stamp -> key_by_symbol -> features (stateful, per symbol)
-      -> to_portfolio (one key) -> portfolio (stateful: fills, on_fill, on_bar, order router)
+      -> to_portfolio (one key) -> portfolio (stateful: venue events, on_event, on_bar, router)
       -> records -> store (upserts on each table's key)
 ```
 

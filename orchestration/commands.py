@@ -158,6 +158,9 @@ _HINTS = {
     "missing_value": "check the OHLCV columns (--map COLUMN=FIELD)",
     "non_numeric": "check the OHLCV columns (--map COLUMN=FIELD); decimal commas are not read",
     "duplicate_key": "check --timeframe: several rows share one bar time",
+    "nonexistent_ts": "check --tz: these local times do not exist in that zone",
+    "ambiguous_ts": "check --tz, or give stamps with offsets: these local times occur twice",
+    "price_out_of_range": "check the price columns (--map COLUMN=FIELD) and their unit",
 }
 
 

@@ -119,3 +119,20 @@ def test_readme_ingest_example_when_run_as_written_then_bars_accepted(
     else:
         assert "1 quarantined rows for SAP@1d: high_below_low 1" in out.err
         assert "high_below_low" in out.out
+
+
+def test_ingest_when_date_format_given_then_the_file_is_read_with_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CANDLEFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CANDLEFLOW_ENV", "local")
+    path = tmp_path / "us.csv"  # month first, every day <= 12: only the format can tell
+    path.write_text("Date,Open,High,Low,Close,Volume\n01/02/2024 00:00,1,2,0.5,1,1\n"
+                    "01/03/2024 00:00,1,2,0.5,1.2,1\n")  # fmt: skip
+
+    refused = main(["ingest", "--file", str(path), "--symbol", "US", "--timeframe", "1d"])
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    code = main(["ingest", "--file", str(path), "--symbol", "US", "--timeframe", "1d",
+                 "--date-format", "%m/%d/%Y %H:%M"])  # fmt: skip
+
+    assert refused == 2 and "cannot tell day from month" in said
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["first_ts"] == "2024-01-02T00:00:00+00:00"

@@ -1,0 +1,130 @@
+"""Benchmark: how research cost grows with the bars of one series (the growth table).
+
+    python -m bench.growth [--sizes 10000,30000,100000] [--families xgboost] [--large]
+
+For each size, in a fresh process (so peak memory is that size's own): synthetic 1m bars,
+compute_features, research_labels, research_folds and the purged walk-forward of each family
+(ml.pipeline.run_family), timed apart. Prints a table with wall time, time per bar and peak
+RSS, and the exponent b of wall ~ bars^b fitted over the sizes (1.0 is linear); the goal is
+time per bar at the largest size within 1.2x of that at the 100k size (or the second largest).
+`--large` adds 1,000,000 bars (about 20 minutes for xgboost on two busy cores); `--sizes
+5000,20000` is the smoke run. `--families xgboost,xgboost_garch,lstm,meta` for the full set.
+Writes var/bench/growth.json (under CANDLEFLOW_HOME).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+GOAL_PER_BAR_RATIO = 1.2
+
+
+def _one(n: int, families: list[str]) -> dict[str, float]:
+    """Run in a child process: the research steps on n bars; times and peak RSS."""
+    from bench.ingest import synthetic_bars
+    from ml.features import compute_features
+    from ml.pipeline import ResearchConfig, research_folds, research_labels, run_family
+
+    cfg = ResearchConfig(models=tuple(families))
+    bars = synthetic_bars(["GROWTH"], n)
+    out: dict[str, float] = {"bars": n}
+    t0 = time.perf_counter()
+    feats = compute_features(bars)
+    labels = research_labels(bars, cfg)
+    folds = research_folds(feats, cfg)
+    out["features_labels_s"] = time.perf_counter() - t0
+    for family in families:
+        t = time.perf_counter()
+        run_family(family, feats, labels, folds, cfg)
+        out[f"{family}_s"] = time.perf_counter() - t
+    out["total_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _fit_exponent(rows: list[dict[str, float]]) -> float:
+    xs = [math.log(r["bars"]) for r in rows]
+    ys = [math.log(r["total_s"]) for r in rows]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
+    parser.add_argument("--sizes", default="10000,30000,100000")
+    parser.add_argument("--families", default="xgboost")
+    parser.add_argument("--large", action="store_true", help="add 1,000,000 bars")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    if args.child is not None:
+        print(json.dumps(_one(args.child, families)))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.large:
+        sizes.append(1_000_000)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    rows = []
+    for n in sorted(set(sizes)):
+        cmd = [sys.executable, "-m", "bench.growth", "--child", str(n), "--families",
+               ",".join(families)]  # fmt: skip
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["us_per_bar"] = row["total_s"] / n * 1e6
+        rows.append(row)
+        print(
+            f"[bench.growth] {n:>9,} bars: {row['total_s']:8.1f} s "
+            f"({row['us_per_bar']:7.0f} us/bar), peak RSS {row['peak_rss_mb']:7.0f} MB",
+            flush=True,
+        )
+    exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
+    ref = next((r for r in rows if r["bars"] == 100_000), rows[-2] if len(rows) > 1 else rows[0])
+    ratio = rows[-1]["us_per_bar"] / ref["us_per_bar"]
+    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    out_path = args.out or home / "bench" / "growth.json"
+    payload = {
+        "benchmark": "growth",
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "load_avg_1m": os.getloadavg()[0],
+        "families": families,
+        "rows": rows,
+        "exponent": exponent,
+        "per_bar_ratio_largest_vs_ref": ratio,
+        "ref_bars": ref["bars"],
+        "goal_per_bar_ratio": GOAL_PER_BAR_RATIO,
+        "goal_met": ratio <= GOAL_PER_BAR_RATIO,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(payload, indent=2))
+    cols = ["features_labels_s", *(f"{f}_s" for f in families)]
+    print(f"{'bars':>10}{'total s':>10}{'us/bar':>9}{'peak MB':>9}  " + "  ".join(cols))
+    for r in rows:
+        parts = "  ".join(f"{r[c]:.1f}".rjust(len(c)) for c in cols)
+        print(
+            f"{r['bars']:>10,}{r['total_s']:>10.1f}{r['us_per_bar']:>9.0f}"
+            f"{r['peak_rss_mb']:>9.0f}  {parts}"
+        )
+    print(
+        f"fitted exponent {exponent:.2f} (1.0 = linear); time per bar at {rows[-1]['bars']:,} is "
+        f"{ratio:.2f}x that at {ref['bars']:,} (goal <= {GOAL_PER_BAR_RATIO}): "
+        f"{'met' if payload['goal_met'] else 'NOT met'} at load {payload['load_avg_1m']:.1f}; "
+        f"wrote {out_path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

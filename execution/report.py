@@ -644,14 +644,16 @@ def _rolling_figure(result: ReportInput, window: int, what: str) -> go.Figure:
     return fig
 
 
-def _exposure_section(result: ReportInput) -> str:
-    """Gross exposure (position notional over equity) per strategy, pyfolio's exposure plot."""
+def _exposure_section(result: ReportInput, window: int) -> str:
+    """Gross exposure (position notional over equity) per strategy, pyfolio's exposure plot,
+    as a rolling mean: per bar it jumps between 0 and full as positions open and close."""
     colours = _colours(result)
     fig = go.Figure()
     for name, strat in result.strategies.items():
         if strat.exposure is None or not len(strat.exposure):
             continue
-        line = _thin(strat.exposure.astype(float))
+        mean = strat.exposure.astype(float).rolling(window, min_periods=1).mean()
+        line = _thin(mean)
         fig.add_trace(
             go.Scatter(
                 x=_x(line.index),
@@ -665,8 +667,11 @@ def _exposure_section(result: ReportInput) -> str:
         return _not_provided("No exposure series were provided.")
     fig.update_layout(height=320, hovermode="x unified")
     fig.update_xaxes(_TIME_AXIS)
-    fig.update_yaxes(title_text="gross exposure / equity", tickformat=".0%", rangemode="tozero")
-    return _figure_html(fig)
+    fig.update_yaxes(
+        title_text="mean gross exposure / equity", tickformat=".0%", rangemode="tozero"
+    )
+    note = f'<p class="note">Rolling mean over {html.escape(_window_text(result, window))}.</p>'
+    return note + _figure_html(fig)
 
 
 def _trade_pnl_figure(result: ReportInput) -> go.Figure | None:
@@ -1222,6 +1227,8 @@ th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; whit
 th[scope="row"], .frame tbody th { text-align: left; font-weight: normal; }
 thead th { background: #f4f4f4; position: sticky; top: 0; }
 .kind { font-weight: normal; color: #777; font-size: 0.8rem; }
+th .description { display: inline-block; white-space: normal; max-width: 11rem; }
+.metrics { display: block; overflow-x: auto; max-width: 100%; }
 .pos { color: #1a7f37; } .neg { color: #b42318; }
 .missing, .note { color: #666; } .missing { font-style: italic; }
 pre { background: #f8f8f8; padding: 0.5rem; overflow: auto; }
@@ -1293,7 +1300,7 @@ def _sections(result: ReportInput) -> dict[str, str]:
         "extra_stats": _extra_stats_table(result),
         "rolling_sharpe": window_note + _figure_html(_rolling_figure(result, window, "sharpe")),
         "rolling_vol": window_note + _figure_html(_rolling_figure(result, window, "vol")),
-        "exposure": _exposure_section(result),
+        "exposure": _exposure_section(result, window),
         "series": _series_section(result),
         "trades": _trades_section(result),
         "trade_pnl": _figure_html(pnl_fig)

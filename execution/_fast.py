@@ -167,7 +167,7 @@ class FastInputs:
     close: np.ndarray
     volume: np.ndarray
     has_pred: np.ndarray  # bool, a finite prediction belongs to the bar
-    proba: np.ndarray  # (n, 3) p_down, p_flat, p_up; NaN where none
+    proba: np.ndarray  # (n, 3) p_down, p_flat, p_up; NaN where none (C or Fortran order)
     unmatched: int  # predictions that match no bar (the reference logs a warning)
 
 
@@ -259,7 +259,7 @@ def prepare_single_symbol(
         return None, "duplicate predictions"
     values = predictions[["p_down", "p_flat", "p_up"]].to_numpy(np.float64)
     if len(pts) == n and np.array_equal(pts, ts):  # one prediction per bar, same order
-        proba = np.ascontiguousarray(values)
+        proba = values  # any layout: the kernel reads it row by row, a copy would cost more
     else:
         proba = np.full((n, 3), np.nan)
         pos = np.searchsorted(ts, pts)
@@ -295,7 +295,7 @@ def _inputs(
         close=cols[3],
         volume=cols[4],
         has_pred=has_pred,
-        proba=np.ascontiguousarray(proba),
+        proba=proba,
         unmatched=unmatched,
     )
     return inputs, ""

@@ -78,6 +78,8 @@ _META_KEY = b"candleflow.records"
 # Most file systems (ext4, xfs, apfs, ntfs) limit one path component to 255 bytes.
 MAX_NAME_BYTES = 255
 _MANIFEST_READ_TRIES = 5
+_SEGMENT_PREFIX = "seg-"
+_MAX_SEGMENTS = 64  # records segments before they are compacted into one
 
 
 def _encode(name: str) -> str:
@@ -164,7 +166,9 @@ def _write_text_atomic(text: str, path: Path) -> None:
     _fsync_replace(tmp, path)
 
 
-def _read_table(path: Path, schema: pa.Schema, filters: list[tuple] | None = None) -> pa.Table:
+def _read_table(
+    path: Path, schema: pa.Schema | None, filters: list[tuple] | None = None
+) -> pa.Table:
     try:
         return pq.read_table(path, schema=schema, filters=filters)
     except FileNotFoundError:
@@ -216,6 +220,64 @@ class _Manifest:
         return out
 
 
+class _RecordsState:
+    """A records table: key columns, column kinds, segment files in order, and its rows
+    (encoded, by key text); `signature` identifies the manifest the rows were read from."""
+
+    def __init__(
+        self,
+        key: list[str] | None,
+        kinds: dict[str, str],
+        segments: list[str],
+        current: dict[str, dict[str, Any]],
+    ) -> None:
+        self.key, self.kinds, self.segments, self.current = key, kinds, segments, current
+        self.signature: tuple[int, int, int] | None = None
+
+    @staticmethod
+    def stat(directory: Path) -> tuple[int, int, int] | None:
+        try:
+            st = (directory / MANIFEST).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @classmethod
+    def load(cls, directory: Path) -> _RecordsState:
+        path = directory / MANIFEST
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(None, {}, [], {})
+        except (OSError, ValueError) as exc:
+            msg = f"cannot read {path}: {exc}; restore it from a backup or delete the table"
+            raise StoreError(msg) from exc
+        key, kinds = list(raw["key"]), dict(raw["kinds"])
+        state = cls(key, kinds, list(raw["segments"]), {})
+        for name in state.segments:
+            table = _read_table(directory / name, None)
+            frame = decode_frame(table.to_pandas().to_dict("records"), kinds, key)
+            for row in encode_rows(frame, kinds):
+                full = {c: row.get(c) for c in kinds}
+                state.current[key_text(full, key)] = full
+        state.signature = cls.stat(directory)
+        return state
+
+    @staticmethod
+    def load_names(directory: Path) -> list[str]:
+        """The segment files the manifest lists (none without a manifest)."""
+        try:
+            return list(json.loads((directory / MANIFEST).read_text())["segments"])
+        except FileNotFoundError:
+            return []
+
+    def save(self, directory: Path) -> None:
+        text = json.dumps({"version": 1, "key": self.key, "kinds": self.kinds,
+                           "segments": self.segments})  # fmt: skip
+        _write_text_atomic(text, directory / MANIFEST)
+        self.signature = self.stat(directory)
+
+
 class ParquetBarStore(BarStore):
     """Bars under data_dir/bars/symbol=<S>/timeframe=<TF>/chunk-*.parquet (S URL-quoted)."""
 
@@ -227,6 +289,7 @@ class ParquetBarStore(BarStore):
             msg = f"cannot create the data directory {self._root}: {exc}; set CANDLEFLOW_HOME"
             raise StoreUnavailableError(msg) from exc
         self._closed = False
+        self._records_cache: dict[str, _RecordsState] = {}
         self._housekeep()
 
     @property
@@ -275,6 +338,15 @@ class ParquetBarStore(BarStore):
                     if free:
                         self._remove_temporaries(directory)
         records = self._root / "records"
+        for directory in sorted(p.parent for p in records.glob("*/.lock")):
+            with _try_locked(directory) as free:
+                if not free:
+                    continue
+                self._remove_temporaries(directory)
+                listed = set(_RecordsState.load_names(directory))
+                for seg in sorted(directory.glob(f"{_SEGMENT_PREFIX}*.parquet")):
+                    if seg.name not in listed:
+                        self._unlink_stale(seg)
         for tmp in sorted(records.glob(f"{_TMP_PREFIX}*")):
             table = tmp.name.split("-", 2)[-1].removesuffix(".parquet")
             lock_dir = records / f".{table}"
@@ -536,55 +608,104 @@ class ParquetBarStore(BarStore):
         ).reset_index(drop=True)
 
     # records ---------------------------------------------------------------------------------
+    # One directory per table: immutable segment files, each the rows one upsert changed, listed
+    # in order by a manifest (key, column kinds, segments) replaced atomically. An upsert reads
+    # nothing but the manifest when this store wrote it last (the table's rows are cached), so
+    # a live sink's flush costs its own rows, not the table's history; past _MAX_SEGMENTS the
+    # segments are compacted into one.
 
     def upsert_records(self, table: str, frame: pd.DataFrame, key: Sequence[str]) -> int:
         self._check_open()
         batch, key_cols, kinds = prepare_records(table, frame, key)
-        directory = self._root / "records"
-        path = directory / f"{table}.parquet"
-        with _locked(directory / f".{table}"):
-            old_rows, old_key, old_kinds = self._load_records(path)
-            if old_key is not None and old_key != key_cols:
+        directory = self._root / "records" / table
+        with _locked(directory):
+            state = self._records_state(table, directory)
+            if state.key is not None and state.key != key_cols:
                 msg = (
-                    f"records table {table!r} is keyed on {old_key}, not {key_cols}; "
+                    f"records table {table!r} is keyed on {state.key}, not {key_cols}; "
                     "use the same key or a new table"
                 )
                 raise StoreError(msg)
-            kinds = merge_kinds(old_kinds, kinds)
-            current = {key_text(r, key_cols): r for r in encode_rows(old_rows, old_kinds)}
-            changed = 0
-            for row in encode_rows(batch, kinds):
-                full = {c: row.get(c) for c in kinds}
-                k = key_text(full, key_cols)
-                if current.get(k) != full:
-                    current[k] = full
-                    changed += 1
-            if changed:
-                merged = decode_frame(list(current.values()), kinds, key_cols)
-                meta = json.dumps({"key": key_cols, "kinds": kinds}).encode()
-                arrow = frame_to_table(merged)
-                arrow = arrow.replace_schema_metadata(
-                    {**(arrow.schema.metadata or {}), _META_KEY: meta}
-                )
-                directory.mkdir(parents=True, exist_ok=True)
-                _write_atomic(arrow, path)
-        return changed
+            try:
+                return self._append_segment(table, directory, state, batch, key_cols, kinds)
+            except BaseException:
+                self._records_cache.pop(table, None)  # its rows may hold the failed batch
+                raise
+
+    def _append_segment(
+        self,
+        table: str,
+        directory: Path,
+        state: _RecordsState,
+        batch: pd.DataFrame,
+        key_cols: list[str],
+        kinds: dict[str, str],
+    ) -> int:
+        kinds = merge_kinds(state.kinds, kinds)
+        changed = []
+        for row in encode_rows(batch, kinds):
+            full = {c: row.get(c) for c in kinds}
+            k = key_text(full, key_cols)
+            if state.current.get(k) != full:
+                state.current[k] = full
+                changed.append(full)
+        if not changed:
+            return 0
+        rows, superseded = changed, []
+        if len(state.segments) + 1 > _MAX_SEGMENTS:
+            rows, superseded, state.segments = list(state.current.values()), state.segments, []
+        name = f"{_SEGMENT_PREFIX}{uuid.uuid4().hex}.parquet"
+        pq.write_table(frame_to_table(decode_frame(rows, kinds, key_cols)), directory / name)
+        try:
+            with open(directory / name, "rb") as handle:
+                os.fsync(handle.fileno())
+            state.key, state.kinds = key_cols, kinds
+            state.segments.append(name)
+            state.save(directory)
+        except BaseException:
+            (directory / name).unlink(missing_ok=True)
+            raise
+        for old in superseded:
+            (directory / old).unlink(missing_ok=True)
+        self._records_cache[table] = state
+        return len(changed)
+
+    def _records_state(self, table: str, directory: Path) -> _RecordsState:
+        """The table's rows (the caller holds the lock): from the cache when the manifest on
+        disk is the one this store wrote, else read from the segments."""
+        legacy = self._root / "records" / f"{table}.parquet"
+        if legacy.exists():
+            self._migrate_legacy_records(legacy, directory)
+        cached = self._records_cache.get(table)
+        if cached is not None and cached.signature == _RecordsState.stat(directory):
+            return cached
+        state = _RecordsState.load(directory)
+        self._records_cache[table] = state
+        return state
 
     @staticmethod
-    def _load_records(path: Path) -> tuple[pd.DataFrame, list[str] | None, dict[str, str]]:
-        if not path.exists():
-            return pd.DataFrame(), None, {}
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
-        frame = decode_frame(table.to_pandas().to_dict("records"), meta["kinds"], meta["key"])
-        return frame, list(meta["key"]), dict(meta["kinds"])
+    def _migrate_legacy_records(legacy: Path, directory: Path) -> None:
+        """A single-file table of earlier versions becomes the first segment of a directory."""
+        meta = json.loads((pq.read_schema(legacy).metadata or {})[_META_KEY])
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{_SEGMENT_PREFIX}legacy-{uuid.uuid4().hex[:8]}.parquet"
+        os.replace(legacy, directory / name)
+        state = _RecordsState(list(meta["key"]), dict(meta["kinds"]), [name], {})
+        state.save(directory)
+        logger.info("migrated %s into %s", legacy, directory)
 
     def read_records(self, table: str) -> pd.DataFrame:
         self._check_open()
         from infra.stores._records import check_table
 
-        frame, _, _ = self._load_records(self._root / "records" / f"{check_table(table)}.parquet")
-        return frame
+        directory = self._root / "records" / check_table(table)
+        if not directory.is_dir() and not (self._root / "records" / f"{table}.parquet").exists():
+            return pd.DataFrame()
+        with _locked(directory):
+            state = self._records_state(table, directory)
+        if state.key is None:
+            return pd.DataFrame()
+        return decode_frame(list(state.current.values()), state.kinds, state.key)
 
     def close(self) -> None:
         self._closed = True

@@ -168,3 +168,66 @@ def test_upsert_bars_when_two_processes_write_one_partition_then_no_update_lost(
 
     assert [p.exitcode for p in procs] == [0, 0]
     assert ParquetBarStore(tmp_path).count_bars("BTC/USDT", "1h") == 10
+
+
+def _orders(ids, qty: float = 1.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "client_id": [f"o{i}" for i in ids],
+            "qty": [qty] * len(ids),
+            "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(list(ids), unit="min"),
+        }
+    )
+
+
+def test_upsert_records_when_many_flushes_then_each_writes_only_its_rows_and_compacts(
+    tmp_path, monkeypatch
+):
+    import infra.stores._parquet as parquet_module
+
+    monkeypatch.setattr(parquet_module, "_MAX_SEGMENTS", 4)
+    store = ParquetBarStore(tmp_path)
+    written = []
+    for flush in range(10):  # what the live sink does at every epoch
+        written.append(
+            store.upsert_records("orders", _orders(range(flush * 3, flush * 3 + 3)), ["client_id"])
+        )
+    written.append(store.upsert_records("orders", _orders([0, 1], qty=2.0), ["client_id"]))
+
+    assert written == [3] * 10 + [2]
+    table_dir = tmp_path / "records" / "orders"
+    assert len(list(table_dir.glob("seg-*.parquet"))) <= 4  # compacted along the way
+    back = ParquetBarStore(tmp_path).read_records("orders")  # a fresh store reads the files
+    assert len(back) == 30
+    assert list(back.loc[back["client_id"].isin(["o0", "o1"]), "qty"]) == [2.0, 2.0]
+    pd.testing.assert_frame_equal(back, store.read_records("orders"))
+
+
+def test_upsert_records_when_another_store_wrote_meanwhile_then_its_rows_are_seen(tmp_path):
+    first, second = ParquetBarStore(tmp_path), ParquetBarStore(tmp_path)
+    first.upsert_records("orders", _orders([1, 2]), ["client_id"])
+    second.upsert_records("orders", _orders([2], qty=5.0), ["client_id"])
+
+    assert first.upsert_records("orders", _orders([2], qty=5.0), ["client_id"]) == 0
+    assert list(first.read_records("orders")["qty"]) == [1.0, 5.0]
+
+
+def test_open_when_records_table_has_single_file_layout_then_it_is_migrated(tmp_path):
+    from infra.stores._parquet import _META_KEY
+
+    frame = _orders([1, 2])
+    arrow = frame_to_table(frame)
+    meta = json.dumps(
+        {"key": ["client_id"], "kinds": {"client_id": "str", "qty": "float", "ts": "timestamp"}}
+    )
+    (tmp_path / "records").mkdir()
+    pq.write_table(
+        arrow.replace_schema_metadata({_META_KEY: meta.encode()}),
+        tmp_path / "records" / "orders.parquet",
+    )
+    store = ParquetBarStore(tmp_path)
+
+    assert store.upsert_records("orders", _orders([2, 3]), ["client_id"]) == 1
+    back = store.read_records("orders")
+    assert list(back["client_id"]) == ["o1", "o2", "o3"]
+    assert not (tmp_path / "records" / "orders.parquet").exists()

@@ -531,9 +531,12 @@ def _model_version(provider: ModelProvider) -> str:
 
 def _resume_point(settings: Settings, args: WorkerArgs) -> str:
     recovery = args.recovery_dir or settings.home / "live" / "recovery"
-    if not any(Path(recovery).glob("part-*.sqlite3")):
-        return "fresh start"
     last = live_status(settings).last_ts
+    if not any(Path(recovery).glob("part-*.sqlite3")):
+        if last is None:
+            return "fresh start"
+        # e.g. bytewax.run with its own -r directory: say what the store knows.
+        return f"no snapshot in {recovery}; the store's last live bar is {last.isoformat()}"
     after = f" after the bar of {last.isoformat()}" if last is not None else ""
     return f"snapshot in {recovery}{after}"
 
@@ -744,9 +747,7 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
         if flow is None:  # stopped while waiting for a champion
             return WorkerSummary(0, 0, 0, stop.received, before)
         recovery = ensure_recovery_dir(wargs.recovery_dir or settings.home / "live" / "recovery")
-        logger.info(
-            "event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s
-        )
+        logger.info("event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s)
         cli_main(
             flow,
             workers_per_process=wargs.workers,
@@ -813,4 +814,7 @@ def get_flow() -> Dataflow:
     install_alert_logging()
     metrics = LiveMetrics.create()
     serve_metrics(metrics, args.metrics_port)
-    return build_worker_flow(Settings.from_env(), args, metrics=metrics)
+    flow = build_worker_flow(Settings.from_env(), args, metrics=metrics)
+    # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too.
+    _StopOnSignal().__enter__()
+    return flow

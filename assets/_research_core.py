@@ -939,17 +939,17 @@ def write_reports(
             importance_title=f"{book['importance_model']} gain importance, one bar per series "
             f"({', '.join(importance.columns)}), each the mean over its {n_folds} walk-forward "
             "fold models (folds 0 to "
-            f"{n_folds - 1}); top 20 features by the mean over series.",
+            f"{n_folds - 1}); top 15 features by the mean over series.",
             prices=book["prices"],
             primary=book["importance_model"] if book["importance_model"] in strategies else None,
         )
-        html_path = render_report(report, out_dir / "report.html")
-        write_summary_json(report, out_dir / "summary.json")
         # MLflow's artifact viewer shows one file without its neighbours: log a self-contained
         # copy there, keep one shared plotly.min.js on disk.
         with tempfile.TemporaryDirectory() as tmp:
-            standalone = render_report(report, Path(tmp) / "report.html", plotly_js="inline")
+            standalone = Path(tmp) / "report.html"
+            html_path = render_report(report, out_dir / "report.html", standalone=standalone)
             tracker.client.log_artifact(run_id, str(standalone), artifact_path="report")
+        write_summary_json(report, out_dir / "summary.json")
         rows = []
         for name, res in book["strategies"].items():
             m = res["metrics"]

@@ -546,8 +546,8 @@ def _monthly_figure(name: str, equity: pd.Series) -> go.Figure:
             texttemplate="%{text}",
             colorscale="RdYlGn",
             zmid=0.0,
-            zmin=-max(zmax, 1e-9),
-            zmax=max(zmax, 1e-9),
+            zmin=-max(zmax, 0.5),  # at least +-0.5%: a flat strategy stays one pale colour
+            zmax=max(zmax, 0.5),
             colorbar={"title": {"text": "%"}},
             hovertemplate="%{y} %{x}: %{z:.2f}%<extra></extra>",
             xgap=1,
@@ -1314,6 +1314,12 @@ def _sections(result: ReportInput) -> dict[str, str]:
     }
 
 
+def _library_tag(plotly_js: PlotlyJs) -> str:
+    if plotly_js is PlotlyJs.INLINE:
+        return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    return f'<script type="text/javascript" src="{PLOTLY_JS_FILE}" charset="utf-8"></script>'
+
+
 def _build_html(result: ReportInput, plotly_js: PlotlyJs = PlotlyJs.DIRECTORY) -> str:
     bodies = _sections(result)
     sections = "".join(_section(key, bodies[key]) for key in SECTION_TITLES)
@@ -1321,10 +1327,7 @@ def _build_html(result: ReportInput, plotly_js: PlotlyJs = PlotlyJs.DIRECTORY) -
         f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTION_TITLES.items()
     )
     title = html.escape(result.title)
-    if plotly_js is PlotlyJs.INLINE:
-        library = f'<script type="text/javascript">{get_plotlyjs()}</script>'
-    else:
-        library = f'<script type="text/javascript" src="{PLOTLY_JS_FILE}" charset="utf-8"></script>'
+    library = _library_tag(plotly_js)
     boot = _BOOT_JS % json.dumps(_PLOT_CONFIG)
     return (
         "<!DOCTYPE html>\n"
@@ -1349,13 +1352,18 @@ def _ensure_plotly_js(directory: Path) -> Path:
 
 
 def render_report(
-    result: ReportInput, path: Path, *, plotly_js: PlotlyJs | str = PlotlyJs.DIRECTORY
+    result: ReportInput,
+    path: Path,
+    *,
+    plotly_js: PlotlyJs | str = PlotlyJs.DIRECTORY,
+    standalone: Path | None = None,
 ) -> Path:
     """Write the report as HTML at `path` and return the path.
 
     With plotly_js="directory" (the default) the charts load plotly.min.js from the same folder,
     written there once from the installed plotly package; "inline" pastes it into the file.
-    Neither needs a network.
+    Neither needs a network. `standalone` also writes a self-contained (inline) copy there,
+    from the same rendering.
     """
     path = Path(path)
     mode = PlotlyJs(plotly_js)
@@ -1365,6 +1373,10 @@ def render_report(
     document = _build_html(result, mode)
     path.write_text(document, encoding="utf-8")
     logger.info("wrote backtest report %s (%d bytes, plotly.js %s)", path, len(document), mode)
+    if standalone is not None:
+        inline = document.replace(_library_tag(mode), _library_tag(PlotlyJs.INLINE), 1)
+        Path(standalone).parent.mkdir(parents=True, exist_ok=True)
+        Path(standalone).write_text(inline, encoding="utf-8")
     return path
 
 

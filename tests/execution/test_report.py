@@ -204,6 +204,20 @@ def test_render_report_when_inline_then_one_file_holds_the_library(tmp_path: Pat
     assert "plotly.js v" in doc
 
 
+def test_render_report_when_standalone_asked_then_same_report_with_library_inline(
+    tmp_path: Path,
+) -> None:
+    # Act
+    path = render_report(_input(), tmp_path / "r.html", standalone=tmp_path / "mlflow" / "r.html")
+    doc = path.read_text(encoding="utf-8")
+    alone = (tmp_path / "mlflow" / "r.html").read_text(encoding="utf-8")
+    # Assert
+    assert re.findall(r"<script[^>]*\bsrc=", alone) == []
+    assert "plotly.js v" in alone and "plotly.js v" not in doc
+    assert _figures(alone) == _figures(doc)
+    assert not (tmp_path / "mlflow" / PLOTLY_JS_FILE).exists()
+
+
 def test_render_report_when_many_strategies_then_each_keeps_one_colour_in_every_chart(
     rendered: tuple[ReportInput, str],
 ) -> None:

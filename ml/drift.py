@@ -25,9 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from ml.errors import ConfigError, MLError
-from ml.labels import direction_labels
 from ml.models.base import PROBA_COLUMNS
-from ml.pipeline import ResearchConfig
+from ml.pipeline import ResearchConfig, research_labels
 
 __all__ = [
     "PREDICTION_COLUMNS",
@@ -236,12 +235,16 @@ def prediction_drift(
 
 
 def live_hit_rate(
-    live_preds: pd.DataFrame, bars: pd.DataFrame, research: ResearchConfig | None = None
+    live_preds: pd.DataFrame,
+    bars: pd.DataFrame,
+    research: ResearchConfig | None = None,
+    fill: str = "next_open",
 ) -> HitRate:
     """Share of live predictions whose argmax class (down/flat/up = -1/0/1) was realized.
 
     Labels are the training labels (`ml.pipeline.research_labels` with `research`, default
-    ResearchConfig()), so the rate is comparable with the walk-forward `oos_accuracy`.
+    ResearchConfig(), measured at the prices of the strategy's `fill` model), so the rate is
+    comparable with the walk-forward `oos_accuracy`.
     `live_preds` is indexed by bar ts (or has a `ts` column); `bars` must cover the prediction
     bars, the next bar of each, and the volatility window before them. Predictions without a
     label (the newest bar, or a ts not among the bars) are left out.
@@ -252,9 +255,7 @@ def live_hit_rate(
     if missing:
         msg = f"live predictions lack columns {missing}"
         raise DriftError(msg)
-    labels = direction_labels(
-        bars, cfg.horizon, k=cfg.dead_zone_k, round_trip_cost=cfg.round_trip_cost
-    ).values
+    labels = research_labels(bars, cfg, fill=fill).values
     realized = labels.reindex(pd.DatetimeIndex(preds.index)).to_numpy()
     ok = np.isfinite(realized)
     if not ok.any():

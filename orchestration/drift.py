@@ -155,7 +155,14 @@ def check_series(
     p_report = None
     if oos_path.exists():
         p_report = prediction_drift(pd.read_parquet(oos_path), live, config)
-    hit = live_hit_rate(live, bars)
+    # Labels are measured at the fill prices the champion was backtested with.
+    strategy_path = path / "strategy.json"
+    fill = (
+        json.loads(strategy_path.read_text()).get("fill", "next_open")
+        if strategy_path.exists()
+        else "next_open"
+    )
+    hit = live_hit_rate(live, bars, fill=fill)
     expected = tracker.run_metric(mv.run_id, "oos_accuracy")
     decision = evaluate(f_report, p_report, hit, expected, config)
     if p_report is None:

@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
-    ref = next((r for r in rows if r["bars"] == 100_000), rows[-2] if len(rows) > 1 else rows[0])
+    # The reference: the 100k row when a larger one follows it, else the second largest.
+    earlier = rows[:-1] or rows
+    ref = next((r for r in earlier if r["bars"] == 100_000), earlier[-1])
     ratio = rows[-1]["us_per_bar"] / ref["us_per_bar"]
     home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
     out_path = args.out or home / "bench" / "growth.json"

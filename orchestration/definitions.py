@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import data_plane, research
+from infra.redact import install_redaction
 from infra.settings import Environment, Settings
 from orchestration.automation import (
     alert_on_drift_retrain,
@@ -70,4 +71,6 @@ def build_defs(settings: Settings) -> dg.Definitions:
     )
 
 
+# Dagster's webserver, daemon and run workers load this module: scrub secrets from their logs.
+install_redaction()
 defs = build_defs(Settings.from_env())

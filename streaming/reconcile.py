@@ -192,6 +192,7 @@ class Reconciler:
             tolerance=self.config.tolerance,
         )
         self.last_report = report
+        first = not self.reconciled
         self.reconciled = True
         adopted: list[OrderEvent] = [o.as_event() for o in settled]
         if report.ok:
@@ -199,8 +200,12 @@ class Reconciler:
             if self.halted is not None:
                 logger.warning("event=reconcile_resumed broker=%s was=%s", broker.name, self.halted)
             else:
-                logger.info(
-                    "event=reconciled broker=%s positions=%s", broker.name, theirs or "flat"
+                # Every bar by default: say it once at INFO, the routine checks at DEBUG.
+                logger.log(
+                    logging.INFO if first else logging.DEBUG,
+                    "event=reconciled broker=%s positions=%s",
+                    broker.name,
+                    theirs or "flat",
                 )
             self.halted = None
         else:

@@ -461,17 +461,21 @@ def register_deployable(
     rule: PromotionRule | None = None,
     *,
     dagster_run_id: str | None = None,
+    family: str = DEPLOYABLE,
+    choice: str = "",
+    require_approval: bool = False,
 ) -> dict[str, Any]:
-    """Fit the live model on all history, register it as challenger, apply the promotion rule
-    with the deployable family's own out-of-sample backtest on this series."""
+    """Fit the live model (`family`, chosen by `choose_deployable` for the reason `choice`) on
+    all history, register it as challenger, apply the promotion rule with that family's own
+    out-of-sample backtest on this series."""
     rule = rule or PromotionRule()
     oos = backtest_series(
-        {spec.symbol: bars}, {spec.symbol: oos_predictions[DEPLOYABLE]}, strategy
+        {spec.symbol: bars}, {spec.symbol: oos_predictions[family]}, strategy
     )
     m = oos["metrics"]
-    bundle = fit_deployable_on(features, labels["label"], cfg)
+    bundle = fit_deployable_on(features, labels["label"], cfg, family=family)
     model_name = registered_model_name(spec.symbol, spec.timeframe)
-    oos_frame = oos_predictions[DEPLOYABLE]
+    oos_frame = oos_predictions[family]
     labelled = oos_frame[oos_frame["label"].notna()]
     hits = (labelled[PROBA].to_numpy().argmax(axis=1) - 1) == labelled["label"].to_numpy()
     oos_accuracy = float(hits.mean()) if len(labelled) else float("nan")
@@ -483,8 +487,8 @@ def register_deployable(
         # walk-forward accuracy: both travel with the model version.
         oos_frame.to_parquet(Path(tmp) / "oos_predictions.parquet")
         run_id = tracker.log_training(
-            run_name=f"{spec.key} {DEPLOYABLE} deployable",
-            params={"series": spec.key, "family": DEPLOYABLE, **bundle.model.params},
+            run_name=f"{spec.key} {family} deployable",
+            params={"series": spec.key, "family": family, **bundle.model.params},
             fold_metrics=[],
             summary_metrics={
                 "oos_sharpe": m["sharpe"],
@@ -501,6 +505,8 @@ def register_deployable(
                 "candleflow.role": "deployable",
                 "candleflow.train_end": bars["ts"].iloc[-1].isoformat(),
                 **({"dagster.run_id": dagster_run_id} if dagster_run_id else {}),
+                "candleflow.family": family,
+                "candleflow.family_choice": choice[:5000],
             },
             parent_run_id=parent,
         )
@@ -511,8 +517,12 @@ def register_deployable(
             run_id, Path(tmp), example.reset_index(drop=True), name=model_name
         )
     version = tracker.register(model_name, run_id, model_id=model_id)
-    decision = tracker.promote(model_name, version, rule, oos_trades=int(m["n_trades"]))
+    decision = tracker.promote(
+        model_name, version, rule, oos_trades=int(m["n_trades"]),
+        require_approval=require_approval,
+    )
     return {
+        "family": family,
         "model_name": model_name,
         "version": version,
         "champion_version": decision.champion_version,
@@ -594,6 +604,38 @@ def trial_pool(
     return pool, counts
 
 
+def deployable_scores(
+    spec: SeriesSpec,
+    bars: pd.DataFrame,
+    oos_predictions: Mapping[str, pd.DataFrame],
+    cfg: ResearchConfig,
+    strategy: StrategyConfig,
+) -> dict[str, tuple[float, int]]:
+    """(deflated Sharpe, OOS trades) on this series of every family the live plane can run,
+    deflated for all the families tried: what `choose_deployable` ranks."""
+    from ml.pipeline import MODEL_FAMILIES
+
+    families = [f for f in cfg.models if f in oos_predictions]
+    results = {
+        f: _run_series({spec.symbol: bars}, {spec.symbol: oos_predictions[f]}, strategy)
+        for f in families
+    }
+    # Deflated exactly as the portfolio tables are: by every configuration tried.
+    rets = pd.DataFrame(
+        {f: results[f]["equity"].pct_change() for f in families}
+    ).iloc[1:].fillna(0.0)
+    pool, _ = trial_pool({spec.key: oos_predictions}, [spec.key], tuple(families), rets)
+    out = {}
+    for family in families:
+        if MODEL_FAMILIES.get(family, False):
+            continue
+        m = with_trials(
+            results[family], strategy, n_trials=len(pool), trial_returns=rets, trial_sharpes=pool
+        )["metrics"]
+        out[family] = (float(m["deflated_sharpe"]), int(m["n_trades"]))
+    return out
+
+
 def portfolio_backtests(
     oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]],
     registry: SeriesRegistry,
@@ -604,6 +646,8 @@ def portfolio_backtests(
 ) -> dict[str, Any]:
     """One shared-cash portfolio per timeframe, for every family, baseline and benchmark."""
     cfg: ResearchConfig = research.config()
+    # The family whose OOS rows date the portfolio (every family has the same rows).
+    ref = DEPLOYABLE if DEPLOYABLE in cfg.models else [*cfg.models, *cfg.baselines][0]
     groups: dict[str, list[SeriesSpec]] = {}
     for key in sorted(oos_predictions):
         spec = registry.get(key)
@@ -622,10 +666,10 @@ def portfolio_backtests(
             results[family] = _run_series(bars, preds, strategy)
             kinds[family] = "baseline" if family in BASELINES else "model"
             log(f"portfolio {tf} {family}: {len(results[family]['trades'])} trades")
-        first = min(oos_predictions[s.key][DEPLOYABLE].index[0] for s in specs)
-        last = max(oos_predictions[s.key][DEPLOYABLE].index[-1] for s in specs)
+        first = min(oos_predictions[s.key][ref].index[0] for s in specs)
+        last = max(oos_predictions[s.key][ref].index[-1] for s in specs)
         long_preds = {
-            s.symbol: _always_long_predictions(oos_predictions[s.key][DEPLOYABLE]) for s in specs
+            s.symbol: _always_long_predictions(oos_predictions[s.key][ref]) for s in specs
         }
         results[ALWAYS_LONG] = _run_series(bars, long_preds, strategy)
         results[BUY_AND_HOLD] = _buy_and_hold_series(bars, first, strategy)
@@ -661,11 +705,11 @@ def portfolio_backtests(
             "folds": [row for s in specs for row in _fold_rows(s, oos_predictions[s.key], cfg)],
             # Deployable family's gain importance per series, each the mean over its fold models.
             "feature_importance": {
-                s.key: dict(oos_predictions[s.key][DEPLOYABLE].attrs["feature_importance"])
+                s.key: dict(oos_predictions[s.key][ref].attrs["feature_importance"])
                 for s in specs
-                if oos_predictions[s.key][DEPLOYABLE].attrs.get("feature_importance")
+                if oos_predictions[s.key][ref].attrs.get("feature_importance")
             },
-            "importance_model": DEPLOYABLE,
+            "importance_model": ref,
             "prices": {s.symbol: _close_between(bars[s.symbol], first, last) for s in specs},
         }
     return books
@@ -683,7 +727,8 @@ def _fold_rows(
 ) -> list[dict[str, Any]]:
     """Per walk-forward fold of one series: its OOS window and each model's hit rate there."""
     rows = []
-    for fold, part in predictions[DEPLOYABLE].groupby("fold", sort=True):
+    ref = DEPLOYABLE if DEPLOYABLE in predictions else next(iter(predictions))
+    for fold, part in predictions[ref].groupby("fold", sort=True):
         row: dict[str, Any] = {
             "series": spec.key,
             "symbol": spec.symbol,

@@ -13,7 +13,7 @@ from infra.ingest import build_report, fetch_raw, prepare_ingest, read_history, 
 from infra.sources import RawBars
 from orchestration.resources import BarStoreResource, SeriesRegistryResource
 
-__all__ = ["raw_bars", "validated_bars"]
+__all__ = ["bars_version", "no_bars_reason", "raw_bars", "validated_bars"]
 
 _INCREMENTAL_SOURCES = ("alphavantage", "binance", "mt5")
 
@@ -87,17 +87,29 @@ def validated_bars(
     prepared = prepare_ingest(
         raw_bars, run_id=context.run.run_id, now=datetime.now(UTC), history=history
     )
-    if prepared.blocking_failures:
-        report = build_report(prepared, written=0)
-    else:
-        with bar_store.open() as store:
-            report = write_ingest(prepared, store)
     rep = prepared.result.report
+    with bar_store.open() as store:
+        if prepared.blocking_failures:
+            report = build_report(prepared, written=0)
+        else:
+            report = write_ingest(prepared, store)
+        stored = store.read_bars(raw_bars.symbol, raw_bars.timeframe)
     series = context.partition_key
     failed = ", ".join(prepared.blocking_failures)
+    if stored.empty:
+        # Nothing to research: fail here, with the reason, rather than in every later step.
+        raise dg.Failure(
+            description=no_bars_reason(series, rep.rows_in, rep.by_reason),
+            metadata={"rows_in": rep.rows_in, "by_reason": dg.MetadataValue.json(
+                dict(rep.by_reason))},
+        )
+    version = bars_version(stored)
     yield dg.Output(
-        report.to_dict(),
+        {**report.to_dict(), "data_version": version, "stored_rows": len(stored)},
+        data_version=dg.DataVersion(version),
         metadata={
+            "data_version": version,
+            "stored_rows": len(stored),
             "rows_in": rep.rows_in,
             "accepted": rep.accepted,
             "quarantined": rep.quarantined,
@@ -156,6 +168,23 @@ def validated_bars(
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{series}: {rep.quarantined} of {rep.rows_in} rows quarantined ({rate:.2%})",
         metadata={"series": series, "quarantine_rate": rate},
+    )
+
+
+def bars_version(bars: Any) -> str:
+    """The data version of a series: a content hash of its stored bars (ts and OHLCV)."""
+    from infra.tracking import data_fingerprint
+
+    cols = ["ts", "open", "high", "low", "close", "volume"]
+    return data_fingerprint(bars[cols].reset_index(drop=True))[:16]
+
+
+def no_bars_reason(key: str, rows_in: int, by_reason: Any) -> str:
+    top = sorted(dict(by_reason).items(), key=lambda kv: -kv[1])[:3]
+    reasons = ", ".join(f"{reason} {n}" for reason, n in top) or "the source returned no rows"
+    return (
+        f"{key}: no bars stored ({rows_in} rows in, none accepted: {reasons}); fix the input "
+        f"(see `candleflow quarantine`) and ingest it again"
     )
 
 

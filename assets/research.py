@@ -5,14 +5,19 @@ Every asset is a thin adapter: it loads, calls pure functions from ml/ and execu
 assets._research_core), and returns the value with metadata that makes the lineage visible.
 """
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from assets import _research_core as core
+from assets.data_plane import bars_version
 from assets.partitions import SERIES
+from infra.series import parse_series_key
+from infra.tracking import PromotionRule, choose_deployable, git_revision
 from orchestration.resources import (
     BarStoreResource,
     MlflowResource,
@@ -21,6 +26,7 @@ from orchestration.resources import (
 )
 
 __all__ = [
+    "bars_snapshot",
     "cpcv",
     "deployable_model",
     "features",
@@ -31,16 +37,23 @@ __all__ = [
 ]
 
 
-def _by_partition(context: dg.AssetExecutionContext, name: str, value: Any) -> dict[str, Any]:
-    """Series key -> value of a partitioned input that a report asset reads whole. The IO
-    manager hands over a bare value, not a dict, when only one series exists."""
-    keys = sorted(context.asset_partition_keys_for_input(name))
-    return {keys[0]: value} if len(keys) == 1 else dict(value)
-
-
-def _bars(context: dg.AssetExecutionContext, store_res: BarStoreResource, registry: Any) -> Any:
-    spec = registry.get(context.partition_key)
-    with store_res.open() as store:
+@dg.asset(
+    partitions_def=SERIES,
+    group_name="research",
+    deps=["validated_bars"],
+    kinds={"python", "pandas"},
+    description="The exact bars one research run uses, read once from the store: every later "
+    "step (features, labels, training, deployable model, portfolio backtest) reads this "
+    "snapshot, so an ingest landing mid-run cannot mix two data versions. Its data version is "
+    "the content hash validated_bars records.",
+)
+def bars_snapshot(
+    context: dg.AssetExecutionContext,
+    bar_store: BarStoreResource,
+    series_registry: SeriesRegistryResource,
+) -> dg.Output[pd.DataFrame]:
+    spec = series_registry.get(context.partition_key)
+    with bar_store.open() as store:
         bars = store.read_bars(spec.symbol, spec.timeframe)
     if bars.empty:
         msg = (
@@ -48,13 +61,22 @@ def _bars(context: dg.AssetExecutionContext, store_res: BarStoreResource, regist
             "partition first (or run `candleflow ingest`)"
         )
         raise core.ResearchError(msg)
-    return spec, bars
+    version = bars_version(bars)
+    return dg.Output(
+        bars,
+        data_version=dg.DataVersion(version),
+        metadata={
+            "data_version": version,
+            "rows": len(bars),
+            "first_ts": str(bars["ts"].iloc[0]),
+            "last_ts": str(bars["ts"].iloc[-1]),
+        },
+    )
 
 
 @dg.asset(
     partitions_def=SERIES,
     group_name="research",
-    deps=["validated_bars"],
     kinds={"python", "pandas"},
     description="The full feature set (technical, statistical) of one series, from the same "
     "function the live dataflow runs. Warm-up rows are marked, not dropped.",
@@ -69,10 +91,10 @@ def _bars(context: dg.AssetExecutionContext, store_res: BarStoreResource, regist
 )
 def features(
     context: dg.AssetExecutionContext,
-    bar_store: BarStoreResource,
+    bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
 ) -> Any:
-    spec, bars = _bars(context, bar_store, series_registry)
+    spec, bars = series_registry.get(context.partition_key), bars_snapshot
     feats = core.features_of(bars)
     look = core.look_ahead_probe(bars, feats)
     yield dg.Output(
@@ -82,6 +104,7 @@ def features(
             "warmup_rows": int(feats["warmup"].sum()),
             "n_features": len(feats.columns) - 1,
             "data_fingerprint": core.fingerprint(bars),
+            "data_version": bars_version(bars),
             "first_ts": str(feats.index[0]),
             "last_ts": str(feats.index[-1]),
         },
@@ -98,7 +121,6 @@ def features(
 @dg.asset(
     partitions_def=SERIES,
     group_name="research",
-    deps=["validated_bars"],
     kinds={"python", "pandas"},
     description="Direction labels (down/flat/up) with a dead zone scaled to volatility and "
     "costs, measured at the prices the backtest fills at (next open or next close), plus the "
@@ -115,11 +137,11 @@ def features(
 )
 def labels(
     context: dg.AssetExecutionContext,
-    bar_store: BarStoreResource,
+    bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> Any:
-    spec, bars = _bars(context, bar_store, series_registry)
+    spec, bars = series_registry.get(context.partition_key), bars_snapshot
     cfg = research.config()
     frame = core.labels_of(bars, cfg, research.strategy(spec).fill)
     probe = core.label_fill_probe(bars, frame, cfg.horizon)
@@ -162,14 +184,15 @@ def walk_forward(
     context: dg.AssetExecutionContext,
     features: pd.DataFrame,
     labels: pd.DataFrame,
-    bar_store: BarStoreResource,
+    bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
     mlflow: MlflowResource,
     research: ResearchResource,
 ) -> Any:
-    spec, bars = _bars(context, bar_store, series_registry)
+    spec, bars = series_registry.get(context.partition_key), bars_snapshot
     cfg = research.config()
-    tracker = mlflow.tracker()
+    version = bars_version(bars_snapshot)
+    tracker = mlflow.tracker({"candleflow.data_version": version})
     result = core.walk_forward_all(
         spec, features, labels, cfg, tracker, log=context.log.info,
         dagster_run_id=context.run.run_id, bars=bars, strategy=research.strategy(spec),
@@ -182,6 +205,9 @@ def walk_forward(
         output_name="fold_models",
         metadata={
             "mlflow_runs": dg.MetadataValue.json(result.run_ids),
+            "data_version": version,
+            "config_hash": research.app_config().config_hash,
+            "config": dg.MetadataValue.json(json.loads(research.app_config().to_json())),
             "n_folds": cfg.n_folds,
             "families": dg.MetadataValue.json(list(result.predictions)),
             "oos_accuracy": dg.MetadataValue.json(result.accuracy),
@@ -218,40 +244,63 @@ def deployable_model(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     oos_predictions: dict[str, pd.DataFrame],
-    bar_store: BarStoreResource,
+    bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
     mlflow: MlflowResource,
     research: ResearchResource,
 ) -> dg.MaterializeResult:
-    spec, bars = _bars(context, bar_store, series_registry)
+    spec, bars = series_registry.get(context.partition_key), bars_snapshot
+    version = bars_version(bars)
+    app = research.app_config().research
+    strategy = research.strategy(spec)
+    scores = core.deployable_scores(spec, bars, oos_predictions, app.recipe, strategy)
+    family, choice = choose_deployable(scores, min_trades=app.min_trades, deploy=app.deploy)
+    context.log.info(f"deployed family {choice}")
     out = core.register_deployable(
         spec,
         bars,
         features,
         labels,
         oos_predictions,
-        research.config(),
-        research.strategy(spec),
-        mlflow.tracker(),
+        app.recipe,
+        strategy,
+        mlflow.tracker({"candleflow.data_version": version}),
+        PromotionRule(min_trades=app.min_trades, min_margin=app.promotion_margin),
         dagster_run_id=context.run.run_id,
+        family=family,
+        choice=choice,
+        require_approval=app.require_approval,
     )
     context.log.info(out["decision"])
     return dg.MaterializeResult(
         metadata={
             "registered_model": out["model_name"],
+            "family": family,
+            "family_choice": choice,
+            "family_scores": dg.MetadataValue.json(
+                {f: {"deflated_sharpe": str(d), "n_trades": t} for f, (d, t) in scores.items()}
+            ),
             "version": out["version"],
             "champion_version": str(out["champion_version"]),
             "promotion": out["decision"],
             "oos_sharpe": out["oos_sharpe"],
             "oos_trades": out["oos_trades"],
             "mlflow_run": out["run_id"],
+            "data_version": version,
+            "config_hash": research.app_config().config_hash,
         }
     )
+
+
+# A series whose research failed (or never ran) has no stored predictions: it is left out of the
+# portfolio with a warning, instead of failing every later report rebuild.
+_PARTIAL = dg.AssetIn(metadata={"allow_missing_partitions": True})
 
 
 @dg.asset(
     group_name="report",
     kinds={"python"},
+    ins={"oos_predictions": _PARTIAL, "bars_snapshot": _PARTIAL},
     description="One portfolio backtest per timeframe: every series of that timeframe shares "
     "one cash balance; each model family and baseline trades its OOS predictions through the "
     "same decision, sizing, risk and cost code the live plane uses.",
@@ -273,18 +322,31 @@ def deployable_model(
 def portfolio_backtest(
     context: dg.AssetExecutionContext,
     oos_predictions: Any,
-    bar_store: BarStoreResource,
+    bars_snapshot: Any,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> Any:
     registry = series_registry.registry()
-    by_series = _by_partition(context, "oos_predictions", oos_predictions)
-    with bar_store.open() as store:
-        books = core.portfolio_backtests(
-            by_series, registry, store, research, log=context.log.info
-        )
+    known = context.instance.get_dynamic_partitions(SERIES.name)
+    oos_predictions = _by_partition(context, "oos_predictions", oos_predictions)
+    bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
+    usable, warnings = usable_series(oos_predictions, bars_snapshot, known)
+    for warning in warnings:
+        context.log.warning(warning)
+    if not usable:
+        msg = "no series has out-of-sample predictions yet; run `candleflow research` first"
+        raise core.ResearchError(msg)
+    store = SnapshotStore({parse_series_key(k): bars_snapshot[k] for k in usable})
+    books = core.portfolio_backtests(
+        {k: oos_predictions[k] for k in usable}, registry, store, research, log=context.log.info
+    )
+    cfg = research.app_config()
+    for book in books.values():
+        book["left_out"] = list(warnings)
+        book["config_hash"] = cfg.config_hash
+        book["data_versions"] = {k: bars_version(bars_snapshot[k]) for k in book["series"]}
     consistency = core.consistency(books)
-    few = core.too_few_trades(books, research.min_trades)
+    few = core.too_few_trades(books, research.min_trade_count())
     evaluated = "; ".join(f"{tf}: {', '.join(b['series'])}" for tf, b in books.items())
     # Floats per timeframe and family (the Plots tab charts them run over run) and a table each.
     numbers: dict[str, Any] = {}
@@ -295,18 +357,26 @@ def portfolio_backtest(
         )
     yield dg.Output(
         books,
-        metadata={"portfolios": dg.MetadataValue.json(core.portfolio_overview(books)), **numbers},
+        metadata={
+            "portfolios": dg.MetadataValue.json(core.portfolio_overview(books)),
+            **numbers,
+            "left_out": dg.MetadataValue.json(warnings),
+            "config_hash": cfg.config_hash,
+            "data_versions": dg.MetadataValue.json(
+                {tf: book["data_versions"] for tf, book in books.items()}
+            ),
+        },
     )
     yield dg.AssetCheckResult(
         check_name="min_trades",
         passed=not few,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"trades per model family in the portfolios {evaluated}"
-        + (f"; below {research.min_trades}: {', '.join(few)}" if few else ""),
+        + (f"; below {research.min_trade_count()}: {', '.join(few)}" if few else ""),
         metadata={
             "portfolios": evaluated,
             "below_min": dg.MetadataValue.json(few),
-            "min_trades": research.min_trades,
+            "min_trades": research.min_trade_count(),
         },
     )
     yield dg.AssetCheckResult(
@@ -318,9 +388,62 @@ def portfolio_backtest(
     )
 
 
+def _by_partition(context: dg.AssetExecutionContext, name: str, loaded: Any) -> dict[str, Any]:
+    """The IO manager hands over one partition's value bare (None when missing) and several as a
+    {partition: value} dict; always the dict here."""
+    keys = context.asset_partition_keys_for_input(name)
+    if len(keys) == 1:
+        return {} if loaded is None else {keys[0]: loaded}
+    return dict(loaded or {})
+
+
+def annotate_results(path: Path, extra: dict[str, Any]) -> None:
+    """Add provenance (data version, code revision, config hash) and warnings to results.json."""
+    data = json.loads(path.read_text())
+    data.update(extra)
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def bars_version_of_book(book: dict[str, Any]) -> str:
+    """One data version for a portfolio: the hash of its series' versions, in key order."""
+    versions = book.get("data_versions") or {}
+    if not versions:
+        return str(book.get("fingerprint", ""))[:16]
+    joined = "|".join(f"{k}={v}" for k, v in sorted(versions.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def usable_series(
+    predictions: dict[str, Any], snapshots: dict[str, Any], known: list[str]
+) -> tuple[list[str], list[str]]:
+    """The series with both OOS predictions and a bars snapshot, and a warning for each other
+    registered series (left out of the portfolio)."""
+    usable = sorted(k for k in predictions if k in snapshots)
+    warnings = [
+        f"{key}: left out of the portfolio: "
+        + ("no bars snapshot (re-run its research)" if key in predictions
+           else "no out-of-sample predictions (its research run failed or never ran)")
+        for key in sorted(set(known) | set(predictions))
+        if key not in usable
+    ]
+    return usable, warnings
+
+
+class SnapshotStore:
+    """The read side of a bar store over the snapshots a research run used (portfolio backtests
+    read exactly the bars the models were trained and scored on)."""
+
+    def __init__(self, frames: dict[tuple[str, str], pd.DataFrame]) -> None:
+        self._frames = dict(frames)  # (symbol, timeframe) -> bars
+
+    def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        return self._frames[(symbol, timeframe)]
+
+
 @dg.asset(
     group_name="report",
     kinds={"python", "xgboost", "pytorch"},
+    ins={"features": _PARTIAL, "labels": _PARTIAL, "bars_snapshot": _PARTIAL},
     description="Combinatorial purged cross-validation (AFML ch. 12) beside the walk-forward, "
     "for the series and families the research config names (cpcv_series, cpcv_families): "
     "C(N, k) purged and embargoed splits per family, phi = k/N * C(N, k) backtest paths "
@@ -330,26 +453,25 @@ def cpcv(
     context: dg.AssetExecutionContext,
     features: Any,
     labels: Any,
-    bar_store: BarStoreResource,
+    bars_snapshot: Any,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> dg.Output[dict[str, Any]]:
     cfg = research.config()
+    registry = series_registry.registry()
     features = _by_partition(context, "features", features)
     labels = _by_partition(context, "labels", labels)
-    registry = series_registry.registry()
+    bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
     out: dict[str, Any] = {}
-    with bar_store.open() as store:
-        for key in cfg.cpcv_series:
-            if key not in features or key not in labels:
-                context.log.info(f"CPCV: {key} has no features/labels yet; skipped")
-                continue
-            spec = registry.get(key)
-            bars = store.read_bars(spec.symbol, spec.timeframe)
-            out[key] = core.cpcv_of(
-                spec, bars, features[key], labels[key], cfg, research.strategy(spec),
-                log=context.log.info,
-            )
+    for key in cfg.cpcv_series:
+        if key not in features or key not in labels or key not in bars_snapshot:
+            context.log.info(f"CPCV: {key} has no features/labels yet; skipped")
+            continue
+        spec = registry.get(key)
+        out[key] = core.cpcv_of(
+            spec, bars_snapshot[key], features[key], labels[key], cfg, research.strategy(spec),
+            log=context.log.info,
+        )
     return dg.Output(
         out,
         metadata={
@@ -379,8 +501,23 @@ def research_report(
         dagster_run_id=context.run.run_id,
         cpcv=cpcv,
     )
+    revision = git_revision()
+    for tf, path in paths.items():
+        book = portfolio_backtest[tf]
+        annotate_results(
+            Path(path).parent / "results.json",
+            {
+                "data_version": bars_version_of_book(book),
+                "data_versions": book.get("data_versions", {}),
+                "code_revision": revision,
+                "config_hash": book.get("config_hash", ""),
+                "left_out": book.get("left_out", []),
+            },
+        )
     return dg.MaterializeResult(
         metadata={
+            "code_revision": revision,
+            "config_hash": research.app_config().config_hash,
             **{f"report_{k}": dg.MetadataValue.path(v) for k, v in paths.items()},
             "reports": dg.MetadataValue.json(json.loads(json.dumps(paths))),
         }

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,11 @@ __all__ = [
     "ModelTracker",
     "PromotionDecision",
     "PromotionRule",
+    "RegistryError",
     "TrackingConfig",
     "TrainingRecord",
+    "choose_deployable",
+    "config_hash",
     "data_fingerprint",
     "git_revision",
     "registered_model_name",
@@ -54,6 +57,11 @@ def registered_model_name(symbol: str, timeframe: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in symbol)
     return f"candleflow.{safe}.{timeframe}"
 CHALLENGER = "challenger"
+APPROVAL_TAG = "candleflow.approval"  # pending | approved (require_approval)
+
+
+class RegistryError(RuntimeError):
+    """The model registry could not answer; promotion and approval fail closed."""
 _COMPLETE = ".complete"  # marks a fully downloaded model version
 
 
@@ -94,6 +102,10 @@ class TrackingConfig:
     tracking_uri: str  # e.g. sqlite:////abs/path/mlflow.db or http://mlflow:5000
     artifact_root: Path  # where a new experiment keeps artifacts (local stores only)
     experiment: str = "candleflow"
+    # The resolved candleflow config (infra.config.CandleflowConfig.to_json): every run this
+    # tracker creates carries it as `config.json` and its hash as the tag candleflow.config_hash.
+    run_config_json: str = ""
+    run_tags: Mapping[str, str] = field(default_factory=dict)  # e.g. candleflow.data_version
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,11 @@ class ModelTracker:
 
         self._mlflow = mlflow
         self.config = config
-        self._client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+        self._client = _ConfigRecordingClient(
+            mlflow.MlflowClient(tracking_uri=config.tracking_uri),
+            config.run_config_json,
+            dict(config.run_tags),
+        )
         exp = self._client.get_experiment_by_name(config.experiment)
         if exp is None:
             config.artifact_root.mkdir(parents=True, exist_ok=True)
@@ -281,53 +297,72 @@ class ModelTracker:
         return str(mv.version)
 
     def alias_version(self, model_name: str, alias: str) -> Any | None:
+        """The version behind `alias`, None when the model or the alias does not exist. Any
+        other registry failure raises RegistryError: it never reads as "no champion"."""
         from mlflow.exceptions import MlflowException
 
         try:
             return self._client.get_model_version_by_alias(model_name, alias)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if _is_absent(exc):
+                return None
+            msg = f"model registry: cannot read alias {alias!r} of {model_name!r}: {exc}"
+            raise RegistryError(msg) from exc
 
     def run_metric(self, run_id: str, metric: str) -> float:
         value = self._client.get_run(run_id).data.metrics.get(metric)
         return float("nan") if value is None else float(value)
 
     def promote(
-        self, model_name: str, challenger_version: str, rule: PromotionRule, *, oos_trades: int
+        self,
+        model_name: str,
+        challenger_version: str,
+        rule: PromotionRule,
+        *,
+        oos_trades: int,
+        require_approval: bool = False,
     ) -> PromotionDecision:
-        """Apply the promotion rule and move `champion` when it says so."""
+        """Apply the promotion rule and move `champion` when it says so; with
+        `require_approval` a winning challenger waits for `approve` (`candleflow promote`).
+        A registry failure raises (fails closed): it never promotes by default."""
         client = self._client
         challenger = client.get_model_version(model_name, challenger_version)
         score = self.run_metric(challenger.run_id, rule.metric)
         champion = self.alias_version(model_name, CHAMPION)
         champ_version = None if champion is None else str(champion.version)
+        wins = False
         if oos_trades < rule.min_trades:
             reason = f"not promoted: {oos_trades} OOS trades < min_trades {rule.min_trades}"
         elif not _finite(score):
             reason = f"not promoted: {rule.metric} is not a number"
         elif champion is None:
-            if score > rule.min_metric:
-                client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
-                champ_version = challenger_version
-                reason = f"promoted: first champion, {rule.metric}={score:.4f} > {rule.min_metric}"
-            else:
-                reason = f"not promoted: {rule.metric}={score:.4f} <= {rule.min_metric}"
+            wins = score > rule.min_metric
+            reason = (
+                f"promoted: first champion, {rule.metric}={score:.4f} > {rule.min_metric}"
+                if wins
+                else f"not promoted: {rule.metric}={score:.4f} <= {rule.min_metric}"
+            )
         elif champ_version == challenger_version:
             reason = "already champion"
         else:
             champ_score = self.run_metric(champion.run_id, rule.metric)
-            if not _finite(champ_score) or score > champ_score + rule.min_margin:
-                client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
-                reason = (
-                    f"promoted: {rule.metric} {score:.4f} beats champion v{champ_version} "
-                    f"{champ_score:.4f} by more than {rule.min_margin}"
-                )
-                champ_version = challenger_version
-            else:
-                reason = (
-                    f"not promoted: {rule.metric} {score:.4f} does not beat champion "
-                    f"v{champ_version} {champ_score:.4f} + {rule.min_margin}"
-                )
+            wins = not _finite(champ_score) or score > champ_score + rule.min_margin
+            reason = (
+                f"promoted: {rule.metric} {score:.4f} beats champion v{champ_version} "
+                f"{champ_score:.4f} by more than {rule.min_margin}"
+                if wins
+                else f"not promoted: {rule.metric} {score:.4f} does not beat champion "
+                f"v{champ_version} {champ_score:.4f} + {rule.min_margin}"
+            )
+        if wins and require_approval:
+            reason = (
+                "awaiting approval: " + reason.removeprefix("promoted: ")
+                + "; stays challenger until `candleflow promote`"
+            )
+            client.set_model_version_tag(model_name, challenger_version, APPROVAL_TAG, "pending")
+        elif wins:
+            client.set_registered_model_alias(model_name, CHAMPION, challenger_version)
+            champ_version = challenger_version
         client.set_model_version_tag(model_name, challenger_version, "promotion", reason)
         logger.info("model %s v%s: %s", model_name, challenger_version, reason)
         return PromotionDecision(
@@ -336,6 +371,22 @@ class ModelTracker:
             challenger_version=challenger_version,
             champion_version=champ_version,
         )
+
+    def approve(self, model_name: str, version: str | None = None) -> PromotionDecision:
+        """A person's approval: make `version` (default: the challenger) the champion."""
+        target = self.alias_version(model_name, CHALLENGER) if version is None else (
+            self._client.get_model_version(model_name, version)
+        )
+        if target is None:
+            msg = f"registered model {model_name!r} has no challenger to approve"
+            raise RegistryError(msg)
+        target_version = str(target.version)
+        self._client.set_registered_model_alias(model_name, CHAMPION, target_version)
+        self._client.set_model_version_tag(model_name, target_version, APPROVAL_TAG, "approved")
+        reason = f"promoted: v{target_version} approved by hand"
+        self._client.set_model_version_tag(model_name, target_version, "promotion", reason)
+        logger.info("model %s v%s: %s", model_name, target_version, reason)
+        return PromotionDecision(True, reason, target_version, target_version)
 
     def download_model(
         self, model_name: str, alias: str, cache_dir: Path
@@ -373,6 +424,81 @@ class ModelTracker:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _is_absent(exc: Any) -> bool:
+    """True when MLflow says the registered model or the alias does not exist."""
+    code = getattr(exc, "error_code", "")
+    text = str(exc)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
+    )
+
+
+def choose_deployable(
+    scores: Mapping[str, tuple[float, int]], *, min_trades: int, deploy: str = "auto"
+) -> tuple[str, str]:
+    """The family to deploy and why. `scores` maps each candidate family to its OOS (deflated
+    Sharpe, trades) on the series. "auto": the best deflated Sharpe among families with at
+    least `min_trades` trades (else the most trades, which the promotion rule then refuses);
+    any other `deploy` value names the family."""
+    if not scores:
+        msg = "no model family can be deployed (the GARCH families cannot run live)"
+        raise ValueError(msg)
+    if deploy != "auto":
+        if deploy not in scores:
+            msg = f"deploy = {deploy!r} is not a deployable family here: {', '.join(scores)}"
+            raise ValueError(msg)
+        dsr, trades = scores[deploy]
+        return deploy, f"{deploy}: named by the config (DSR {dsr:.3f}, {trades} OOS trades)"
+    ok = {f: s for f, s in scores.items() if s[1] >= min_trades}
+    ranked = ", ".join(
+        f"{f} {d:.3f}/{t}" for f, (d, t) in sorted(scores.items(), key=lambda kv: -_key(kv[1]))
+    )
+    if ok:
+        best = max(ok, key=lambda f: (_key(ok[f]), -list(scores).index(f)))
+        return best, f"{best}: best deflated Sharpe with >= {min_trades} OOS trades ({ranked})"
+    best = max(scores, key=lambda f: (scores[f][1], -list(scores).index(f)))
+    return best, f"{best}: no family has >= {min_trades} OOS trades; most trades ({ranked})"
+
+
+def _key(score: tuple[float, int]) -> float:
+    dsr = score[0]
+    return dsr if _finite(dsr) else float("-inf")
+
+
+def config_hash(config_json: str) -> str:
+    """The hash `infra.config.CandleflowConfig.config_hash` gives the same JSON ("": defaults)."""
+    if not config_json:
+        from infra.config import CandleflowConfig
+
+        config_json = CandleflowConfig().to_json()
+    return hashlib.sha256(config_json.encode()).hexdigest()[:16]
+
+
+class _ConfigRecordingClient:
+    """An MlflowClient whose `create_run` records the resolved config on every new run, so no
+    caller (training, deployable model, report) can create a run without it."""
+
+    def __init__(self, client: Any, config_json: str, tags: Mapping[str, str]) -> None:
+        self._inner = client
+        self._config_json = config_json
+        self._tags = tags
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def create_run(self, experiment_id: str, *args: Any, **kwargs: Any) -> Any:
+        import json
+
+        tags = dict(kwargs.pop("tags", None) or {})
+        tags.setdefault("candleflow.config_hash", config_hash(self._config_json))
+        for key, value in self._tags.items():
+            tags.setdefault(key, value)
+        run = self._inner.create_run(experiment_id, *args, tags=tags, **kwargs)
+        if self._config_json:
+            self._inner.log_dict(run.info.run_id, json.loads(self._config_json), "config.json")
+        return run
 
 
 def _finite(value: Any) -> bool:

@@ -110,8 +110,10 @@ class ModelBundle:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / "model")
         cfg = asdict(self.feature_config)
+        cls = type(self.model)
         meta: dict[str, Any] = {
             "name": self.name,
+            "model_class": f"{cls.__module__}:{cls.__qualname__}",  # loads a user's model
             "columns": list(self.columns),
             "feature_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         }
@@ -127,8 +129,15 @@ def load_bundle(path: Path) -> ModelBundle:
         raise ModelError(msg)
     meta = json.loads(meta_path.read_text())
     raw_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["feature_config"].items()}
+    ref = str(meta.get("model_class", ""))
+    if ref and not ref.startswith("ml."):
+        from ml.models import resolve_ref
+
+        model = resolve_ref(ref).load(path / "model")
+    else:
+        model = load_model(path / "model")
     return ModelBundle(
-        model=load_model(path / "model"),
+        model=model,
         feature_config=FeatureConfig.from_mapping(raw_cfg),
         columns=tuple(meta["columns"]),
         name=str(meta["name"]),

@@ -75,7 +75,8 @@ class ResearchConfig:
     cpcv_test_groups: int = 2
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.models if m not in MODEL_FAMILIES]
+        # A user family is an import path (module:Class); make_factory resolves it.
+        unknown = [m for m in self.models if m not in MODEL_FAMILIES and ":" not in m]
         unknown += [b for b in self.baselines if b not in BASELINES]
         unknown += [f for f in self.cpcv_families if f not in MODEL_FAMILIES]
         if unknown:
@@ -117,7 +118,9 @@ class ResearchConfig:
     def cpcv_models(self) -> tuple[str, ...]:
         """Families CPCV runs: the cpcv_families among the models, without the per-fold GARCH
         feature (it needs training history before every test row, which CPCV's splits lack)."""
-        return tuple(m for m in self.cpcv_families if m in self.models and not MODEL_FAMILIES[m])
+        return tuple(
+            m for m in self.cpcv_families if m in self.models and not MODEL_FAMILIES.get(m, False)
+        )
 
 
 def research_labels(
@@ -152,29 +155,11 @@ def research_folds(features: pd.DataFrame, config: ResearchConfig) -> list[Fold]
 
 
 def make_factory(family: str, config: ResearchConfig) -> Callable[[dict[str, Any]], Model]:
-    from ml import models
+    """A fresh-model factory for `family`: a built-in name or a user's `module:attribute`."""
+    from ml.models import family_factory
 
-    def xgb(params: dict[str, Any]) -> Model:
-        return models.XGBoostModel(n_estimators=config.xgb_estimators, seed=config.seed, **params)
-
-    def lstm(params: dict[str, Any]) -> Model:
-        return models.LSTMModel(
-            epochs=config.lstm_epochs, seq_len=config.lstm_seq_len, seed=config.seed, **params
-        )
-
-    factories: dict[str, Callable[[dict[str, Any]], Model]] = {
-        "xgboost": xgb,
-        "xgboost_garch": xgb,
-        "lstm": lstm,
-        "meta": lambda p: models.MetaAgent([xgb({}), lstm({})], **p),
-        "buy_and_hold": lambda p: models.BuyAndHoldModel(**p),
-        "flat": lambda p: models.FlatModel(**p),
-        "sma_crossover": lambda p: models.SmaCrossoverModel(**p),
-    }
-    if family not in factories:
-        msg = f"no factory for model family {family!r}"
-        raise ConfigError(msg)
-    return factories[family]
+    build = family_factory(family)
+    return lambda params: build(config, params)
 
 
 def run_family(
@@ -245,21 +230,26 @@ def fit_deployable_on(
     labels: pd.Series,
     config: ResearchConfig,
     feature_config: FeatureConfig | None = None,
+    family: str = DEPLOYABLE,
 ) -> ModelBundle:
     """fit_deployable from features and labels (-1/0/+1, NaN where none) already computed with
-    `feature_config` and `config`, e.g. by the research assets."""
+    `feature_config` and `config`, e.g. by the research assets. `family` is the model family
+    chosen for deployment (not a GARCH one: the live plane has no per-fold GARCH feature)."""
+    if MODEL_FAMILIES.get(family, False):
+        msg = f"{family} uses the per-fold GARCH feature and cannot be deployed"
+        raise ConfigError(msg)
     feature_config = feature_config or FeatureConfig()
     cols = list(feature_columns(feature_config))
     rows = (~features["warmup"].to_numpy(dtype=bool)) & labels.notna().to_numpy()
     if int(rows.sum()) < 100:
         msg = f"only {int(rows.sum())} labelled rows past warm-up; need >= 100 to fit a model"
         raise ConfigError(msg)
-    model = make_factory(DEPLOYABLE, config)({})
+    model = make_factory(family, config)({})
     index = features.index[rows]
     model.fit(features.loc[index, cols], labels.loc[index])
     return ModelBundle(
         model=model,  # type: ignore[arg-type]
         feature_config=feature_config,
         columns=tuple(cols),
-        name=DEPLOYABLE,
+        name=family,
     )

@@ -48,9 +48,29 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $CANDLEFLOW_CONFIG, else ./candleflow.toml, else defaults)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("init-home", help="create CANDLEFLOW_HOME and its Dagster instance config")
+    init = sub.add_parser("init", help="write a commented example candleflow.toml")
+    init.add_argument("path", nargs="?", type=Path, default=Path("candleflow.toml"))
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    rs = sub.add_parser(
+        "research", help="run the research graph through Dagster and print the results table"
+    )
+    rs.add_argument(
+        "--series", nargs="*", help="SYMBOL@TIMEFRAME keys (default: all in the config)"
+    )
+    pr = sub.add_parser(
+        "promote", help="approve a challenger: make it the champion (for require_approval)"
+    )
+    pr.add_argument("--series", required=True, help="SYMBOL@TIMEFRAME")
+    pr.add_argument("--version", help="registry version (default: the challenger)")
 
     demo = sub.add_parser("demo", help="run the whole research pipeline on bundled real data")
     demo.add_argument("--series", nargs="*", help="series keys (default: the bundled ones)")
@@ -115,19 +135,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument(
         "--source",
-        default="replay",
+        default=None,
         choices=["replay", "binance", "mt5"],
-        help="replay stored bars (default), or poll Binance klines / an MT5 terminal live "
+        help="replay stored bars (default; or the config's [live] source), or poll Binance "
+        "klines / an MT5 terminal live "
         "(live sources need --series)",
     )
     st.add_argument(
         "--poll-s", type=float, help="live sources: seconds between polls (binance 5, mt5 1)"
     )
-    st.add_argument("--workers", type=int, default=1)
+    st.add_argument("--workers", type=int, default=None, help="default [live] workers, 1")
     st.add_argument(
         "--max-bars", type=int, help="stop after this many bars (live sources: per symbol)"
     )
-    st.add_argument("--snapshot-s", type=float, default=5.0, help="recovery snapshot interval")
+    st.add_argument(
+        "--snapshot-s", type=float, default=None, help="recovery snapshot interval ([live], 5)"
+    )
     st.add_argument("--recovery-dir", type=Path, help="default $CANDLEFLOW_HOME/live/recovery")
     st.add_argument("--bundle", type=Path, help="trade this saved model bundle, not the champion")
     st.add_argument("--strategy", type=Path, help="StrategyConfig JSON (default: the champion's)")
@@ -146,6 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ks = sub.add_parser("kill-switch", help="halt new orders (and optionally flatten)")
     ks.add_argument("action", choices=["on", "off", "status"])
     ks.add_argument("--flatten", action="store_true", help="also close open positions")
+    for child in sub.choices.values():  # `--config` is accepted after the command too
+        child.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from execution.broker import LiveTradingNotEnabledError
+from infra.config import CONFIG_ENV_VAR, CandleflowConfig, load_config, resolve_config_path
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
-from infra.settings import Settings, SettingsError
+from infra.settings import Broker, Settings, SettingsError
 from infra.sources import SourceError
 from infra.stores import StoreError
+from infra.tracking import RegistryError
 from quality.schema import UnknownTimeframeError
 
 __all__ = ["USER_ERRORS"]
@@ -27,6 +30,7 @@ logger = logging.getLogger("candleflow")
 
 # Errors whose message tells the user what to do: printed as one line, exit code 2.
 USER_ERRORS = (
+    RegistryError,
     SettingsError,
     SeriesSpecError,
     FileNotFoundError,
@@ -48,6 +52,17 @@ SAMPLE_SERIES = (
 
 def _settings() -> Settings:
     return Settings.from_env()
+
+
+def _config(args: argparse.Namespace) -> CandleflowConfig:
+    """The config file of this command; exported as CANDLEFLOW_CONFIG so the Dagster and worker
+    processes this command starts read the same file."""
+    path = resolve_config_path(getattr(args, "config", None))
+    config = load_config(path)
+    if config.path is not None:
+        os.environ[CONFIG_ENV_VAR] = str(config.path)
+        logger.debug("config %s (hash %s)", config.path, config.config_hash)
+    return config
 
 
 def _say(msg: str) -> None:
@@ -89,6 +104,18 @@ def cmd_init_home(args: argparse.Namespace) -> int:
     settings = _settings()
     init_home(settings)
     _say(f"CANDLEFLOW_HOME={settings.home} (Dagster instance in {settings.dagster_home})")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from infra.config import example_toml
+
+    path: Path = args.path
+    if path.exists() and not args.force:
+        msg = f"{path} exists; pass --force to overwrite it"
+        raise SettingsError(msg)
+    path.write_text(example_toml())
+    _say(f"wrote {path}: edit it, then `candleflow --config {path} research`")
     return 0
 
 
@@ -143,8 +170,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         from orchestration.cli import CliError
 
         raise CliError(_nothing_accepted(report, spec))
-    if stored:
-        SeriesRegistry(settings.home / "series.json").put(spec)
+    if stored:  # an empty or fully quarantined series gets no registry entry, no partition
+        register_series(settings, spec)
     return 0
 
 
@@ -204,6 +231,14 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_series(settings: Settings, spec: SeriesSpec) -> None:
+    """Add the series to the registry and its partition to the Dagster instance."""
+    from orchestration.demo import register_partitions
+
+    SeriesRegistry(settings.home / "series.json").put(spec)
+    register_partitions(settings, [spec.key])
+
+
 def _parse_since(value: str | None) -> datetime | None:
     from orchestration.cli import _parse_time
 
@@ -256,20 +291,85 @@ def cmd_bars(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo import run_demo
 
-    return run_demo(_settings(), series=args.series, say=_say)
+    return run_demo(_settings(), series=args.series, say=_say, config=_config(args))
+
+
+def cmd_research(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_research
+
+    settings, config = _settings(), _config(args)
+    specs = series_specs_for_research(settings, config, args.series)
+    return run_research(settings, config, specs, say=_say)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from infra.series import parse_series_key
+    from infra.tracking import ModelTracker, TrackingConfig, registered_model_name
+
+    settings = _settings()
+    symbol, timeframe = parse_series_key(args.series)
+    tracker = ModelTracker(
+        TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir,
+                       run_config_json=_config(args).to_json())
+    )
+    decision = tracker.approve(registered_model_name(symbol, timeframe), args.version)
+    _say(f"{args.series}: {decision.reason}")
+    print(json.dumps({"series": args.series, "champion_version": decision.champion_version}))
+    return 0
+
+
+def series_specs_for_research(
+    settings: Settings, config: CandleflowConfig, requested: list[str] | None
+) -> list[SeriesSpec]:
+    """The config's universe (else every registered series), narrowed to `requested`."""
+    registered = SeriesRegistry(settings.home / "series.json").load()
+    pool = {s.key: s for s in config.universe.series} or dict(registered)
+    if requested:
+        known = {**registered, **pool}
+        missing = [k for k in requested if k not in known]
+        if missing:
+            msg = (
+                f"unknown series {', '.join(missing)}; add them to [universe] in the config or "
+                f"ingest them first (known: {', '.join(sorted(known)) or 'none'})"
+            )
+            raise SeriesSpecError(msg)
+        return [known[k] for k in requested]
+    if not pool:
+        msg = (
+            "no series to research: list them under [[universe.series]] in candleflow.toml "
+            "(`candleflow init` writes an example) or ingest one with `candleflow ingest`"
+        )
+        raise SeriesSpecError(msg)
+    return list(pool.values())
 
 
 def cmd_results(args: argparse.Namespace) -> int:
     from orchestration.demo import print_results
 
-    return print_results(_settings(), as_json=args.json)
+    config = _config(args)
+    reports_dir = Path(config.reports.dir) if config.reports.dir else None
+    return print_results(_settings(), as_json=args.json, reports_dir=reports_dir)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from streaming.worker import NoChampionError, run_worker
 
+    settings, live = _settings(), _config(args).live
+    # Flags win over the file's [live] section; CANDLEFLOW_BROKER wins over its broker.
+    if "CANDLEFLOW_BROKER" not in os.environ:
+        settings = settings.with_(broker=Broker(live.broker))
+    for name, value in (
+        ("symbols", list(live.series) or None),
+        ("source", live.source),
+        ("workers", live.workers),
+        ("snapshot_s", live.snapshot_s),
+        ("poll_s", live.poll_s),
+        ("metrics_port", None if "CANDLEFLOW_METRICS_PORT" in os.environ else live.metrics_port),
+    ):
+        if getattr(args, name, None) is None and value is not None:
+            setattr(args, name, value)
     try:
-        summary = run_worker(_settings(), args)
+        summary = run_worker(settings, args)
     except NoChampionError as exc:
         if exc.version is None or "cmd_promote" not in globals():
             raise

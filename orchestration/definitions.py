@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import data_plane, research
+from infra.config import CandleflowConfig, load_config
 from infra.redact import install_redaction
 from infra.settings import Environment, Settings
 from orchestration.automation import (
@@ -36,7 +37,10 @@ from orchestration.resources import (
 __all__ = ["REPORT_JOB", "RESEARCH_JOB", "RETRAIN_JOB", "build_defs", "build_resources", "defs"]
 
 
-def build_resources(settings: Settings) -> dict[str, object]:
+def build_resources(
+    settings: Settings, config: CandleflowConfig | None = None
+) -> dict[str, object]:
+    config = config or CandleflowConfig()
     if settings.env is Environment.TIMESCALE:
         store = BarStoreResource(kind="timescale", dsn=dg.EnvVar("CANDLEFLOW_TIMESCALE_DSN"))
     else:
@@ -47,13 +51,17 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_uri,
             artifact_root=str(settings.mlflow_artifacts_dir),
+            config_json=config.to_json(),
         ),
-        "research": ResearchResource(reports_dir=str(settings.reports_dir)),
+        "research": ResearchResource(
+            config_json=config.to_json(),
+            reports_dir=config.reports.dir or str(settings.reports_dir),
+        ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster" / "storage")),
     }
 
 
-def build_defs(settings: Settings) -> dg.Definitions:
+def build_defs(settings: Settings, config: CandleflowConfig | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([data_plane, research]),
         asset_checks=dg.load_asset_checks_from_modules([data_plane, research]),
@@ -67,10 +75,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
             alert_on_drift_retrain,
             build_drift_sensor(retrain_job, model_cache=settings.home / "live" / "models"),
         ],
-        resources=build_resources(settings),
+        resources=build_resources(settings, config),
     )
 
 
 # Dagster's webserver, daemon and run workers load this module: scrub secrets from their logs.
 install_redaction()
-defs = build_defs(Settings.from_env())
+# The code location is an edge: the environment (CANDLEFLOW_CONFIG, else ./candleflow.toml)
+# picks the config file, so Dagster's run and step processes read the file the CLI read.
+defs = build_defs(Settings.from_env(), load_config())

@@ -1,4 +1,4 @@
-"""`candleflow demo` and `candleflow results`: the research pipeline end to end, through Dagster."""
+"""`candleflow demo`, `research` and `results`: the research pipeline end to end, in Dagster."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.series import SeriesRegistry
+from infra.config import CandleflowConfig
+from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
 from orchestration.commands import init_home, series_specs_for_demo
 
@@ -36,28 +37,56 @@ RESULT_COLUMNS = (
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str], None]) -> int:
+def run_demo(
+    settings: Settings,
+    *,
+    series: list[str] | None,
+    say: Callable[[str], None],
+    config: CandleflowConfig | None = None,
+) -> int:
+    """The bundled series end to end: register them, then `run_research`."""
+    return run_research(settings, config or CandleflowConfig(), series_specs_for_demo(series),
+                        say=say)
+
+
+def register_partitions(settings: Settings, keys: Sequence[str]) -> Any:
+    """Add Dagster partitions for `keys` in the instance under CANDLEFLOW_HOME; returns it."""
     import dagster as dg
 
+    init_home(settings)
+    # The CLI's runs must land in the same instance `make ui` opens.
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("series"))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions("series", new)
+    return instance
+
+
+def run_research(
+    settings: Settings,
+    config: CandleflowConfig,
+    specs: Sequence[SeriesSpec],
+    *,
+    say: Callable[[str], None],
+) -> int:
+    """Register `specs`, run the research job of each through Dagster, then the portfolio report
+    job, and print the results table. Returns 1 when any series or the report failed."""
     started = time.monotonic()
     init_home(settings)
-    # The demo's runs must land in the same instance `make ui` opens.
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    specs = series_specs_for_demo(series)
     registry = SeriesRegistry(settings.home / "series.json")
     for spec in specs:
         registry.put(spec)
+    instance = register_partitions(settings, [s.key for s in specs])
 
     from orchestration.definitions import REPORT_JOB, RESEARCH_JOB, build_defs
     from orchestration.launch import execute_as_location_run
 
-    defs = build_defs(settings)
-    instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions("series"))
-    new = [s.key for s in specs if s.key not in known]
-    if new:
-        instance.add_dynamic_partitions("series", new)
+    defs = build_defs(settings, config)
     job = defs.resolve_job_def(RESEARCH_JOB)
+    tags = {"candleflow/config_hash": config.config_hash}
+    say(f"config: {config.path or 'defaults (no candleflow.toml)'} (hash {config.config_hash})")
     failures = []
     for i, spec in enumerate(specs, start=1):
         t0 = time.monotonic()
@@ -66,7 +95,9 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
             "walk-forward training (MLflow) → OOS predictions → deployable model"
         )
         # Attributed to the code location, so the run shows in the UI's timeline and job pages.
-        result = execute_as_location_run(job, instance, partition_key=spec.key, run_config=_QUIET)
+        result = execute_as_location_run(
+            job, instance, partition_key=spec.key, run_config=_QUIET, tags=tags
+        )
         if result.success:
             say(
                 f"[{i}/{len(specs)}] {spec.key}: done in {time.monotonic() - t0:.0f}s "
@@ -74,24 +105,19 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
             )
         else:
             failures.append(spec.key)
-            for event in result.all_events:
-                if event.is_step_failure:
-                    err = event.step_failure_data.error
-                    say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
+            _say_failures(result, say)
+            _drop_partition_without_bars(settings, instance, spec)
     if len(failures) < len(specs):
         say("portfolio backtests (shared cash per timeframe) → HTML reports")
         report = execute_as_location_run(
-            defs.resolve_job_def(REPORT_JOB), instance, run_config=_QUIET
+            defs.resolve_job_def(REPORT_JOB), instance, run_config=_QUIET, tags=tags
         )
         if not report.success:
             failures.append("portfolio_report")
-            for event in report.all_events:
-                if event.is_step_failure:
-                    err = event.step_failure_data.error
-                    say(f"  step {event.step_key} failed: {err.message.strip() if err else '?'}")
-    print_results(settings, as_json=False)
+            _say_failures(report, say)
+    print_results(settings, as_json=False, reports_dir=_reports_dir(settings, config))
     say(f"finished in {time.monotonic() - started:.0f}s")
-    say(f"reports:      {settings.reports_dir}/portfolio_<timeframe>/report.html")
+    say(f"reports:      {_reports_dir(settings, config)}/portfolio_<timeframe>/report.html")
     say(f"bars store:   {settings.data_dir}  (try: candleflow bars --symbol SPX --timeframe 1d)")
     say(f"MLflow store: {settings.mlflow_uri}")
     say("Dagster UI:   make ui  → http://127.0.0.1:3000 (runs, materializations, checks)")
@@ -101,21 +127,54 @@ def run_demo(settings: Settings, *, series: list[str] | None, say: Callable[[str
     return 0
 
 
-def _summaries(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+def _drop_partition_without_bars(settings: Settings, instance: Any, spec: SeriesSpec) -> None:
+    """An empty or fully quarantined series keeps no Dagster partition (the registry keeps its
+    spec, so fixing the input and running again needs nothing else)."""
+    from orchestration.commands import open_store
+
+    with open_store(settings) as store:
+        empty = store.count_bars(spec.symbol, spec.timeframe) == 0
+    if empty:
+        instance.delete_dynamic_partition("series", spec.key)
+
+
+def _reports_dir(settings: Settings, config: CandleflowConfig) -> Path:
+    return Path(config.reports.dir) if config.reports.dir else settings.reports_dir
+
+
+def _say_failures(result: Any, say: Callable[[str], None]) -> None:
+    for event in result.all_events:
+        if event.is_step_failure:
+            say(f"  step {event.step_key} failed: {_failure_reason(event.step_failure_data)}")
+
+
+def _failure_reason(data: Any) -> str:
+    """The user-facing reason of a step failure: a Failure's description, else the root error."""
+    user = getattr(data, "user_failure_data", None)
+    if user is not None and user.description:
+        return str(user.description).strip()
+    err = data.error
+    while err is not None and err.cause is not None:
+        err = err.cause
+    return err.message.strip() if err is not None else "?"
+
+
+def _summaries(reports_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for path in sorted(settings.reports_dir.glob("*/results.json")):
+    for path in sorted(reports_dir.glob("*/results.json")):
         out.append((path.parent.name, json.loads(path.read_text())))
     return out
 
 
-def print_results(settings: Settings, *, as_json: bool) -> int:
-    summaries = _summaries(settings)
+def print_results(settings: Settings, *, as_json: bool, reports_dir: Path | None = None) -> int:
+    summaries = _summaries(reports_dir or settings.reports_dir)
     if as_json:
         print(json.dumps({k: v for k, v in summaries}, default=str, indent=2))
         return 0 if summaries else 1
     if not summaries:
         print(
-            "no results yet: run `make demo` (or materialize the research job in Dagster)",
+            "no results yet: run `candleflow research` or `make demo` (or materialize the "
+            "research job in Dagster)",
             file=sys.stderr,
         )
         return 1
@@ -124,8 +183,10 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
             f"\n== {key}  out-of-sample {summary.get('oos_start', '?')} → "
             f"{summary.get('oos_end', '?')}  ({summary.get('n_folds', '?')} folds)"
         )
+        # A user family's name is its import path: the first column is as wide as it needs.
+        width = max([16, *(len(str(r.get("strategy", ""))) + 2 for r in summary["strategies"])])
         header = "".join(
-            f"{title:>12}" if i else f"{title:<16}"
+            f"{title:>12}" if i else f"{title:<{width}}"
             for i, (_, title, _) in enumerate(RESULT_COLUMNS)
         )
         print(header)
@@ -133,7 +194,7 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
             cells = []
             for i, (field, _, fmt) in enumerate(RESULT_COLUMNS):
                 value = row.get(field)
-                cells.append(_fmt(value, fmt, first=i == 0))
+                cells.append(_fmt(value, fmt, first=width if i == 0 else 0))
             print("".join(cells))
         for row in summary.get("strategies", []):
             if row.get("description"):
@@ -160,12 +221,20 @@ def print_results(settings: Settings, *, as_json: bool) -> int:
             print("MLflow runs: " + ", ".join(f"{k}={v}" for k, v in runs.items()))
         if summary.get("champion"):
             print(f"registry: {summary['champion']}")
+        if summary.get("data_version"):
+            print(
+                f"data version: {summary['data_version']}  code: "
+                f"{summary.get('code_revision', '?')}  config: {summary.get('config_hash', '?')}"
+            )
+        for warning in summary.get("left_out", []):
+            print(f"warning: {warning}")
     return 0
 
 
-def _fmt(value: Any, fmt: str, *, first: bool) -> str:
+def _fmt(value: Any, fmt: str, *, first: int) -> str:
+    """One cell; `first` is the width of the left-aligned first column (0 for the others)."""
     if first:
-        return f"{value!s:<16}"
+        return f"{value!s:<{first}}"
     try:
         number = float(value)  # the JSON keeps NaN and inf as the strings "nan" / "inf"
     except (TypeError, ValueError):

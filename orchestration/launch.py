@@ -45,6 +45,7 @@ def execute_as_location_run(
     *,
     partition_key: str | None = None,
     run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Any:
     """Execute `job` in process as a run attributed to the code location; returns Dagster's
     execution result (`success`, `run_id`, `all_events`), failures reported, not raised."""
@@ -61,7 +62,7 @@ def execute_as_location_run(
         tags=merge_run_tags(
             job_def=job,
             partition_key=partition_key,
-            tags=None,
+            tags=dict(tags) if tags else None,
             asset_selection=None,
             instance=instance,
             run_config=config,

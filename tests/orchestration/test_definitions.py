@@ -40,3 +40,25 @@ def test_build_defs_when_timescale_then_dsn_comes_from_env_var(tmp_path):
     defs = build_defs(Settings(home=tmp_path, env=Environment.TIMESCALE, timescale_dsn="x"))
 
     assert defs.resources["bar_store"].kind == "timescale"
+
+
+def test_build_defs_when_config_given_then_resources_carry_it_and_overrides_win(tmp_path):
+    from infra.config import CandleflowConfig
+    from infra.series import SeriesSpec
+    from orchestration.resources import ResearchResource
+
+    cfg = CandleflowConfig.from_mapping(
+        {"research": {"n_folds": 3, "min_trades": 4}, "strategy": {"costs": {"spread_bps": 2.0}}}
+    )
+    spec = SeriesSpec("SPX", "1d", "bundled", "equity", {"dataset": "sp500"})
+
+    defs = build_defs(Settings(home=tmp_path), cfg)
+    research = defs.resources["research"]
+    override = ResearchResource(config_json=cfg.to_json(), n_folds=2, commission_bps=5.0)
+
+    assert research.config().n_folds == 3 and research.min_trade_count() == 4
+    assert research.strategy(spec).costs.spread_bps == 2.0
+    assert defs.resources["mlflow"].config_json == cfg.to_json()
+    assert override.config().n_folds == 2
+    assert override.strategy(spec).costs.commission_bps == 5.0
+    assert override.strategy(spec).costs.spread_bps == 2.0

@@ -23,6 +23,7 @@ SERIES = (
 PER_SERIES = [
     data_plane.raw_bars,
     data_plane.validated_bars,
+    research.bars_snapshot,
     research.features,
     research.labels,
     research.walk_forward,

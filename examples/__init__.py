@@ -1,0 +1,1 @@
+"""Extension examples: a user model referenced from candleflow.toml by import path."""

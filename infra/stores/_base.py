@@ -166,8 +166,8 @@ def canonical_bars(frame: pd.DataFrame) -> pd.DataFrame:
         check_symbol(symbol)
     for timeframe in out["timeframe"].unique():
         check_timeframe(timeframe)
-    dup = out.duplicated(list(BAR_KEY), keep=False)
-    if dup.any():
+    if _repeats_key(out):
+        dup = out.duplicated(list(BAR_KEY), keep=False)
         first = out.loc[dup].iloc[0]
         msg = (
             f"batch holds {int(dup.sum())} rows with a repeated (symbol, timeframe, ts), e.g. "
@@ -175,6 +175,19 @@ def canonical_bars(frame: pd.DataFrame) -> pd.DataFrame:
         )
         raise StoreError(msg)
     return out
+
+
+def _constant(series: pd.Series) -> bool:
+    return len(series) == 0 or bool((series == series.iloc[0]).all())
+
+
+def _repeats_key(bars: pd.DataFrame) -> bool:
+    """Whether some (symbol, timeframe, ts) occurs twice. One series (the usual batch): a sort
+    of the timestamps, 10x cheaper than a DataFrame.duplicated over the three columns."""
+    if _constant(bars["symbol"]) and _constant(bars["timeframe"]):
+        ts = np.sort(ts_to_ns(bars["ts"]))
+        return bool((ts[1:] == ts[:-1]).any())
+    return bool(bars.duplicated(list(BAR_KEY)).any())
 
 
 def canonical_quarantine(frame: pd.DataFrame) -> pd.DataFrame:

@@ -155,7 +155,10 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarra
     Column by column: a MultiIndex factorize builds a tuple per row (0.45 s per 300k rows)."""
     codes = np.zeros(len(frame), dtype=np.int64)
     for col in columns:
-        col_codes, col_uniques = pd.factorize(frame[col], sort=False)
+        values = frame[col]
+        if len(values) and bool((values == values.iloc[0]).all()):
+            continue  # one value (the usual batch): code 0 for every row
+        col_codes, col_uniques = pd.factorize(values, sort=False)
         codes = codes * len(col_uniques) + col_codes
         codes = np.unique(codes, return_inverse=True)[1].ravel()  # dense again: no overflow
     _, first_rows = np.unique(codes, return_index=True)

@@ -48,6 +48,7 @@ __all__ = [
     "on_bar",
     "on_event",
     "run_backtest",
+    "strategy_instance",
 ]
 
 _WHERE = {
@@ -82,6 +83,7 @@ _WHERE = {
     "Position": "execution.domain",
     "Side": "execution.domain",
     "make_client_id": "execution.domain",
+    "strategy_instance": "execution.domain",
     "OrderIntent": "execution.risk",
     "PortfolioView": "execution.risk",
     "RiskDecision": "execution.risk",

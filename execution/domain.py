@@ -21,6 +21,7 @@ __all__ = [
     "Position",
     "Side",
     "make_client_id",
+    "strategy_instance",
 ]
 
 
@@ -66,6 +67,15 @@ def make_client_id(
     _require_utc(bar_ts, "bar_ts")
     raw = f"{strategy}|{symbol}|{timeframe}|{bar_ts.isoformat()}|{intent}".encode()
     return "cf" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def strategy_instance(strategy: str, timeframe: str) -> str:
+    """Who trades: the strategy instance and the timeframe of its worker, e.g. "sma@1h".
+
+    One worker trades one timeframe; its live records are keyed on this name first, so two
+    workers of one strategy (a 1d and a 1h one) on one store never overwrite each other.
+    """
+    return f"{strategy}@{timeframe}"
 
 
 @dataclass(frozen=True, slots=True)

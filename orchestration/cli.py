@@ -165,6 +165,11 @@ def _build_parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live", help="the live book: positions, orders, equity, P&L")
     live.add_argument("action", choices=["status"])
     live.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    live.add_argument(
+        "--instance",
+        metavar="STRATEGY@TIMEFRAME",
+        help="the book of this worker (one per timeframe); default: the only one, or each",
+    )
 
     ks = sub.add_parser("kill-switch", help="halt new orders (and optionally flatten)")
     ks.add_argument("action", choices=["on", "off", "status"])

@@ -399,17 +399,30 @@ def _money(value: float | None) -> str:
 
 def cmd_live(args: argparse.Namespace) -> int:
     from streaming.killswitch import kill_switch_status
-    from streaming.worker import live_status
+    from streaming.worker import live_books, live_status
 
     settings = _settings()
-    status = live_status(settings)
     kill = kill_switch_status(settings.home)
+    instance = getattr(args, "instance", None)
     if args.json:
+        status = live_status(settings, instance)  # several books: refused unless one is named
         print(json.dumps({**status.to_dict(), "kill_switch": kill}, default=str, sort_keys=True))
         return 0
+    books = [instance] if instance else live_books(settings)
+    if len(books) > 1:  # one worker per timeframe: each book on its own
+        for book in books:
+            print(f"book          {book}")
+            _print_book(live_status(settings, book), kill)
+        return 0
+    status = live_status(settings, books[0] if books else None)
     if status.last_ts is None:
         print("no live records yet: run `candleflow stream`")
         return 0
+    _print_book(status, kill)
+    return 0
+
+
+def _print_book(status: Any, kill: dict[str, Any]) -> None:
     lines = [
         f"last bar      {status.last_ts.isoformat()}",
         f"equity        {_money(status.equity)}   cash {_money(status.cash)}",
@@ -430,7 +443,6 @@ def cmd_live(args: argparse.Namespace) -> int:
         for o in status.open_orders
     ]
     print("\n".join(lines))
-    return 0
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> int:

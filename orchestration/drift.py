@@ -3,8 +3,9 @@
 For every registered series with a `champion` model, `check_series` (plain Python, no Dagster)
 loads what the sensor compares:
 
-- live rows: the `live_predictions` the live worker wrote for the series' symbol with the
-  champion's version, stamped after the champion's last training bar (`candleflow.train_end`)
+- live rows: the `live_predictions` the live worker of the series' timeframe (the instance
+  column, strategy@timeframe) wrote for the series' symbol with the champion's version, stamped
+  after the champion's last training bar (`candleflow.train_end`)
   and at a bar of the series. Predictions of replayed history (ts <= train_end) are in-sample
   for the champion and are not live evidence.
 - feature drift: `compute_features` of the stored bars at the live timestamps (what the live
@@ -83,12 +84,16 @@ def _skip(key: str, why: str, version: str | None = None) -> SeriesCheck:
 
 
 def _live_rows(
-    records: pd.DataFrame, symbol: str, version: str, train_end: pd.Timestamp
+    records: pd.DataFrame, symbol: str, timeframe: str, version: str, train_end: pd.Timestamp
 ) -> pd.DataFrame:
     needed = {"symbol", "ts", *PROBA_COLUMNS}
     if records.empty or not needed <= set(records.columns):
         return pd.DataFrame(columns=list(PROBA_COLUMNS), index=pd.DatetimeIndex([], tz=UTC))
     rows = records[records["symbol"] == symbol]
+    if "instance" in rows.columns:
+        # strategy@timeframe; rows from before the instance column say "default" (one worker)
+        instance = rows["instance"].astype(str)
+        rows = rows[~instance.str.contains("@") | instance.str.endswith(f"@{timeframe}")]
     if "model" in rows.columns:
         rows = rows[rows["model"].astype(str) == version]
     ts = pd.DatetimeIndex(pd.to_datetime(rows["ts"], utc=True), name="ts")
@@ -125,7 +130,7 @@ def check_series(
     train_end = train_end.tz_localize(UTC) if train_end.tz is None else train_end.tz_convert(UTC)
     if records is None:
         records = store.read_records(LIVE_PREDICTIONS)
-    live = _live_rows(records, spec.symbol, version, train_end)
+    live = _live_rows(records, spec.symbol, spec.timeframe, version, train_end)
     bars = store.read_bars(spec.symbol, spec.timeframe)
     live = live[live.index.isin(pd.DatetimeIndex(bars["ts"]))]
     if len(live) < config.min_live:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from execution.broker import Broker, BrokerUnavailableError
 from execution.config import StrategyConfig
-from execution.domain import Fill, Order, Position, Side, make_client_id
+from execution.domain import Fill, Order, Position, Side, make_client_id, strategy_instance
 from execution.engine import bar_close_ts
 from execution.reconcile import ReconcileConfig
 from execution.signal import Bar, Prediction
@@ -412,6 +412,7 @@ def _process(
     bar, prediction = scored.bar, scored.prediction
     broker = _broker(st, rt)
     records: list[Record] = []
+    instance = strategy_instance(rt.config.strategy, bar.timeframe)
 
     if rt.live_broker is None:
         events: list[Any] = list(st.paper.on_bar(bar))
@@ -422,11 +423,11 @@ def _process(
     for event in events:
         st.engine, _trades = on_event(st.engine, event, rt.config)
         if isinstance(event, Fill):
-            records.append(_fill_record(event))
+            records.append(_fill_record(instance, event))
     for event in _reconcile(st, rt, bar_close_ts(bar)):  # settled orders, adopted positions
         st.engine, _trades = on_event(st.engine, event, rt.config)
         if isinstance(event, Fill):
-            records.append(_fill_record(event))
+            records.append(_fill_record(instance, event))
     can_trade = rt.reconciled
     kill = read_kill_switch(rt.home) if rt.home is not None else None
     engaged = kill is not None and kill.engaged
@@ -466,7 +467,7 @@ def _process(
             continue
         routed = rt.router.route(broker, command, received_ns=scored.received_ns)
         if routed.outcome.at_venue is not False:
-            records.append(_order_record(command))
+            records.append(_order_record(instance, command))
         for event in _route_events(routed, command):
             st.engine, _ = on_event(st.engine, event, rt.config)
     st.bars += 1
@@ -474,11 +475,11 @@ def _process(
         rt.reconciler.bar_done()
     if rt.metrics is not None:
         rt.metrics.bars_processed.labels(symbol=bar.symbol).inc()
-    records.append(_equity_record(bar.ts, equity(st.engine), st.engine))
+    records.append(_equity_record(instance, bar.ts, equity(st.engine), st.engine))
     pos = st.engine.positions.get(bar.symbol)
-    records.append(_position_record(bar, pos))
+    records.append(_position_record(instance, bar, pos))
     if prediction is not None:
-        records.append(_prediction_record(prediction))
+        records.append(_prediction_record(instance, prediction))
     if rt.on_bar_done is not None:
         rt.on_bar_done(scored, time.perf_counter_ns())
     if rt.progress_every and st.bars % rt.progress_every == 0:
@@ -491,11 +492,14 @@ def _process(
     return records
 
 
-def _order_record(o: Order) -> Record:
+# Every live table is keyed on the worker's strategy instance first (execution.domain
+# .strategy_instance): workers of other timeframes write to the same tables.
+def _order_record(instance: str, o: Order) -> Record:
     return Record(
         "live_orders",
-        ("client_id",),
+        ("instance", "client_id"),
         {
+            "instance": instance,
             "client_id": o.client_id,
             "symbol": o.symbol,
             "side": str(o.side),
@@ -510,11 +514,12 @@ def _order_record(o: Order) -> Record:
     )
 
 
-def _fill_record(f: Fill) -> Record:
+def _fill_record(instance: str, f: Fill) -> Record:
     return Record(
         "live_fills",
-        ("client_id", "ts", "venue_fill_id"),
+        ("instance", "client_id", "ts", "venue_fill_id"),
         {
+            "instance": instance,
             "client_id": f.client_id,
             "symbol": f.symbol,
             "side": str(f.side),
@@ -527,11 +532,12 @@ def _fill_record(f: Fill) -> Record:
     )
 
 
-def _equity_record(ts: datetime, value: float, engine: Any) -> Record:
+def _equity_record(instance: str, ts: datetime, value: float, engine: Any) -> Record:
     return Record(
         "live_equity",
-        ("ts",),
+        ("instance", "ts"),
         {
+            "instance": instance,
             "ts": ts,
             "equity": float(value),
             "cash": float(engine.cash),
@@ -539,11 +545,12 @@ def _equity_record(ts: datetime, value: float, engine: Any) -> Record:
     )
 
 
-def _position_record(bar: Bar, pos: Position | None) -> Record:
+def _position_record(instance: str, bar: Bar, pos: Position | None) -> Record:
     return Record(
         "live_positions",
-        ("symbol",),
+        ("instance", "symbol"),
         {
+            "instance": instance,
             "symbol": bar.symbol,
             "ts": bar.ts,
             "quantity": 0.0 if pos is None else float(pos.quantity),
@@ -552,11 +559,12 @@ def _position_record(bar: Bar, pos: Position | None) -> Record:
     )
 
 
-def _prediction_record(p: Prediction) -> Record:
+def _prediction_record(instance: str, p: Prediction) -> Record:
     return Record(
         "live_predictions",
-        ("symbol", "ts"),
+        ("instance", "symbol", "ts"),
         {
+            "instance": instance,
             "symbol": p.symbol,
             "ts": p.ts,
             "p_down": p.p_down,

@@ -35,6 +35,7 @@ from bytewax.dataflow import Dataflow
 
 from execution.broker import Broker, LiveTradingNotEnabledError
 from execution.config import StrategyConfig
+from execution.domain import strategy_instance
 from execution.risk import RiskGovernor
 from infra.settings import Broker as BrokerChoice
 from infra.settings import Settings, SettingsError
@@ -62,6 +63,7 @@ __all__ = [
     "ensure_recovery_dir",
     "get_flow",
     "kill_switch_status",
+    "live_books",
     "live_broker_from_settings",
     "live_status",
     "release_kill_switch",
@@ -187,12 +189,19 @@ def describe_store(settings: Settings) -> str:
     return describe(settings)
 
 
-def live_broker_from_settings(settings: Settings) -> Broker | None:
+def live_broker_from_settings(settings: Settings, instance: str = "default") -> Broker | None:
     """None for the paper broker; a connected MT5 broker only with the explicit live opt-in.
 
     CANDLEFLOW_LIVE=1 must name its venue: without CANDLEFLOW_BROKER the worker refuses rather
-    than trade on the paper broker while the operator believes it is live.
+    than trade on the paper broker while the operator believes it is live. `instance` (the
+    worker's strategy instance, execution.domain.strategy_instance) is who the journal says
+    sent each order.
     """
+    return _connect_venue(settings, instance) if _venue_named(settings) else None
+
+
+def _venue_named(settings: Settings) -> bool:
+    """Whether the settings trade at a venue; refuses a venue without the explicit opt-in."""
     if settings.live and not settings.broker_named:
         msg = (
             "CANDLEFLOW_LIVE=1 but CANDLEFLOW_BROKER is not set: name the venue to trade live "
@@ -205,18 +214,22 @@ def live_broker_from_settings(settings: Settings) -> Broker | None:
                 "event=live_on_paper reason=CANDLEFLOW_LIVE=1 with CANDLEFLOW_BROKER=paper: "
                 "orders go to the simulated paper broker, not to a venue"
             )
-        return None
+        return False
     if not settings.live:
         msg = (
             f"CANDLEFLOW_BROKER={settings.broker} trades real money and needs the explicit "
             "opt-in: set CANDLEFLOW_LIVE=1 and CANDLEFLOW_BROKER=mt5 (or use the paper broker)"
         )
         raise LiveTradingNotEnabledError(msg)
+    return True
+
+
+def _connect_venue(settings: Settings, instance: str) -> Broker:
     from mt5_bridge import MT5Broker, MT5Config, MT5ConfigError, load_mt5_module
 
     try:
         module = load_mt5_module("MetaTrader5")
-        config = MT5Config.from_env()
+        config = MT5Config.from_env(instance=instance)
     except (ImportError, MT5ConfigError) as exc:
         msg = f"CANDLEFLOW_BROKER=mt5: {exc}"
         raise WorkerArgsError(msg) from None
@@ -467,9 +480,25 @@ def build_worker_flow(
     venue clients of the live sources; `clock` (UTC now) is the live sources' clock and the
     start time before which no bar is traded.
     """
+    return _worker_flow(
+        settings, args, metrics=metrics, providers=providers, mt5=mt5, klines=klines, clock=clock
+    )[0]
+
+
+def _worker_flow(
+    settings: Settings,
+    args: WorkerArgs,
+    *,
+    metrics: LiveMetrics | None = None,
+    providers: Mapping[str, ModelProvider] | None = None,
+    mt5: Any | None = None,
+    klines: Any | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> tuple[Dataflow, str]:
+    """build_worker_flow's flow and the strategy instance it trades as."""
     _limit_native_threads()
     now = clock or _utcnow
-    live = live_broker_from_settings(settings)  # refuses mt5 without the opt-in, first thing
+    venue = _venue_named(settings)  # refuses mt5 without the opt-in, first thing
     if args.live:
         series = _series(settings, args, None)  # named series only: no store needed
     else:
@@ -491,6 +520,8 @@ def build_worker_flow(
         reorder=args.workers > 1 or (args.live and len(series) > 1),
         trade_after=now() if args.live else None,
     )
+    instance = strategy_instance(config.strategy.strategy, series[0][1])
+    live = _connect_venue(settings, instance) if venue else None
 
     def load() -> Any:
         with _open_store(settings) as st:
@@ -503,20 +534,22 @@ def build_worker_flow(
     )
     kill = kill_switch_status(settings.home)
     logger.info(
-        "event=worker_flow source=%s series=%s broker=%s workers=%d models=%s kill_switch=%s "
-        "resume=%s",
+        "event=worker_flow instance=%s source=%s series=%s broker=%s workers=%d models=%s "
+        "kill_switch=%s resume=%s",
+        instance,
         args.source,
         ",".join(f"{s}@{tf}" for s, tf in series),
         "paper" if live is None else live.name,
         args.workers,
         ",".join(f"{s}:{_model_version(provs[s])}" for s, _ in series),
         ("on" + (" (flatten pending)" if kill["flatten"] else "")) if kill["engaged"] else "off",
-        _resume_point(settings, args),
+        _resume_point(settings, args, instance),
     )
     governor = AlertingGovernor(config.strategy.risk)
-    return build_flow(
+    flow = build_flow(
         config, source, sink, provs, governor=governor, live_broker=live, metrics=metrics
     )
+    return flow, instance
 
 
 def _model_version(provider: ModelProvider) -> str:
@@ -529,9 +562,9 @@ def _model_version(provider: ModelProvider) -> str:
     return provider.version
 
 
-def _resume_point(settings: Settings, args: WorkerArgs) -> str:
+def _resume_point(settings: Settings, args: WorkerArgs, instance: str) -> str:
     recovery = args.recovery_dir or settings.home / "live" / "recovery"
-    last = live_status(settings).last_ts
+    last = live_status(settings, instance).last_ts
     if not any(Path(recovery).glob("part-*.sqlite3")):
         if last is None:
             return "fresh start"
@@ -565,6 +598,7 @@ class LiveStatus:
     open_orders: list[dict[str, Any]]  # orders of the last bar without a fill yet
     orders: int  # orders recorded, all runs
     fills: int
+    instance: str | None = None  # the book: the strategy instance that trades it
 
     @property
     def pnl(self) -> float | None:
@@ -580,6 +614,7 @@ class LiveStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "instance": self.instance,
             "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
             "equity": self.equity,
             "cash": self.cash,
@@ -592,21 +627,59 @@ class LiveStatus:
         }
 
 
-def live_status(settings: Settings) -> LiveStatus:
-    """Positions, working orders, equity and P&L of the live book, from the store."""
+_STATUS_TABLES = ("live_equity", "live_positions", "live_orders", "live_fills")
+
+
+def live_books(settings: Settings) -> list[str]:
+    """The strategy instances with live records in the store (one per worker that ran)."""
+    with _open_store(settings) as store:
+        tables = {t: store.read_records(t) for t in _STATUS_TABLES}
+    return _books(tables)
+
+
+def _books(tables: Mapping[str, Any]) -> list[str]:
+    found: set[str] = set()
+    for frame in tables.values():
+        if "instance" in frame.columns:
+            found |= set(frame["instance"].astype(str))
+    return sorted(found)
+
+
+def live_status(settings: Settings, instance: str | None = None) -> LiveStatus:
+    """Positions, working orders, equity and P&L of one live book, from the store.
+
+    A book is what one worker (a strategy instance, execution.domain.strategy_instance) trades;
+    `instance` None is the store's only book, and a store with several refuses to choose.
+    """
+    with _open_store(settings) as store:
+        tables = {t: store.read_records(t) for t in _STATUS_TABLES}
+    if instance is None:
+        books = _books(tables)
+        if len(books) > 1:
+            msg = (
+                f"the store holds the live books of {len(books)} workers ({', '.join(books)}); "
+                "name one with --instance"
+            )
+            raise WorkerArgsError(msg)
+        instance = books[0] if books else None
+    if instance is not None:
+        tables = {
+            t: f[f["instance"].astype(str) == instance] if "instance" in f.columns else f
+            for t, f in tables.items()
+        }
+    return _status_of(tables, instance)
+
+
+def _empty_status() -> LiveStatus:
     import pandas as pd
 
-    with _open_store(settings) as store:
-        tables = {
-            t: store.read_records(t) for t in ("live_equity", "live_positions", "live_orders")
-        }
-        tables["live_fills"] = store.read_records("live_fills")
-    eq, pos, orders, fills = (
-        tables["live_equity"],
-        tables["live_positions"],
-        tables["live_orders"],
-        tables["live_fills"],
-    )
+    return _status_of({t: pd.DataFrame() for t in _STATUS_TABLES}, None)
+
+
+def _status_of(tables: Mapping[str, Any], instance: str | None) -> LiveStatus:
+    import pandas as pd
+
+    eq, pos, orders, fills = (tables[t] for t in _STATUS_TABLES)
     last_ts = equity = cash = first = day_start = None
     if not eq.empty:
         eq = eq.sort_values("ts")
@@ -645,6 +718,7 @@ def live_status(settings: Settings) -> LiveStatus:
         open_orders=working,
         orders=len(orders),
         fills=len(fills),
+        instance=instance,
     )
 
 
@@ -713,14 +787,15 @@ class _StopOnSignal:
 
 def _flow_when_champion(
     settings: Settings, args: WorkerArgs, metrics: LiveMetrics
-) -> Dataflow | None:
-    """The flow; with `wait_for_champion_s`, waits (None if stopped meanwhile) while no series
-    has a champion, instead of refusing: a fresh deployment starts before research has run."""
+) -> tuple[Dataflow, str] | None:
+    """The flow and its instance; with `wait_for_champion_s`, waits (None if stopped meanwhile)
+    while no series has a champion, instead of refusing: a fresh deployment starts before
+    research has run."""
     from streaming.sources import wait_for_stop
 
     while True:
         try:
-            return build_worker_flow(settings, args, metrics=metrics)
+            return _worker_flow(settings, args, metrics=metrics)
         except NoChampionError as exc:
             if args.wait_for_champion_s <= 0:
                 raise
@@ -741,11 +816,12 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
     wargs = args if isinstance(args, WorkerArgs) else WorkerArgs.from_namespace(args)
     metrics = LiveMetrics.create()
     serve_metrics(metrics, wargs.metrics_port)
-    before = live_status(settings)
     with _StopOnSignal() as stop:
-        flow = _flow_when_champion(settings, wargs, metrics)
-        if flow is None:  # stopped while waiting for a champion
-            return WorkerSummary(0, 0, 0, stop.received, before)
+        built = _flow_when_champion(settings, wargs, metrics)
+        if built is None:  # stopped while waiting for a champion
+            return WorkerSummary(0, 0, 0, stop.received, _empty_status())
+        flow, instance = built
+        before = live_status(settings, instance)
         recovery = ensure_recovery_dir(wargs.recovery_dir or settings.home / "live" / "recovery")
         logger.info("event=worker_start recovery_dir=%s snapshot_s=%s", recovery, wargs.snapshot_s)
         cli_main(
@@ -754,7 +830,7 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
             epoch_interval=timedelta(seconds=wargs.snapshot_s),
             recovery_config=RecoveryConfig(recovery, timedelta(0)),
         )
-    after = live_status(settings)
+    after = live_status(settings, instance)
     summary = WorkerSummary(
         bars=_bars_processed(metrics),
         orders=after.orders - before.orders,

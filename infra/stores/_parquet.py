@@ -50,10 +50,12 @@ from infra.stores._base import (
     ts_to_ns,
 )
 from infra.stores._records import (
+    add_instance,
     decode_frame,
     encode_rows,
     key_text,
     merge_kinds,
+    needs_instance,
     prepare_records,
 )
 from quality.schema import (
@@ -680,7 +682,32 @@ class ParquetBarStore(BarStore):
         if cached is not None and cached.signature == _RecordsState.stat(directory):
             return cached
         state = _RecordsState.load(directory)
+        if state.key is not None and needs_instance(table, state.key):
+            state = self._migrate_instance(table, directory, state, state.key)
         self._records_cache[table] = state
+        return state
+
+    @staticmethod
+    def _migrate_instance(
+        table: str, directory: Path, old: _RecordsState, old_key: list[str]
+    ) -> _RecordsState:
+        """A live table written before the instance key: its rows, under LEGACY_INSTANCE, become
+        one segment keyed on the instance (the caller holds the lock)."""
+        frame = decode_frame(list(old.current.values()), old.kinds, old_key)
+        frame, key, kinds = add_instance(frame, old_key, old.kinds)
+        name = f"{_SEGMENT_PREFIX}{uuid.uuid4().hex}.parquet"
+        pq.write_table(frame_to_table(frame), directory / name)
+        with open(directory / name, "rb") as handle:
+            os.fsync(handle.fileno())
+        rows = {}
+        for row in encode_rows(frame, kinds):
+            full = {c: row.get(c) for c in kinds}
+            rows[key_text(full, key)] = full
+        state = _RecordsState(key, kinds, [name], rows)
+        state.save(directory)
+        for superseded in old.segments:
+            (directory / superseded).unlink(missing_ok=True)
+        logger.info("migrated records table %s: keyed on %s", table, key)
         return state
 
     @staticmethod

@@ -189,3 +189,28 @@ def decode_frame(
     if frame.empty:
         return frame
     return frame.sort_values(list(key), kind="stable").reset_index(drop=True)
+
+
+# Every live table is keyed on the writing worker's strategy instance first (streaming.steps),
+# so that two workers (a 1d and a 1h one) never overwrite each other. Tables written before
+# that came from the single worker of the time and get LEGACY_INSTANCE; the TimescaleDB store
+# does the same in infra/sql/006_live_instance.sql.
+INSTANCE_COLUMN = "instance"
+LEGACY_INSTANCE = "default"
+INSTANCE_KEYED_TABLES = frozenset(
+    {"live_orders", "live_fills", "live_equity", "live_positions", "live_predictions"}
+)
+
+
+def needs_instance(table: str, key: Sequence[str]) -> bool:
+    """Whether `table`, stored with `key`, predates the instance column of the live tables."""
+    return table in INSTANCE_KEYED_TABLES and INSTANCE_COLUMN not in key
+
+
+def add_instance(
+    frame: pd.DataFrame, key: Sequence[str], kinds: Mapping[str, str]
+) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """A live table of the old layout in the new one: LEGACY_INSTANCE as the first key column."""
+    out = frame.copy()
+    out.insert(0, INSTANCE_COLUMN, pd.Series(LEGACY_INSTANCE, index=out.index, dtype=object))
+    return out, [INSTANCE_COLUMN, *key], {INSTANCE_COLUMN: "str", **kinds}

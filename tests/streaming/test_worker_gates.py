@@ -87,3 +87,26 @@ def test_governor_when_daily_loss_halts_repeatedly_then_one_risk_halt_line_until
     halts = [r for r in caplog.records if r.getMessage().startswith("event=risk_halt ")]
     assert len(halts) == 2 and "reason=daily_loss_halt" in halts[0].getMessage()
     assert any("event=risk_halt_cleared" in r.getMessage() for r in caplog.records)
+
+
+def test_gate_when_mt5_live_then_the_journal_instance_is_the_workers(tmp_path, monkeypatch) -> None:
+    import mt5_bridge
+    from mt5_bridge import MT5Broker
+
+    seen = {}
+
+    class _Connected:
+        def connect(self) -> None:
+            seen["connected"] = True
+
+    def from_settings(settings, module, config, **kwargs):
+        seen["instance"] = config.instance
+        return _Connected()
+
+    monkeypatch.setattr(mt5_bridge, "load_mt5_module", lambda kind: object())
+    monkeypatch.setattr(MT5Broker, "from_settings", staticmethod(from_settings))
+    settings = _settings(tmp_path, CANDLEFLOW_LIVE="1", CANDLEFLOW_BROKER="mt5")
+
+    live_broker_from_settings(settings, instance="sma@1h")
+
+    assert seen == {"instance": "sma@1h", "connected": True}

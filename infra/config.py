@@ -26,7 +26,7 @@ cfg.strategy.for_series(spec)            # execution.config.StrategyConfig for t
 cfg.strategy.rule                        # import path of a user strategy rule ("" = built-in)
 cfg.live                                 # broker, series, source, snapshot_s, poll_s, workers
 cfg.reports.dir                          # None: $CANDLEFLOW_HOME/reports
-cfg.executor                             # Dagster executor for multi-series runs, its limit
+cfg.executor                             # Dagster executor of runs, run/step concurrency
 cfg.to_dict(); cfg.to_json()             # the resolved config, every default filled in
 cfg.config_hash                          # sha256 (16 hex) of to_json(): recorded with every run
 CandleflowConfig.from_json(text)         # what Dagster resources carry between processes
@@ -74,6 +74,7 @@ __all__ = [
 CONFIG_ENV_VAR = "CANDLEFLOW_CONFIG"
 DEFAULT_CONFIG_NAME = "candleflow.toml"
 EXECUTORS = ("in_process", "multiprocess", "k8s", "celery")
+CLI_RUNS = ("in_process", "executor")
 DEPLOY_AUTO = "auto"
 _LIVE_SOURCES = ("replay", "binance", "mt5")
 _BROKERS = ("paper", "mt5")
@@ -140,7 +141,7 @@ def _guard_secrets(where: str, data: Mapping[str, Any]) -> None:
             if not (isinstance(value, str) and _ENV_NAME.match(value)):
                 _fail(where, f"{key} must name an environment variable (e.g. MY_API_KEY), "
                       f"got {value!r}")
-        elif _SECRET_WORDS.search(key):
+        elif _SECRET_WORDS.search(key) and isinstance(value, str | int | float):
             _fail(where, f"{key!r} looks like a secret; never write secrets in the config: "
                   f"name the environment variable instead ({key}_env = \"MY_VARIABLE\")")
         if isinstance(value, Mapping):
@@ -432,23 +433,31 @@ class ReportsSection:
 
 @dataclass(frozen=True)
 class ExecutorSection:
-    """How Dagster runs the research graph of several series: `in_process` (one after another,
-    today's default), `multiprocess` (steps in parallel processes, at most `max_concurrent` at a
-    time), or Dagster's `k8s` / `celery` executors (`config` is passed to them as their config)."""
+    """How Dagster runs the research graph: the executor of every run (`kind`: Dagster's
+    `multiprocess` default, `in_process`, or the `k8s` / `celery` executors, `config` being the
+    executor's own config), and how `candleflow research` runs several series (`cli_runs`:
+    `in_process`, one after another in the CLI process as before, or `executor`: each series a
+    run on that executor, `max_concurrent_runs` at a time)."""
 
-    kind: str = "in_process"
-    max_concurrent: int = 2  # processes (multiprocess) or concurrent runs of a backfill
+    kind: str = "multiprocess"
+    max_concurrent: int = 0  # steps at once within a run (0: Dagster's default, one per CPU)
+    max_concurrent_runs: int = 2  # runs at once: Dagster's run queue and `candleflow research`
+    cli_runs: str = "in_process"
     config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
             _fail("[executor]", f"kind must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
-        if self.max_concurrent < 1:
-            _fail("[executor]", f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if self.cli_runs not in CLI_RUNS:
+            _fail("[executor]", f"cli_runs must be one of {', '.join(CLI_RUNS)}, "
+                  f"got {self.cli_runs!r}")
+        if self.max_concurrent < 0 or self.max_concurrent_runs < 1:
+            _fail("[executor]", "max_concurrent must be >= 0 and max_concurrent_runs >= 1")
 
     @classmethod
     def from_mapping(cls, data: Any) -> ExecutorSection:
-        kinds = {"kind": str, "max_concurrent": int, "config": "mapping"}
+        kinds = {"kind": str, "max_concurrent": int, "max_concurrent_runs": int,
+                 "cli_runs": str, "config": "mapping"}
         d = _check_keys("[executor]", data, set(kinds))
         if "config" in d:
             _guard_secrets("[executor].config", d["config"])
@@ -456,6 +465,7 @@ class ExecutorSection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "max_concurrent": self.max_concurrent,
+                "max_concurrent_runs": self.max_concurrent_runs, "cli_runs": self.cli_runs,
                 "config": _plain(self.config)}
 
 
@@ -499,6 +509,8 @@ class CandleflowConfig:
             msg = f"config file not found: {path} (create one with `candleflow init`)"
             raise ConfigFileError(msg)
         text = path.read_text()
+        if path.suffix == ".json":  # a resolved config (to_json), e.g. handed to step processes
+            return cls.from_json(text)
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml
@@ -668,7 +680,9 @@ metrics_port = 9464     # 0 turns the Prometheus endpoint off
 # dir = "reports"       # default: $CANDLEFLOW_HOME/reports
 
 [executor]
-kind = "in_process"     # in_process | multiprocess | k8s | celery (Dagster executors)
-max_concurrent = 2      # parallel processes (multiprocess)
-# config = {}           # passed to the k8s / celery executor as its config
+kind = "multiprocess"   # multiprocess | in_process | k8s | celery: the executor of every run
+max_concurrent = 0      # steps at once within a run (0: one per CPU)
+max_concurrent_runs = 2 # runs at once (Dagster's run queue; `candleflow research`)
+cli_runs = "in_process" # `research`: in_process (series one after another) | executor
+# config = {}           # the executor's own config (see examples/executor_k8s.toml)
 '''

@@ -80,8 +80,17 @@ def open_store(settings: Settings) -> Iterator[Any]:
         store.close()
 
 
-def init_home(settings: Settings) -> None:
-    """Create CANDLEFLOW_HOME with a Dagster instance config whose storage lives inside it."""
+_DAGSTER_YAML = (
+    "telemetry:\n  enabled: false\n"
+    "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+    "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: {runs}\n"
+)
+
+
+def init_home(settings: Settings, max_concurrent_runs: int | None = None) -> None:
+    """Create CANDLEFLOW_HOME with a Dagster instance config whose storage lives inside it; the
+    run queue takes `max_concurrent_runs` ([executor] in the config). A dagster.yaml edited by
+    hand is left alone."""
     for d in (
         settings.home,
         settings.data_dir,
@@ -93,16 +102,17 @@ def init_home(settings: Settings) -> None:
         d.mkdir(parents=True, exist_ok=True)
     cfg = settings.dagster_home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(
-            "telemetry:\n  enabled: false\n"
-            "run_coordinator:\n  module: dagster._core.run_coordinator\n"
-            "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 2\n"
-        )
+        cfg.write_text(_DAGSTER_YAML.format(runs=max_concurrent_runs or 2))
+    elif max_concurrent_runs is not None:
+        ours = {_DAGSTER_YAML.format(runs=n) for n in range(1, 1025)}
+        wanted = _DAGSTER_YAML.format(runs=max_concurrent_runs)
+        if cfg.read_text() in ours and cfg.read_text() != wanted:
+            cfg.write_text(wanted)
 
 
 def cmd_init_home(args: argparse.Namespace) -> int:
     settings = _settings()
-    init_home(settings)
+    init_home(settings, _config(args).executor.max_concurrent_runs)
     _say(f"CANDLEFLOW_HOME={settings.home} (Dagster instance in {settings.dagster_home})")
     return 0
 

@@ -18,6 +18,7 @@ from orchestration.automation import (
     weekly_retrain_schedule,
 )
 from orchestration.drift import build_drift_sensor
+from orchestration.executors import executor_for
 from orchestration.jobs import (
     REPORT_JOB,
     RESEARCH_JOB,
@@ -76,6 +77,7 @@ def build_defs(settings: Settings, config: CandleflowConfig | None = None) -> dg
             build_drift_sensor(retrain_job, model_cache=settings.home / "live" / "models"),
         ],
         resources=build_resources(settings, config),
+        executor=executor_for((config or CandleflowConfig()).executor),
     )
 
 

@@ -74,7 +74,7 @@ def run_research(
     """Register `specs`, run the research job of each through Dagster, then the portfolio report
     job, and print the results table. Returns 1 when any series or the report failed."""
     started = time.monotonic()
-    init_home(settings)
+    init_home(settings, config.executor.max_concurrent_runs)
     registry = SeriesRegistry(settings.home / "series.json")
     for spec in specs:
         registry.put(spec)
@@ -87,17 +87,9 @@ def run_research(
     job = defs.resolve_job_def(RESEARCH_JOB)
     tags = {"candleflow/config_hash": config.config_hash}
     say(f"config: {config.path or 'defaults (no candleflow.toml)'} (hash {config.config_hash})")
-    failures = []
-    for i, spec in enumerate(specs, start=1):
-        t0 = time.monotonic()
-        say(
-            f"[{i}/{len(specs)}] {spec.key}: ingest → validate → features → labels → "
-            "walk-forward training (MLflow) → OOS predictions → deployable model"
-        )
-        # Attributed to the code location, so the run shows in the UI's timeline and job pages.
-        result = execute_as_location_run(
-            job, instance, partition_key=spec.key, run_config=_QUIET, tags=tags
-        )
+    failures: list[str] = []
+
+    def finished(i: int, spec: SeriesSpec, result: Any, t0: float) -> None:
         if result.success:
             say(
                 f"[{i}/{len(specs)}] {spec.key}: done in {time.monotonic() - t0:.0f}s "
@@ -106,7 +98,46 @@ def run_research(
         else:
             failures.append(spec.key)
             _say_failures(result, say)
+            if getattr(result, "log", None):
+                say(f"  run output: {result.log}")
             _drop_partition_without_bars(settings, instance, spec)
+
+    if config.executor.cli_runs == "executor":
+        # Each series a run on the configured executor, several at once (`dagster job execute`
+        # processes; they rebuild the code location from the environment).
+        from orchestration.launch import execute_research_runs, export_for_step_processes
+
+        export_for_step_processes(settings, config)
+        # Create the MLflow store once here: parallel runs would race to migrate a fresh one.
+        from infra.tracking import ModelTracker, TrackingConfig
+
+        ModelTracker(TrackingConfig(settings.mlflow_uri, settings.mlflow_artifacts_dir))
+        index = {s.key: (i, s) for i, s in enumerate(specs, start=1)}
+        t0 = time.monotonic()
+        say(
+            f"{len(specs)} research runs on the {config.executor.kind} executor, "
+            f"{config.executor.max_concurrent_runs} at a time"
+        )
+        execute_research_runs(
+            [s.key for s in specs],
+            instance,
+            max_concurrent_runs=config.executor.max_concurrent_runs,
+            tags=tags,
+            run_config=_QUIET,
+            on_done=lambda key, result: finished(*index[key], result, t0),
+        )
+    else:
+        for i, spec in enumerate(specs, start=1):
+            t0 = time.monotonic()
+            say(
+                f"[{i}/{len(specs)}] {spec.key}: ingest → validate → features → labels → "
+                "walk-forward training (MLflow) → OOS predictions → deployable model"
+            )
+            # Attributed to the code location, so the run shows in the UI's timeline and jobs.
+            result = execute_as_location_run(
+                job, instance, partition_key=spec.key, run_config=_QUIET, tags=tags
+            )
+            finished(i, spec, result, t0)
     if len(failures) < len(specs):
         say("portfolio backtests (shared cash per timeframe) → HTML reports")
         report = execute_as_location_run(

@@ -41,7 +41,7 @@ def test_load_when_no_file_then_every_default_is_todays_behaviour(tmp_path):
     assert cfg.strategy.for_series(eurusd) == strategy_for(eurusd)
     assert cfg.universe.series == ()
     assert cfg.live.broker == "paper" and cfg.live.snapshot_s == 5.0
-    assert cfg.executor.kind == "in_process"
+    assert cfg.executor.kind == "multiprocess" and cfg.executor.cli_runs == "in_process"
 
 
 def test_example_when_parsed_then_valid_and_equal_to_the_defaults_but_its_series(tmp_path):

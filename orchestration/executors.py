@@ -1,0 +1,71 @@
+"""The Dagster executor the config file's `[executor]` section names, built from Dagster's own
+executors: in-process, multiprocess (with a step concurrency limit), Kubernetes (dagster-k8s,
+one pod per step) or Celery (dagster-celery, one task per step).
+
+`executor_for(section)` returns an ExecutorDefinition for `dg.Definitions(executor=...)`, or None
+for Dagster's default. The executor's config is checked against its schema here, when the
+definitions load, so a wrong key fails `dagster definitions validate`, not a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from infra.config import ConfigFileError, ExecutorSection
+
+__all__ = ["executor_for"]
+
+
+def executor_for(section: ExecutorSection) -> dg.ExecutorDefinition | None:
+    config: dict[str, Any] = dict(section.config)
+    if section.kind == "in_process":
+        return _configured(dg.in_process_executor, config, section.kind)
+    if section.kind == "multiprocess":
+        if section.max_concurrent:
+            config.setdefault("max_concurrent", section.max_concurrent)
+        if not config:
+            return None  # Dagster's default: multiprocess for launched runs
+        return _configured(dg.multiprocess_executor, config, section.kind)
+    if section.kind == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError:
+            msg = "[executor] kind = k8s needs dagster-k8s: pip install 'candleflow[k8s]'"
+            raise ConfigFileError(msg) from None
+        if section.max_concurrent:
+            config.setdefault("max_concurrent", section.max_concurrent)
+        return _configured(k8s_job_executor, config, section.kind)
+    if section.kind == "celery":
+        try:
+            from dagster_celery import celery_executor
+        except ImportError:
+            msg = "[executor] kind = celery needs dagster-celery: pip install 'candleflow[celery]'"
+            raise ConfigFileError(msg) from None
+        return _configured(celery_executor, config, section.kind)
+    msg = f"[executor] kind {section.kind!r} has no executor"  # ExecutorSection refuses it first
+    raise ConfigFileError(msg)
+
+
+def _configured(
+    executor: dg.ExecutorDefinition, config: dict[str, Any], kind: str
+) -> dg.ExecutorDefinition:
+    try:
+        dg.validate_run_config(_probe_job(executor), {"execution": {"config": config}})
+    except dg.DagsterInvalidConfigError as exc:
+        reasons = "; ".join(e.message.split(" Expected:")[0] for e in exc.errors)
+        allowed = ", ".join(sorted(executor.config_schema.config_type.fields))
+        msg = f"[executor] {kind} config is not accepted by Dagster: {reasons} (allowed: {allowed})"
+        raise ConfigFileError(msg) from None
+    return executor.configured(config, name=f"candleflow_{kind}")
+
+
+@dg.op
+def _noop() -> None:
+    """The one step of the job that checks an executor's config against its schema."""
+
+
+def _probe_job(executor: dg.ExecutorDefinition) -> dg.JobDefinition:
+    graph = dg.GraphDefinition(name="candleflow_executor_probe", node_defs=[_noop])
+    return graph.to_job(executor_def=executor)

@@ -6,10 +6,12 @@ partition key. The registry is a small JSON file under CANDLEFLOW_HOME, written 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,13 +113,27 @@ class SeriesRegistry:
         return specs[key]
 
     def put(self, spec: SeriesSpec) -> bool:
-        """Add or replace a spec; returns True when the registry changed."""
-        specs = self.load()
-        if specs.get(spec.key) == spec:
-            return False
-        specs[spec.key] = spec
-        self._write({k: v.to_dict() for k, v in sorted(specs.items())})
-        return True
+        """Add or replace a spec; returns True when the registry changed. The read-modify-write
+        holds an exclusive lock (a `.lock` file beside the registry), so writers in other
+        processes (the CLI, the drop-folder sensor, a research run) never lose each other's
+        entries; readers need no lock (the file is replaced atomically)."""
+        with self._locked():
+            specs = self.load()
+            if specs.get(spec.key) == spec:
+                return False
+            specs[spec.key] = spec
+            self._write({k: v.to_dict() for k, v in sorted(specs.items())})
+            return True
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

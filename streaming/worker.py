@@ -197,7 +197,9 @@ def live_broker_from_settings(settings: Settings, instance: str = "default") -> 
     worker's strategy instance, execution.domain.strategy_instance) is who the journal says
     sent each order.
     """
-    return _connect_venue(settings, instance) if _venue_named(settings) else None
+    if not _venue_named(settings):
+        return None
+    return _connect_venue(settings, instance, _venue_module())
 
 
 def _venue_named(settings: Settings) -> bool:
@@ -224,13 +226,23 @@ def _venue_named(settings: Settings) -> bool:
     return True
 
 
-def _connect_venue(settings: Settings, instance: str) -> Broker:
-    from mt5_bridge import MT5Broker, MT5Config, MT5ConfigError, load_mt5_module
+def _venue_module() -> Any:
+    """The MetaTrader5 package, or one line saying it is missing (before any model download)."""
+    from mt5_bridge import load_mt5_module
 
     try:
-        module = load_mt5_module("MetaTrader5")
+        return load_mt5_module("MetaTrader5")
+    except ImportError as exc:
+        msg = f"CANDLEFLOW_BROKER=mt5: {exc}"
+        raise WorkerArgsError(msg) from None
+
+
+def _connect_venue(settings: Settings, instance: str, module: Any) -> Broker:
+    from mt5_bridge import MT5Broker, MT5Config, MT5ConfigError
+
+    try:
         config = MT5Config.from_env(instance=instance)
-    except (ImportError, MT5ConfigError) as exc:
+    except MT5ConfigError as exc:
         msg = f"CANDLEFLOW_BROKER=mt5: {exc}"
         raise WorkerArgsError(msg) from None
     from infra.journal import open_journal
@@ -499,6 +511,7 @@ def _worker_flow(
     _limit_native_threads()
     now = clock or _utcnow
     venue = _venue_named(settings)  # refuses mt5 without the opt-in, first thing
+    venue_module = _venue_module() if venue else None
     if args.live:
         series = _series(settings, args, None)  # named series only: no store needed
     else:
@@ -521,7 +534,7 @@ def _worker_flow(
         trade_after=now() if args.live else None,
     )
     instance = strategy_instance(config.strategy.strategy, series[0][1])
-    live = _connect_venue(settings, instance) if venue else None
+    live = _connect_venue(settings, instance, venue_module) if venue else None
 
     def load() -> Any:
         with _open_store(settings) as st:

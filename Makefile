@@ -14,7 +14,7 @@ $(BIN)/python:
 # constraints.txt pins the versions this project was tested with; torch==2.13.0 (CPU build).
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,samples]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,samples,k8s,celery]'
 	touch $@
 
 install: $(VENV)/.installed

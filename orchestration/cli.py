@@ -188,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Great Expectations logs its own internals at INFO; users need its results, not that.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # MLflow's SQLite store runs its schema migrations through alembic, a dozen INFO lines a run.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # MLflow draws a progress bar per model download (the worker fetches one per series); the
     # log already says which model was loaded.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -15,6 +15,7 @@ snapshotted and the sink flushed, and a restart resumes after the last bar emitt
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -85,7 +86,28 @@ def load_replay_bars(
     return bars.sort_values(["ts", "symbol"], kind="stable").reset_index(drop=True)
 
 
-class _ReplayPartition(StatefulSourcePartition[Bar, int]):
+# A replay's resume state: the (ts, symbol) of the last bar emitted, or None before the first.
+# A key rather than an index, so that a restart on another set of series (or after bars were
+# added) continues after the same instant instead of at the same list position.
+ReplayState = tuple[str, str] | None
+
+
+def _replay_key(bar: Bar) -> tuple[str, str]:
+    return (bar.ts.isoformat(), bar.symbol)
+
+
+def _resume_position(bars: list[Bar], state: ReplayState | int) -> int:
+    """Index of the first bar after the snapshot's last emitted bar."""
+    if state is None:
+        return 0
+    if isinstance(state, int):  # snapshots written before the key: a list position
+        return state
+    ts, symbol = state
+    saved = (datetime.fromisoformat(ts), symbol)
+    return bisect.bisect_right(bars, saved, key=lambda b: (b.ts, b.symbol))
+
+
+class _ReplayPartition(StatefulSourcePartition[Bar, ReplayState]):
     def __init__(
         self, bars: list[Bar], position: int, speed: float, batch_size: int, limit: int
     ) -> None:
@@ -109,12 +131,12 @@ class _ReplayPartition(StatefulSourcePartition[Bar, int]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> int:
-        # The position of the NEXT read: resuming re-emits nothing that was already emitted.
-        return self._pos
+    def snapshot(self) -> ReplayState:
+        # The last bar emitted: resuming re-emits nothing that was already emitted.
+        return _replay_key(self._bars[self._pos - 1]) if self._pos > 0 else None
 
 
-class ReplaySource(FixedPartitionedSource[Bar, int]):
+class ReplaySource(FixedPartitionedSource[Bar, ReplayState]):
     """Stored bars in (ts, symbol) order, as fast as possible or at `speed` bars per second.
 
     `bars` is a canonical bar frame or a zero-argument loader of one (called when the partition
@@ -143,11 +165,15 @@ class ReplaySource(FixedPartitionedSource[Bar, int]):
     def list_parts(self) -> list[str]:
         return ["replay"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: ReplayState | int
+    ) -> _ReplayPartition:
         frame = self._bars() if callable(self._bars) else self._bars
         bars = bars_from_frame(frame)
         limit = len(bars) if self._max is None else min(len(bars), self._max)
-        position = 0 if resume_state is None else int(resume_state)
+        position = _resume_position(bars, resume_state)
+        if resume_state is not None and not isinstance(resume_state, int):
+            logger.info("event=replay_resume after_ts=%s after_symbol=%s", *resume_state)
         logger.info(
             "event=replay_start bars=%d position=%d limit=%d speed=%s",
             len(bars),

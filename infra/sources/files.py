@@ -254,8 +254,8 @@ def _resolve_columns(
         msg = (
             f"{path.name}: {'; '.join(problems)}. Found columns {[str(h) for h in headers]}; "
             f"expected {list(RAW_COLUMNS)} (case-insensitive; ts may be timestamp, date, "
-            "datetime or time; volume may be vol). Map them with column_map, e.g. "
-            "{'ts': 'Date', 'close': 'Last'}"
+            "datetime or time; volume may be vol). Map them with --map COLUMN=FIELD, e.g. "
+            "--map Date=ts --map Last=close (column_map={'Date': 'ts'} in Python)"
         )
         raise SourceFormatError(msg)
     return resolved

@@ -47,7 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_WEBHOOK = "CANDLEFLOW_ALERT_WEBHOOK_URL"
-ENV_TELEGRAM_TOKEN = "CANDLEFLOW_TELEGRAM_BOT_TOKEN"  # noqa: S105 - the variable's name
+TELEGRAM_TOKEN_VAR = "CANDLEFLOW_TELEGRAM_BOT_TOKEN"  # noqa: S105 - the variable's name
 ENV_TELEGRAM_CHAT = "CANDLEFLOW_TELEGRAM_CHAT_ID"
 ENV_TELEGRAM_URL = "CANDLEFLOW_TELEGRAM_API_URL"  # a local test server; default the real API
 ENV_MIN_INTERVAL = "CANDLEFLOW_ALERT_MIN_INTERVAL_S"
@@ -244,7 +244,7 @@ def notifier_from_env(
     url = (env.get(ENV_WEBHOOK) or "").strip()
     if url:
         backends.append(WebhookBackend(url, session))
-    token = (env.get(ENV_TELEGRAM_TOKEN) or "").strip()
+    token = (env.get(TELEGRAM_TOKEN_VAR) or "").strip()
     chat = (env.get(ENV_TELEGRAM_CHAT) or "").strip()
     if token and chat:
         base = (env.get(ENV_TELEGRAM_URL) or "").strip() or TELEGRAM_API
@@ -252,7 +252,7 @@ def notifier_from_env(
     elif token or chat:
         logger.warning(
             "Telegram alerts need both %s and %s; only one is set, so none are sent",
-            ENV_TELEGRAM_TOKEN,
+            TELEGRAM_TOKEN_VAR,
             ENV_TELEGRAM_CHAT,
         )
     interval = float(env.get(ENV_MIN_INTERVAL) or 300.0)

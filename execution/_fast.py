@@ -70,8 +70,6 @@ _I_ATRPERIOD, _I_MAXTRADES, _I_SHORT, _I_VOLWIN = range(5, 9)
 _I_MARGIN_OK, _I_ENTRY_BARS, _I_VWINDOW = range(9, 12)
 _N_INT_PARAMS = 12
 
-_STOP_KINDS = {"none": 0, "fixed": 1, "atr": 2, "trailing": 3}
-
 # Kernel status codes: anything but OK means "let the reference loop run (and raise)".
 STATUS_OK = 0
 STATUS_BAD_INTENT = 1  # a non-finite order size, which RiskGovernor.check rejects with ValueError
@@ -335,7 +333,7 @@ def _params(config: StrategyConfig, symbol: str) -> tuple[np.ndarray, np.ndarray
     pi[_I_NEXTCLOSE] = 1 if config.fill == "next_close" else 0
     pi[_I_VCAPPED] = 1 if inst.max_volume_share else 0
     pi[_I_METHOD] = _sizing.METHOD_CODES[s.method]
-    pi[_I_STOPKIND] = _STOP_KINDS[st.kind]
+    pi[_I_STOPKIND] = _stops.STOP_KIND_CODES[st.kind]
     pi[_I_HASTP] = 1 if st.take_profit_mult is not None else 0
     pi[_I_ATRPERIOD] = st.atr_period
     pi[_I_MAXTRADES] = r.max_trades_per_day
@@ -479,7 +477,8 @@ def _py_kernel(
     All state lives in sf / si between calls, so the caller can grow the buffers and resume.
     """
     n = ts.shape[0]
-    base_frac = (0.5 * pf[_P_SPREAD] + pf[_P_SLIP]) * 1e-4
+    spread_bps = pf[_P_SPREAD]
+    slip_bps = pf[_P_SLIP]
     vol_mult = pf[_P_VOLMULT]
     cbps = pf[_P_CBPS]
     cmin = pf[_P_CMIN]
@@ -487,7 +486,6 @@ def _py_kernel(
     step = pf[_P_STEP]
     min_q = pf[_P_MINQ]
     max_q = pf[_P_MAXQ]
-    vcapped = pi[_I_VCAPPED] != 0
     next_close = pi[_I_NEXTCLOSE] != 0
     method = pi[_I_METHOD]
     stop_kind = pi[_I_STOPKIND]
@@ -564,9 +562,9 @@ def _py_kernel(
             status = STATUS_NEED_ROOM
             break
         # ---- PaperBroker.on_bar: vol known at decision time, queued fills and triggers
-        frac = base_frac
-        if v_cnt >= vol_window and vol_mult > 0.0:
-            frac += vol_mult * math.sqrt(v_var)
+        frac = _cost_fraction(
+            spread_bps, slip_bps, vol_mult, math.sqrt(v_var) if v_cnt >= vol_window else 0.0
+        )
         for phase in range(2):
             do_queue = (phase == 0) != next_close
             if do_queue:
@@ -587,7 +585,7 @@ def _py_kernel(
                     for j in range(j0, i):
                         tot += v[j]
                     known = tot / (i - j0)
-                budget = vshare * known if (vcapped and known > 0.0) else math.inf
+                budget = _volume_cap(known, vshare)
                 k = qhead
                 while k < n_ord and budget > _DUST:
                     if orders_i[k, 6] == 0:
@@ -596,45 +594,24 @@ def _py_kernel(
                     rem = orders_f[k, 3]
                     q = budget if budget < rem else rem
                     sgn = orders_i[k, 1]
-                    price = ref * (1.0 + sgn * frac)
+                    price = _fill_price(sgn, ref, frac)
                     short_of_cash = False
                     if sgn > 0 and not margin_ok:
-                        closing = 0.0
-                        if pos_q < 0.0:
-                            closing = q if q < -pos_q else -pos_q
+                        closing = _closing_quantity(pos_q, sgn, q)
                         if q > closing:
                             afford = _afford(cash - closing * price, price, cbps, cmin, step)
                             if closing + afford < q:
                                 q = closing + afford
                                 short_of_cash = True
                     if q > _DUST:
-                        com, slip = _record_fill(
-                            fills_f, fills_i, n_fill, i, sgn, k, -1, fts, q, price, ref, cbps, cmin
-                        )
+                        qty = pos_q
+                        cash, n_trade, pos_q, pos_avg = _fill(
+                            fills_f, fills_i, n_fill, sf, si, trades_f, trades_i, n_trade,
+                            i, sgn, k, -1, fts, q, price, ref, cbps, cmin, cash, qty, pos_avg,
+                        )  # fmt: skip
                         n_fill += 1
                         n_ev += 1
-                        qty = pos_q
-                        avg = pos_avg
-                        new_q, new_avg = _apply(qty, avg, sgn * q, price)
-                        # engine.on_event(Fill): ledger, then the order's state
-                        cash, n_trade, pos_q, pos_avg = _book_fill(
-                            sf,
-                            si,
-                            trades_f,
-                            trades_i,
-                            n_trade,
-                            cash,
-                            qty,
-                            avg,
-                            new_q,
-                            new_avg,
-                            sgn,
-                            q,
-                            price,
-                            com,
-                            slip,
-                            fts,
-                        )
+                        new_q = pos_q
                         orders_i[k, 8] = 2
                         orders_f[k, 4] -= q
                         if orders_f[k, 4] <= _DUST:
@@ -656,7 +633,7 @@ def _py_kernel(
                             e_ext = price
                             e_has_prot_ts = True
                             e_prot_ts = fts
-                        crossed = new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0)
+                        crossed = _crosses(qty, new_q)
                         if crossed:
                             e_has_stop = False
                             e_has_tp = False
@@ -728,38 +705,19 @@ def _py_kernel(
                 if kind == 0:
                     continue
                 sgn = -1 if b_dir > 0 else 1
-                price = raw * (1.0 + sgn * frac) if kind == 1 else raw
+                price = _fill_price(sgn, raw, frac) if kind == 1 else raw
                 q = abs(pos_q)
                 fts = ts[i]
                 src = SOURCE_STOP if kind == 1 else SOURCE_TAKE_PROFIT
                 b_prot = False
-                com, slip = _record_fill(
-                    fills_f, fills_i, n_fill, i, sgn, src, prot_k, fts, q, price, raw, cbps, cmin
-                )
+                qty = pos_q
+                cash, n_trade, pos_q, pos_avg = _fill(
+                    fills_f, fills_i, n_fill, sf, si, trades_f, trades_i, n_trade,
+                    i, sgn, src, prot_k, fts, q, price, raw, cbps, cmin, cash, qty, pos_avg,
+                )  # fmt: skip
                 n_fill += 1
                 n_ev += 1
-                qty = pos_q
-                avg = pos_avg
-                new_q, new_avg = _apply(qty, avg, sgn * q, price)
-                cash, n_trade, pos_q, pos_avg = _book_fill(
-                    sf,
-                    si,
-                    trades_f,
-                    trades_i,
-                    n_trade,
-                    cash,
-                    qty,
-                    avg,
-                    new_q,
-                    new_avg,
-                    sgn,
-                    q,
-                    price,
-                    com,
-                    slip,
-                    fts,
-                )
-                if new_q == 0.0 or (qty != 0.0 and new_q * qty < 0.0):
+                if _crosses(qty, pos_q):
                     e_has_stop = False
                     e_has_tp = False
                     e_ext = math.nan
@@ -870,10 +828,7 @@ def _py_kernel(
                     has_dist = stop_kind != 0
                     dist = 0.0
                     if has_dist:
-                        if stop_kind == 2 and atr_cnt > 0 and atr > 0.0:
-                            dist = pf[_P_ATRMULT] * atr
-                        else:
-                            dist = stop_pct * price
+                        dist = _distance(stop_kind, price, atr_cnt, atr, pf[_P_ATRMULT], stop_pct)
                     risk_dist = dist if has_dist else stop_pct * price
                     if direction > 0:
                         p_win, p_loss = p_up, p_dn
@@ -926,10 +881,11 @@ def _py_kernel(
                         if units > _DUST:
                             orders_f[n_ord, 0] = units
                             if has_dist:
-                                orders_f[n_ord, 1] = price - direction * dist
+                                stop, tp = _levels(direction, price, dist, pf[_P_TPMULT])
+                                orders_f[n_ord, 1] = stop
                                 orders_i[n_ord, 3] = 1
                                 if has_tp_cfg:
-                                    orders_f[n_ord, 2] = price + direction * pf[_P_TPMULT] * dist
+                                    orders_f[n_ord, 2] = tp
                                     orders_i[n_ord, 4] = 1
                                 else:
                                     orders_f[n_ord, 2] = math.nan
@@ -1080,6 +1036,21 @@ def _py_record_fill(fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref
     return com, slip
 
 
+def _py_fill(
+    fills_f, fills_i, row, sf, si, tf, ti, n_trade, i, sgn, src, prot, fts, q, price, ref,
+    cbps, cmin, cash, qty, avg,
+):  # fmt: skip
+    """One fill, both halves: PaperBroker._fill writes fill `row`, engine.on_event(Fill) books
+    it (cash, position, the open trade). Returns (cash, n_trade, quantity, avg_price) after."""
+    com, slip = _record_fill(
+        fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref, cbps, cmin
+    )
+    new_q, new_avg = _apply(qty, avg, sgn * q, price)
+    return _book_fill(
+        sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
+    )
+
+
 def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, real, com, slip):
     """Row `row` of the trade tables: ledger.trade_close_values, as OpenTrade.close."""
     quantity, entry_price, exit_price, pnl, commission, costs = _trade_close_values(
@@ -1165,14 +1136,20 @@ if numba is not None:
     # The shared rules, compiled from the functions the reference path runs.
     _apply = _jit(_ledger.apply_to_position)
     _closing_quantity = _jit(_ledger.closing_quantity)
+    _crosses = _jit(_ledger.crosses_zero)
     _add_exit_part = _jit(_ledger.add_exit_part)
     _add_entry_part = _jit(_ledger.add_entry_part)
     _trade_close_values = _jit(_ledger.trade_close_values)
     _atr_step = _jit(_stops.atr_step)
     _trail_stop = _jit(_stops.trail_stop)
     _trigger_code = _jit(_stops.trigger_code)
+    _distance = _jit(_stops.distance_of)
+    _levels = _jit(_stops.levels_of)
     _ewma_step = _jit(_costs.ewma_step)
     _commission_of = _jit(_costs.commission_of)
+    _cost_fraction = _jit(_costs.cost_fraction_of)
+    _volume_cap = _jit(_costs.volume_cap)
+    _fill_price = _jit(_costs.fill_price_of)
     _target_units = _jit(_sizing.target_units)
     _risk_allowed = _jit(_risk.risk_allowed)
     _decide = _jit(_decision.decide_direction)
@@ -1185,5 +1162,6 @@ if numba is not None:
     _close_trade = _jit(_py_close_trade)
     _book_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_book_fill)
     _record_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_record_fill)
+    _fill = numba.njit(cache=True, nogil=True, inline="always")(_py_fill)
     _remove = _jit(_py_remove)
     _kernel = _jit(_py_kernel)

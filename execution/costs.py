@@ -19,7 +19,9 @@ __all__ = [
     "commission",
     "commission_of",
     "cost_fraction",
+    "cost_fraction_of",
     "ewma_step",
+    "fill_price_of",
     "market_fill_price",
     "volume_cap",
 ]
@@ -66,17 +68,34 @@ class EwmaVol:
         return math.sqrt(self.var) if self.count >= self.window else None
 
 
+def cost_fraction_of(
+    spread_bps: float, slippage_bps: float, slippage_vol_mult: float, vol: float
+) -> float:
+    """The rule of `cost_fraction` on scalars (vol <= 0: unknown, which adds nothing either)."""
+    frac = (0.5 * spread_bps + slippage_bps) * 1e-4
+    if vol > 0.0 and slippage_vol_mult > 0.0:
+        frac += slippage_vol_mult * vol
+    return frac
+
+
 def cost_fraction(costs: CostModel, vol: float | None) -> float:
     """Adverse price fraction of a market fill: half spread + slippage (+ vol-scaled part)."""
-    frac = (0.5 * costs.spread_bps + costs.slippage_bps) * 1e-4
-    if vol is not None and costs.slippage_vol_mult > 0.0:
-        frac += costs.slippage_vol_mult * vol
-    return frac
+    return cost_fraction_of(
+        costs.spread_bps,
+        costs.slippage_bps,
+        costs.slippage_vol_mult,
+        vol if vol is not None else 0.0,
+    )
+
+
+def fill_price_of(sign: int, ref_price: float, fraction: float) -> float:
+    """Price of a market fill on side `sign` (+1 buy, -1 sell): `fraction` worse than ref."""
+    return ref_price * (1.0 + sign * fraction)
 
 
 def market_fill_price(sign: int, ref_price: float, costs: CostModel, vol: float | None) -> float:
     """Fill price of a market order of side sign (+1 buy, -1 sell) at reference price."""
-    return ref_price * (1.0 + sign * cost_fraction(costs, vol))
+    return fill_price_of(sign, ref_price, cost_fraction(costs, vol))
 
 
 def commission(notional: float, costs: CostModel) -> float:

@@ -38,6 +38,7 @@ from execution.ledger import (
     add_exit_part,
     apply_to_position,
     closing_quantity,
+    crosses_zero,
 )
 from execution.orders import (
     Cancel,
@@ -294,7 +295,7 @@ def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRec
             ss.stop, ss.take_profit = w.stop_loss, w.take_profit
             ss.extreme = price
             ss.protect_ts = fill.ts
-    if new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0):
+    if crosses_zero(qty, new_qty):
         _clear_protection(ss)
     return closed
 

@@ -20,6 +20,7 @@ __all__ = [
     "add_exit_part",
     "apply_to_position",
     "closing_quantity",
+    "crosses_zero",
     "trade_close_values",
 ]
 
@@ -36,6 +37,11 @@ def apply_to_position(
     if abs(signed_qty) == abs(qty):
         return 0.0, 0.0
     return new, price
+
+
+def crosses_zero(qty: float, new_qty: float) -> bool:
+    """True when a fill took the position `qty` to flat or through zero: its protection ends."""
+    return new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0)
 
 
 def closing_quantity(qty: float, sign: int, q: float) -> float:

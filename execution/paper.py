@@ -54,7 +54,7 @@ from execution.domain import (
 )
 from execution.engine import bar_close_ts
 from execution.instruments import Instrument, instrument_for
-from execution.ledger import apply_to_position
+from execution.ledger import apply_to_position, closing_quantity, crosses_zero
 from execution.orders import (
     Cancel,
     OrderAccepted,
@@ -261,7 +261,7 @@ class PaperBroker(Broker):
             short_of_cash = False
             if sign > 0 and not self.config.allow_margin:
                 pos = self._positions.get(bar.symbol, (0.0, 0.0))[0]
-                closing = min(q, -pos) if pos < 0.0 else 0.0
+                closing = closing_quantity(pos, sign, q)
                 if q > closing:
                     afford = affordable_units(
                         self._cash - closing * price,
@@ -385,7 +385,7 @@ class PaperBroker(Broker):
             self._positions.pop(sym, None)
         else:
             self._positions[sym] = [new_qty, new_avg]
-        if new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0):
+        if crosses_zero(qty, new_qty):
             prot = self._protect.pop(sym, None)
             if prot is not None:
                 for pcid in (prot[5], prot[6]):

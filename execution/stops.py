@@ -11,16 +11,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from execution.config import StopConfig
+from execution.config import STOP_KINDS, StopConfig
 
 __all__ = [
+    "STOP_KIND_CODES",
     "TRIGGER_NONE",
     "TRIGGER_STOP",
     "TRIGGER_TAKE_PROFIT",
     "AtrEstimator",
     "atr_step",
     "check_trigger",
+    "distance_of",
     "initial_levels",
+    "levels_of",
     "stop_distance",
     "trail",
     "trail_stop",
@@ -28,6 +31,8 @@ __all__ = [
 ]
 
 TRIGGER_NONE, TRIGGER_STOP, TRIGGER_TAKE_PROFIT = 0, 1, 2
+# Integer codes of StopConfig.kind, for the scalar rules (0 "none", 2 "atr").
+STOP_KIND_CODES = {kind: code for code, kind in enumerate(STOP_KINDS)}
 
 
 def atr_step(
@@ -72,6 +77,15 @@ class AtrEstimator:
         return self.atr if self.count > 0 else None
 
 
+def distance_of(
+    kind: int, price: float, atr_count: int, atr: float, atr_mult: float, stop_pct: float
+) -> float:
+    """The rule of `stop_distance` on scalars for a kind (STOP_KIND_CODES) other than "none"."""
+    if kind == 2 and atr_count > 0 and atr > 0.0:
+        return atr_mult * atr
+    return stop_pct * price
+
+
 def stop_distance(config: StopConfig, price: float, atr: float | None) -> float | None:
     """Distance (price units, > 0) from the decision price to the stop; None without stops.
 
@@ -79,9 +93,21 @@ def stop_distance(config: StopConfig, price: float, atr: float | None) -> float 
     """
     if config.kind == "none":
         return None
-    if config.kind == "atr" and atr is not None and atr > 0.0:
-        return config.atr_mult * atr
-    return config.stop_pct * price
+    return distance_of(
+        STOP_KIND_CODES[config.kind],
+        price,
+        0 if atr is None else 1,
+        0.0 if atr is None else atr,
+        config.atr_mult,
+        config.stop_pct,
+    )
+
+
+def levels_of(
+    direction: int, price: float, distance: float, take_profit_mult: float
+) -> tuple[float, float]:
+    """(stop, take_profit) on scalars; the take profit is meaningless when none is configured."""
+    return price - direction * distance, price + direction * take_profit_mult * distance
 
 
 def initial_levels(
@@ -90,11 +116,9 @@ def initial_levels(
     """(stop, take_profit) prices for a new position of `direction` decided at `price`."""
     if distance is None or direction == 0:
         return None, None
-    stop = price - direction * distance
-    tp = None
-    if config.take_profit_mult is not None:
-        tp = price + direction * config.take_profit_mult * distance
-    return stop, tp
+    mult = config.take_profit_mult
+    stop, tp = levels_of(direction, price, distance, mult if mult is not None else 0.0)
+    return stop, (tp if mult is not None else None)
 
 
 def trail_stop(

@@ -130,17 +130,37 @@ class RedactingFilter(logging.Filter):
 
 _REDACTOR = Redactor()
 _FILTER = RedactingFilter(_REDACTOR)
+_FACTORY_LOCK = threading.Lock()
+
+
+def _install_record_factory() -> None:
+    """Scrub every record where it is made, so handlers added later (Dagster's own, a
+    non-propagating library logger's) never see a secret; the handler filter stays for
+    records made before this ran."""
+    with _FACTORY_LOCK:
+        current = logging.getLogRecordFactory()
+        if getattr(current, "_candleflow_redacting", False):
+            return
+
+        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            record = current(*args, **kwargs)
+            _FILTER.filter(record)
+            return record
+
+        factory._candleflow_redacting = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
 
 
 def install_redaction(
     environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()
 ) -> Redactor:
-    """Learn the environment's secrets and scrub them from every root handler's records.
+    """Learn the environment's secrets and scrub them from every log record made from now on
+    (any logger, any handler, including ones added later) and from every root handler's.
 
-    Call once logging is configured (the CLI and the worker do); calling again adds secrets
-    and any new root handler, never a second filter.
+    Calling again adds secrets and any new root handler, never a second filter.
     """
     _REDACTOR.add({*secrets_from_env(environ), *extra})
+    _install_record_factory()
     for handler in logging.getLogger().handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)

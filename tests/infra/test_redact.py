@@ -51,6 +51,22 @@ def test_log_when_line_and_traceback_carry_a_configured_secret_then_redacted(var
     assert REDACTED in text
 
 
+def test_log_when_handler_added_after_install_on_a_non_propagating_logger_then_redacted() -> None:
+    install_redaction({"CANDLEFLOW_MT5_PASSWORD": CANARY})
+    out = io.StringIO()
+    log = logging.getLogger("tests.redact.late")  # like Dagster's own handler: added later
+    log.propagate = False
+    handler = logging.StreamHandler(out)
+    log.addHandler(handler)
+    try:
+        log.warning("login with %s", CANARY)
+    finally:
+        log.removeHandler(handler)
+
+    assert "login with" in out.getvalue()
+    assert CANARY not in out.getvalue()
+
+
 def test_redactor_when_secret_is_percent_encoded_in_a_url_then_redacted() -> None:
     redactor = Redactor(["a b/c+d"])
 

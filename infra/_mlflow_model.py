@@ -69,7 +69,7 @@ def save_bundle_model(bundle_dir: Path, out_dir: Path, input_example: pd.DataFra
     signature = infer_signature(example, output)
     mlflow.pyfunc.save_model(
         path=str(out_dir),
-        python_model=BundleModel(),
+        python_model=str(Path(__file__).with_name("_mlflow_model_code.py")),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=signature,
         input_example=example,

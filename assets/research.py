@@ -16,8 +16,10 @@ import pandas as pd
 from assets import _research_core as core
 from assets.data_plane import bars_version
 from assets.partitions import SERIES
+from execution.report import add_left_out
 from infra.series import parse_series_key
 from infra.tracking import PromotionRule, choose_deployable, git_revision
+from orchestration.demo import left_out_warning
 from orchestration.resources import (
     BarStoreResource,
     MlflowResource,
@@ -327,10 +329,13 @@ def portfolio_backtest(
     research: ResearchResource,
 ) -> Any:
     registry = series_registry.registry()
-    known = context.instance.get_dynamic_partitions(SERIES.name)
+    # Every registered series counts, with or without a partition (a series whose research
+    # failed keeps its registry entry but not its partition): none is left out silently.
+    known = sorted(set(context.instance.get_dynamic_partitions(SERIES.name)) | set(registry.load()))
     oos_predictions = _by_partition(context, "oos_predictions", oos_predictions)
     bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
-    usable, warnings = usable_series(oos_predictions, bars_snapshot, known)
+    usable, left_out = usable_series(oos_predictions, bars_snapshot, known)
+    warnings = list(left_out.values())
     for warning in warnings:
         context.log.warning(warning)
     if not usable:
@@ -341,8 +346,8 @@ def portfolio_backtest(
         {k: oos_predictions[k] for k in usable}, registry, store, research, log=context.log.info
     )
     cfg = research.app_config()
-    for book in books.values():
-        book["left_out"] = list(warnings)
+    for tf, book in books.items():
+        book["left_out"] = left_out_of(left_out, tf)
         book["config_hash"] = cfg.config_hash
         book["data_versions"] = {k: bars_version(bars_snapshot[k]) for k in book["series"]}
     consistency = core.consistency(books)
@@ -415,18 +420,21 @@ def bars_version_of_book(book: dict[str, Any]) -> str:
 
 def usable_series(
     predictions: dict[str, Any], snapshots: dict[str, Any], known: list[str]
-) -> tuple[list[str], list[str]]:
-    """The series with both OOS predictions and a bars snapshot, and a warning for each other
-    registered series (left out of the portfolio)."""
+) -> tuple[list[str], dict[str, str]]:
+    """The series with both OOS predictions and a bars snapshot, and for each other known
+    series (registered, or with a partition) the warning that it was left out, by series key."""
     usable = sorted(k for k in predictions if k in snapshots)
-    warnings = [
-        f"{key}: left out of the portfolio: "
-        + ("no bars snapshot (re-run its research)" if key in predictions
-           else "no out-of-sample predictions (its research run failed or never ran)")
+    left_out = {
+        key: left_out_warning(key, "no bars snapshot" if key in predictions else "no predictions")
         for key in sorted(set(known) | set(predictions))
         if key not in usable
-    ]
-    return usable, warnings
+    }
+    return usable, left_out
+
+
+def left_out_of(left_out: dict[str, str], timeframe: str) -> list[str]:
+    """The warnings of one portfolio: those of the series of its timeframe only."""
+    return [w for key, w in sorted(left_out.items()) if parse_series_key(key)[1] == timeframe]
 
 
 class SnapshotStore:
@@ -504,6 +512,7 @@ def research_report(
     revision = git_revision()
     for tf, path in paths.items():
         book = portfolio_backtest[tf]
+        add_left_out(Path(path), book.get("left_out", []))
         annotate_results(
             Path(path).parent / "results.json",
             {

@@ -60,6 +60,7 @@ __all__ = [
     "ReportSummary",
     "StrategyKind",
     "StrategyResult",
+    "add_left_out",
     "format_metric",
     "monthly_returns",
     "read_summary_json",
@@ -255,6 +256,8 @@ class ReportInput:
     # CPCV: one row per (series, family, path) with the path's annualised `sharpe`
     cpcv_paths: pd.DataFrame | None = None
     cpcv_summary: Mapping[str, Any] | None = None  # series -> groups, paths, PBO, run time
+    # one line per series of this portfolio's timeframe that it does not hold, and why
+    left_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -1337,8 +1340,36 @@ def _build_html(result: ReportInput, plotly_js: PlotlyJs = PlotlyJs.DIRECTORY) -
         f"<body><h1>{title}</h1>"
         f'<p class="kind">Benchmark: {html.escape(result.benchmark)}. '
         f"Generated {html.escape(result.metadata.generated_at.isoformat())}.</p>"
-        f"<nav>{nav}</nav>{sections}{library}<script>{boot}</script></body></html>\n"
+        f"{_left_out_block(result.left_out)}<nav>{nav}</nav>{sections}{library}<script>{boot}</script></body></html>\n"
     )
+
+
+_LEFT_OUT_START, _LEFT_OUT_END = "<!-- left-out -->", "<!-- /left-out -->"
+
+
+def _left_out_block(left_out: tuple[str, ...] | list[str]) -> str:
+    """The series this portfolio does not hold, under the title: a reader sees the gap first."""
+    items = "".join(f'<li class="warning">{html.escape(w)}</li>' for w in left_out)
+    body = (
+        f'<section id="left-out"><h3>Left out of this portfolio</h3><ul class="notes">{items}'
+        "</ul></section>"
+        if left_out
+        else ""
+    )
+    return f"{_LEFT_OUT_START}{body}{_LEFT_OUT_END}"
+
+
+def add_left_out(path: Path, left_out: list[str] | tuple[str, ...]) -> None:
+    """Write the left-out warnings into a rendered report at `path` (replacing any there)."""
+    path = Path(path)
+    document = path.read_text(encoding="utf-8")
+    block = _left_out_block(tuple(left_out))
+    if _LEFT_OUT_START in document:
+        head, rest = document.split(_LEFT_OUT_START, 1)
+        document = head + block + rest.split(_LEFT_OUT_END, 1)[1]
+    else:
+        document = document.replace("<nav>", block + "<nav>", 1)
+    path.write_text(document, encoding="utf-8")
 
 
 def _ensure_plotly_js(directory: Path) -> Path:

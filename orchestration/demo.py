@@ -16,7 +16,7 @@ from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
 from orchestration.commands import init_home, series_specs_for_demo
 
-__all__ = ["print_results", "run_demo"]
+__all__ = ["left_out_warning", "print_results", "run_demo", "run_report", "run_research"]
 
 RESULT_COLUMNS = (
     ("strategy", "strategy", "{}"),
@@ -80,7 +80,7 @@ def run_research(
         registry.put(spec)
     instance = register_partitions(settings, [s.key for s in specs])
 
-    from orchestration.definitions import REPORT_JOB, RESEARCH_JOB, build_defs
+    from orchestration.definitions import RESEARCH_JOB, build_defs
     from orchestration.launch import execute_as_location_run
 
     defs = build_defs(settings, config)
@@ -138,14 +138,8 @@ def run_research(
                 job, instance, partition_key=spec.key, run_config=_QUIET, tags=tags
             )
             finished(i, spec, result, t0)
-    if len(failures) < len(specs):
-        say("portfolio backtests (shared cash per timeframe) → HTML reports")
-        report = execute_as_location_run(
-            defs.resolve_job_def(REPORT_JOB), instance, run_config=_QUIET, tags=tags
-        )
-        if not report.success:
-            failures.append("portfolio_report")
-            _say_failures(report, say)
+    if len(failures) < len(specs) and not run_report(settings, config, say=say):
+        failures.append("portfolio_report")
     print_results(settings, as_json=False, reports_dir=_reports_dir(settings, config))
     say(f"finished in {time.monotonic() - started:.0f}s")
     say(f"reports:      {_reports_dir(settings, config)}/portfolio_<timeframe>/report.html")
@@ -156,6 +150,25 @@ def run_research(
         say(f"FAILED series: {', '.join(failures)}")
         return 1
     return 0
+
+
+def run_report(settings: Settings, config: CandleflowConfig, *, say: Callable[[str], None]) -> bool:
+    """Run the portfolio report job through Dagster (the backtests read each series' pinned
+    bars snapshot, never the store's latest bars); returns whether it succeeded."""
+    from orchestration.definitions import REPORT_JOB, build_defs
+    from orchestration.launch import execute_as_location_run
+
+    instance = register_partitions(settings, [])
+    say("portfolio backtests (shared cash per timeframe) → HTML reports")
+    report = execute_as_location_run(
+        build_defs(settings, config).resolve_job_def(REPORT_JOB),
+        instance,
+        run_config=_QUIET,
+        tags={"candleflow/config_hash": config.config_hash},
+    )
+    if not report.success:
+        _say_failures(report, say)
+    return bool(report.success)
 
 
 def _drop_partition_without_bars(settings: Settings, instance: Any, spec: SeriesSpec) -> None:
@@ -190,6 +203,11 @@ def _failure_reason(data: Any) -> str:
     return err.message.strip() if err is not None else "?"
 
 
+def left_out_warning(key: str, why: str = "no predictions") -> str:
+    """The warning that names a series left out of a portfolio and the command that fixes it."""
+    return f"{key}: left out: {why}; run `candleflow research --series {key}`"
+
+
 def _summaries(reports_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for path in sorted(reports_dir.glob("*/results.json")):
@@ -197,10 +215,37 @@ def _summaries(reports_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _with_unreported(
+    summaries: list[tuple[str, dict[str, Any]]], registered: Sequence[str]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Each portfolio's warnings plus one for every registered series of its timeframe that is
+    neither in it nor already named (ingested after the report was written, say); and the
+    warnings of registered series whose timeframe has no portfolio at all."""
+    from infra.series import parse_series_key
+
+    by_tf: dict[str, list[str]] = {}
+    for key in sorted(registered):
+        by_tf.setdefault(parse_series_key(key)[1], []).append(key)
+    out = []
+    for name, summary in summaries:
+        tf = str(summary.get("portfolio") or name.removeprefix("portfolio_"))
+        named = list(summary.get("left_out", []))
+        seen = {*summary.get("series", []), *(w.split(":", 1)[0] for w in named)}
+        extra = [left_out_warning(key) for key in by_tf.pop(tf, []) if key not in seen]
+        out.append((name, {**summary, "left_out": named + extra} if extra else summary))
+    orphans = [left_out_warning(key) for keys in by_tf.values() for key in keys]
+    return out, orphans
+
+
 def print_results(settings: Settings, *, as_json: bool, reports_dir: Path | None = None) -> int:
-    summaries = _summaries(reports_dir or settings.reports_dir)
+    summaries, orphans = _with_unreported(
+        _summaries(reports_dir or settings.reports_dir),
+        list(SeriesRegistry(settings.home / "series.json").load()),
+    )
     if as_json:
         print(json.dumps({k: v for k, v in summaries}, default=str, indent=2))
+        for warning in orphans:
+            print(f"warning: {warning} (no portfolio of its timeframe yet)", file=sys.stderr)
         return 0 if summaries else 1
     if not summaries:
         print(
@@ -259,6 +304,8 @@ def print_results(settings: Settings, *, as_json: bool, reports_dir: Path | None
             )
         for warning in summary.get("left_out", []):
             print(f"warning: {warning}")
+    for warning in orphans:
+        print(f"\nwarning: {warning} (no portfolio of its timeframe yet)")
     return 0
 
 

@@ -27,6 +27,7 @@ from execution.report import (
     ReportMetadata,
     StrategyKind,
     StrategyResult,
+    add_left_out,
     format_metric,
     monthly_returns,
     read_summary_json,
@@ -334,6 +335,23 @@ def test_render_report_when_title_has_markup_then_escaped(
     _, doc = rendered
     assert "SPX daily &lt;walk-forward&gt;" in doc
     assert "<walk-forward>" not in doc
+
+
+def test_add_left_out_when_run_twice_then_report_lists_only_the_last_warnings_under_title(
+    tmp_path: Path,
+) -> None:
+    path = render_report(_input(), tmp_path / "r.html")
+    first = "SAP@1d: left out: no predictions; run `candleflow research --series SAP@1d`"
+    second = "BMW@1d: left out: no <predictions>"
+
+    add_left_out(path, [first])
+    add_left_out(path, [second])
+    doc = path.read_text(encoding="utf-8")
+
+    assert first not in doc
+    assert doc.count('id="left-out"') == 1
+    assert html.escape(second) in doc
+    assert doc.index("</h1>") < doc.index('id="left-out"') < doc.index("<nav>")
 
 
 def test_render_report_when_optional_inputs_missing_then_sections_say_so(tmp_path: Path) -> None:

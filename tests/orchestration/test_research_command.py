@@ -10,7 +10,7 @@ import dagster as dg
 import mlflow
 import pytest
 
-from assets.research import usable_series
+from assets.research import left_out_of, usable_series
 from infra.config import CandleflowConfig
 from infra.settings import Settings
 from orchestration.commands import series_specs_for_research
@@ -104,13 +104,24 @@ def test_research_when_done_then_results_carry_data_version_code_and_config_hash
 
 
 def test_usable_series_when_some_lack_predictions_then_left_out_with_a_warning():
-    usable, warnings = usable_series(
+    usable, left_out = usable_series(
         {"A@1d": {}, "B@1d": {}}, {"A@1d": object()}, ["A@1d", "B@1d", "C@1d"]
     )
 
     assert usable == ["A@1d"]
-    assert warnings == [
-        "B@1d: left out of the portfolio: no bars snapshot (re-run its research)",
-        "C@1d: left out of the portfolio: no out-of-sample predictions (its research run "
-        "failed or never ran)",
-    ]
+    assert left_out == {
+        "B@1d": "B@1d: left out: no bars snapshot; run `candleflow research --series B@1d`",
+        "C@1d": "C@1d: left out: no predictions; run `candleflow research --series C@1d`",
+    }
+
+
+def test_left_out_of_when_series_of_two_timeframes_left_out_then_each_portfolio_names_its_own():
+    _, left_out = usable_series(
+        {"MYSPX@1d": {}, "EURUSD@1h": {}},
+        {"MYSPX@1d": object(), "EURUSD@1h": object()},
+        ["MYSPX@1d", "MYDE@1d", "EURUSD@1h", "GBPUSD@1h"],
+    )
+
+    assert left_out_of(left_out, "1d") == [left_out["MYDE@1d"]]
+    assert left_out_of(left_out, "1h") == [left_out["GBPUSD@1h"]]
+    assert left_out_of(left_out, "1w") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
 from orchestration.demo import print_results
 
@@ -37,3 +38,28 @@ def test_results_when_nothing_ran_then_exit_1_and_says_what_to_do(tmp_path, caps
 
     assert code == 1
     assert "make demo" in capsys.readouterr().err
+
+
+def test_results_when_registered_series_not_in_any_report_then_warned_under_its_timeframe(
+    tmp_path, capsys
+):
+    settings = Settings(home=tmp_path)
+    registry = SeriesRegistry(tmp_path / "series.json")
+    for symbol, tf in (("SPX", "1d"), ("SAP", "1d"), ("EURUSD", "1h")):
+        registry.put(SeriesSpec(symbol, tf, "file", "equity", {"path": f"{symbol}.csv"}))
+    out = settings.reports_dir / "portfolio_1d"
+    out.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps({
+        "portfolio": "1d", "series": ["SPX@1d"], "strategies": [], "left_out": [],
+    }))
+
+    print_results(settings, as_json=False)
+    text = capsys.readouterr().out
+    print_results(settings, as_json=True)
+    shown = json.loads(capsys.readouterr().out)
+
+    sap = "SAP@1d: left out: no predictions; run `candleflow research --series SAP@1d`"
+    assert f"warning: {sap}" in text.split("== portfolio_1d")[1]
+    assert "warning: EURUSD@1h: left out: no predictions; run `candleflow research --series " \
+        "EURUSD@1h` (no portfolio of its timeframe yet)" in text
+    assert shown["portfolio_1d"]["left_out"] == [sap]

@@ -1,18 +1,21 @@
-"""Compiled fast path of the single-symbol backtest: the reference loop's sequence in one kernel.
+"""Compiled fast path of the backtest: the reference loop's sequence in one kernel.
 
-`execution.backtest.run_backtest` dispatches here when the bars hold one symbol and numba is
-importable; anything else (several symbols, sub-microsecond timestamps, the "keep" partial-fill
-policy, inputs the reference loop would reject) goes to the reference loop of engine +
+`execution.backtest.run_backtest` dispatches here when numba is importable, for one symbol or a
+portfolio of several (the bars merged on one time axis in (ts, symbol) order, as the reference
+loop runs them: one account, shared cash and equity, the risk governor's portfolio limits).
+Inputs the reference loop would reject, sub-microsecond timestamps, a symbol whose bars carry
+several timeframes, and the two kernel statuses below go to the reference loop of engine +
 PaperBroker, which is the definition of the behaviour.
 
 The trading rules are not repeated here: the kernel calls the compiled forms of the very scalar
-functions the reference runs (`ledger.apply_to_position`, `stops.atr_step` / `trail_stop` /
-`trigger_code`, `costs.ewma_step` / `commission_of`, `sizing.target_units`,
-`risk.risk_allowed`, `decision.decide_direction`, `instruments.round_units`,
-`paper.affordable_units`, and the trade accounting of `ledger`). What lives here is only the
-sequencing: the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over
-arrays. tests/execution/test_fast_path.py holds orders, fills, trades, equity and the final
-engine state equal to the reference's, bit for bit.
+functions the reference runs (`ledger.apply_to_position` / `closing_quantity` / `crosses_zero`
+and the trade accounting, `stops.atr_step` / `trail_stop` / `trigger_code` / `distance_of` /
+`levels_of`, `costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` /
+`volume_cap`, `sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
+`instruments.round_units`, `paper.affordable_units`). What lives here is only the sequencing:
+the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
+tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills, trades, equity
+and the final engine state equal to the reference's, bit for bit.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ __all__ = [
     "FastInputs",
     "FastOutputs",
     "available",
-    "prepare_single_symbol",
+    "prepare",
     "run_kernel",
 ]
 
@@ -57,18 +60,19 @@ _NS_PER_DAY = 86_400_000_000_000
 _PROBA_TOLERANCE = 1e-6  # as execution.signal.Prediction
 
 # Indices into the float parameter vector handed to the kernel.
-_P_CASH, _P_CBPS, _P_CMIN, _P_SPREAD, _P_SLIP, _P_VOLMULT, _P_VSHARE = range(7)
-_P_RPT, _P_TVOL, _P_KFRAC, _P_KCAP, _P_LEV, _P_FQTY = range(7, 13)
-_P_STOPPCT, _P_ATRMULT, _P_TPMULT = range(13, 16)
-_P_MPF, _P_MGE, _P_MRPT, _P_DLH, _P_MDH, _P_DDS = range(16, 22)
-_P_MINCONF, _P_MARGIN, _P_PPY = range(22, 25)
-_P_STEP, _P_MINQ, _P_MAXQ = range(25, 28)
-_N_FLOAT_PARAMS = 28
+_P_CASH, _P_CBPS, _P_CMIN, _P_SPREAD, _P_SLIP, _P_VOLMULT = range(6)
+_P_RPT, _P_TVOL, _P_KFRAC, _P_KCAP, _P_LEV, _P_FQTY = range(6, 12)
+_P_STOPPCT, _P_ATRMULT, _P_TPMULT = range(12, 15)
+_P_MPF, _P_MGE, _P_MRPT, _P_DLH, _P_MDH, _P_DDS = range(15, 21)
+_P_MINCONF, _P_MARGIN, _P_PPY = range(21, 24)
+_N_FLOAT_PARAMS = 24
 # Indices into the int parameter vector.
-_I_NEXTCLOSE, _I_VCAPPED, _I_METHOD, _I_STOPKIND, _I_HASTP = range(5)
-_I_ATRPERIOD, _I_MAXTRADES, _I_SHORT, _I_VOLWIN = range(5, 9)
-_I_MARGIN_OK, _I_ENTRY_BARS, _I_VWINDOW = range(9, 12)
-_N_INT_PARAMS = 12
+_I_NEXTCLOSE, _I_METHOD, _I_STOPKIND, _I_HASTP = range(4)
+_I_ATRPERIOD, _I_MAXTRADES, _I_SHORT, _I_VOLWIN = range(4, 8)
+_I_MARGIN_OK, _I_ENTRY_BARS, _I_VWINDOW = range(8, 11)
+_N_INT_PARAMS = 11
+# Columns of the per-symbol (instrument) parameters: quantity step, min, max, volume share.
+_N_SYMBOL_PARAMS = 4
 
 # Kernel status codes: anything but OK means "let the reference loop run (and raise)".
 STATUS_OK = 0
@@ -79,71 +83,42 @@ STATUS_UNSUPPORTED = 3  # an exit above the instrument's maximum: the broker's r
 # Columns of the kernel's output tables.
 # orders, float: quantity, stop, take_profit, broker remaining, engine remaining
 # orders, int: bar, sign, intent (0 exit, 1 entry), has_stop, has_tp, engine pending,
-#   queued at the broker, bars worked, engine state (1 accepted, 2 partially filled)
+#   queued at the broker, bars worked, engine state (1 accepted, 2 partially filled), symbol
 # fills, float: quantity, price, commission, slippage_cost
 # fills, int: bar, sign, source (order index, -1 stop, -2 take profit), ts_ns,
-#   the entry order whose protection filled (-1 for order fills)
+#   the entry order whose protection filled (-1 for order fills), symbol
 # trades, float: quantity, entry_price, exit_price, pnl, commission, costs
-# trades, int: direction, entry_ts_ns, exit_ts_ns
-# The engine's pending list holds order indices, and -1 / -2 for the protective stop / take
-# profit the broker opened (the engine tracks them as orders too), in insertion order.
-_OF, _OI, _FF, _FI, _TF, _TI = 5, 9, 4, 5, 6, 3
+# trades, int: direction, entry_ts_ns, exit_ts_ns, symbol
+# Each symbol's pending list (a row of `pend`) holds order indices, and -1 / -2 for the
+# protective stop / take profit the broker opened (the engine tracks them as orders too), in
+# insertion order: the engine's SymbolState.orders.
+_OF, _OI, _FF, _FI, _TF, _TI = 5, 10, 4, 6, 6, 4
 SOURCE_STOP = -1
 SOURCE_TAKE_PROFIT = -2
 
-# The kernel's state between calls (and at the end): floats in sf, ints and flags in si.
-SF_CASH = 0
-SF_POS_Q = 1
-SF_POS_AVG = 2
-SF_MARK = 3
-SF_B_STOP = 4
-SF_B_TP = 5
-SF_B_EXT = 6
-SF_E_STOP = 7
-SF_E_TP = 8
-SF_E_EXT = 9
-SF_ATR_PC = 10
-SF_ATR = 11
-SF_V_LAST = 12
-SF_V_VAR = 13
-SF_PEAK = 14
-SF_LAST_EQ = 15
-SF_DSE = 16
-SF_T_EQ = 17
-SF_T_EN = 18
-SF_T_XQ = 19
-SF_T_XN = 20
-SF_T_REAL = 21
-SF_T_COM = 22
-SF_T_SLIP = 23
-SF_PROT_Q = 24  # quantity of the protective orders when they were opened
-_N_SF = 25
-SI_N_ORD = 0
-SI_N_FILL = 1
-SI_N_TRADE = 2
-SI_N_PEND = 3
-SI_QHEAD = 4
-SI_B_DIR = 5
-SI_B_TS = 6
-SI_E_PROT_TS = 7
-SI_E_DIR = 8
-SI_ATR_CNT = 9
-SI_V_CNT = 10
-SI_CUR_DAY = 11
-SI_TRADES_TODAY = 12
-SI_T_DIR = 13
-SI_T_ETS = 14
-SI_B_PROT = 15
-SI_B_HAS_STOP = 16
-SI_B_HAS_TP = 17
-SI_E_HAS_STOP = 18
-SI_E_HAS_TP = 19
-SI_E_HAS_PROT_TS = 20
-SI_HAS_DAY = 21
-SI_HAS_TRADE = 22
-SI_PROT_K = 23  # the entry order whose fill opened the broker's protective orders
-SI_N_EVENTS = 24  # order events the engine applied (its seq counts them)
-_N_SI = 25
+# The kernel's state between calls (and at the end). The account: floats in gf, ints in gi.
+GF_CASH, GF_PEAK, GF_LAST_EQ, GF_DSE = range(4)
+_N_GF = 4
+GI_N_ORD, GI_N_FILL, GI_N_TRADE, GI_CUR_DAY, GI_TRADES_TODAY, GI_HAS_DAY = range(6)
+GI_N_EVENTS = 6  # order events the engine applied (its seq counts them)
+GI_N_OPEN = 7  # open positions, whose symbols `porder` lists in the order they opened
+GI_NEED_ORDERS, GI_NEED_FILLS, GI_NEED_TRADES, GI_NEED_PENDING = range(8, 12)
+_N_GI = 12
+# Per symbol: floats in syf[s], ints and flags in syi[s] (B_: the broker's resting levels,
+# E_: the engine's mirror of them, T_: the open trade's running sums).
+YF_POS_Q, YF_POS_AVG, YF_MARK = range(3)
+YF_B_STOP, YF_B_TP, YF_B_EXT, YF_E_STOP, YF_E_TP, YF_E_EXT = range(3, 9)
+YF_ATR_PC, YF_ATR, YF_V_LAST, YF_V_VAR = range(9, 13)
+YF_PROT_Q = 13  # quantity of the protective orders when they were opened
+YF_T_EQ, YF_T_EN, YF_T_XQ, YF_T_XN, YF_T_REAL, YF_T_COM, YF_T_SLIP = range(14, 21)
+_N_YF = 21
+YI_QHEAD, YI_N_PEND, YI_B_DIR, YI_B_TS, YI_E_PROT_TS, YI_E_DIR = range(6)
+YI_ATR_CNT, YI_V_CNT = 6, 7
+YI_PROT_K = 8  # the entry order whose fill opened the broker's protective orders
+YI_B_PROT, YI_B_HAS_STOP, YI_B_HAS_TP, YI_E_HAS_STOP, YI_E_HAS_TP, YI_E_HAS_PROT_TS = range(9, 15)
+YI_T_DIR, YI_T_ETS, YI_HAS_TRADE = 15, 16, 17
+YI_T_FILL = 18  # the fill that opened the open trade (EngineState.open_trades is in that order)
+_N_YI = 19
 
 
 def available() -> bool:
@@ -153,17 +128,21 @@ def available() -> bool:
 
 @dataclass(frozen=True)
 class FastInputs:
-    """The single-symbol input arrays of the kernel, ordered by ts (int64 ns since the epoch)."""
+    """The kernel's input arrays, bars in (ts, symbol) order (ts as int64 ns since the epoch)."""
 
-    symbol: str
-    timeframe: str  # the bars' one timeframe code ("" when the bars carry none)
-    ts: np.ndarray  # bar open times, ns, strictly increasing
+    symbols: tuple[str, ...]  # symbol s's name, s in order of first bar (EngineState.symbols)
+    timeframes: tuple[str, ...]  # symbol s's one timeframe code ("" when the bars carry none)
+    sym: np.ndarray  # int64, each bar's symbol index
+    ts: np.ndarray  # bar open times, ns, non-decreasing (increasing within a symbol)
     close_ts: np.ndarray  # bar_close_ts of each bar, ns
+    last_of_ts: np.ndarray  # bool, the bar is the last of its ts (equity is recorded there)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    volume: np.ndarray
+    vsym: np.ndarray  # the volumes grouped by symbol (symbol s at vstart[s]..), each by ts
+    vrow: np.ndarray  # int64, each bar's position in vsym
+    vstart: np.ndarray  # int64, where each symbol starts in vsym
     has_pred: np.ndarray  # bool, a finite prediction belongs to the bar
     proba: np.ndarray  # (n, 3) p_down, p_flat, p_up; NaN where none (C or Fortran order)
     unmatched: int  # predictions that match no bar (the reference logs a warning)
@@ -180,11 +159,14 @@ class FastOutputs:
     fills_i: np.ndarray
     trades_f: np.ndarray
     trades_i: np.ndarray
-    equity: np.ndarray
+    equity: np.ndarray  # per bar; meaningful where last_of_ts
     exposure: np.ndarray
-    state_f: np.ndarray
-    state_i: np.ndarray
-    pending: np.ndarray  # order indices of the engine's pending orders, in insertion order
+    account_f: np.ndarray  # gf
+    account_i: np.ndarray  # gi
+    symbol_f: np.ndarray  # syf
+    symbol_i: np.ndarray  # syi
+    pending: list[np.ndarray]  # per symbol: its pending list, in insertion order
+    open_order: np.ndarray  # symbols with a position, in the order the positions opened
 
 
 def _utc_ns(ts: pd.Series) -> np.ndarray:
@@ -198,9 +180,11 @@ def _single_value(col: pd.Series) -> str | None:
     return first if bool((col == first).all()) else None
 
 
-def prepare_single_symbol(
-    bars: pd.DataFrame, predictions: pd.DataFrame
-) -> tuple[FastInputs | None, str]:
+def _timeframe_length_ns(tf: str) -> int:
+    return TIMEFRAMES.get(tf, timedelta(0)) // timedelta(microseconds=1) * 1000
+
+
+def prepare(bars: pd.DataFrame, predictions: pd.DataFrame) -> tuple[FastInputs | None, str]:
     """Kernel inputs, or (None, why not) when the fast path does not apply.
 
     Anything the reference `_prepare` would reject also returns None, so that the reference path
@@ -215,12 +199,18 @@ def prepare_single_symbol(
     for frame in (bars, predictions):
         if not isinstance(frame["ts"].dtype, pd.DatetimeTZDtype):
             return None, "naive timestamps"
-    n = len(bars)
-    if n == 0:
+    if len(bars) == 0:
         return None, "no bars"
     symbol = _single_value(bars["symbol"])
     if symbol is None:
-        return None, "several symbols (or non-string symbols)"
+        return _prepare_portfolio(bars, predictions)
+    return _prepare_single(bars, predictions, symbol)
+
+
+def _prepare_single(
+    bars: pd.DataFrame, predictions: pd.DataFrame, symbol: str
+) -> tuple[FastInputs | None, str]:
+    n = len(bars)
     ts = _utc_ns(bars["ts"])
     cols = [bars[name].to_numpy(np.float64) for name in ("open", "high", "low", "close", "volume")]
     # One compiled pass over the arrays instead of a numpy pass per check.
@@ -244,12 +234,19 @@ def prepare_single_symbol(
         if tf is None:
             return None, "several timeframes"
         timeframe = tf
-    length = TIMEFRAMES.get(timeframe, timedelta(0)) // timedelta(microseconds=1) * 1000
-    close_ts = ts + np.int64(length)
+    close_ts = ts + np.int64(_timeframe_length_ns(timeframe))
+    layout = _Layout(
+        (symbol,),
+        (timeframe,),
+        np.zeros(n, dtype=np.int64),
+        np.ones(n, dtype=np.bool_),
+        np.arange(n, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+    )
 
     if len(predictions) == 0:
         proba = np.full((n, 3), np.nan)
-        return _inputs(symbol, timeframe, ts, close_ts, cols, proba, 0)
+        return _inputs(layout, ts, close_ts, cols, proba, 0)
     if _single_value(predictions["symbol"]) != symbol:
         return None, "predictions for other symbols"
     pts = _utc_ns(predictions["ts"])
@@ -260,22 +257,115 @@ def prepare_single_symbol(
         proba = values  # any layout: the kernel reads it row by row, a copy would cost more
     else:
         proba = np.full((n, 3), np.nan)
-        pos = np.searchsorted(ts, pts)
-        inside = pos < n
-        hit = np.zeros(len(pts), dtype=bool)
-        hit[inside] = ts[pos[inside]] == pts[inside]
-        proba[pos[hit]] = values[hit]
-    return _inputs(symbol, timeframe, ts, close_ts, cols, proba, len(predictions))
+        _place(proba, ts, pts, values, np.arange(n))
+    return _inputs(layout, ts, close_ts, cols, proba, len(predictions))
+
+
+def _place(
+    proba: np.ndarray, ts: np.ndarray, pts: np.ndarray, values: np.ndarray, rows: np.ndarray
+) -> None:
+    """proba[bar] = values[p] for the predictions p whose ts is a bar's (ts sorted, bar rows)."""
+    n = len(ts)
+    pos = np.searchsorted(ts, pts)
+    inside = pos < n
+    hit = np.zeros(len(pts), dtype=bool)
+    hit[inside] = ts[pos[inside]] == pts[inside]
+    proba[rows[pos[hit]]] = values[hit]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    symbols: tuple[str, ...]
+    timeframes: tuple[str, ...]
+    sym: np.ndarray
+    last_of_ts: np.ndarray
+    vrow: np.ndarray
+    vstart: np.ndarray
+
+
+def _prepare_portfolio(
+    bars: pd.DataFrame, predictions: pd.DataFrame
+) -> tuple[FastInputs | None, str]:
+    codes, names = pd.factorize(bars["symbol"], sort=True)
+    if (codes < 0).any() or not all(isinstance(x, str) for x in names):
+        return None, "non-string symbols"
+    ts = _utc_ns(bars["ts"])
+    if (ts % 1000 != 0).any():
+        return None, "sub-microsecond timestamps"
+    # The reference loop's order: by ts, then by symbol name (names are sorted: codes rank them).
+    order = np.lexsort((codes, ts))
+    ts = ts[order]
+    codes = codes[order]
+    same = (ts[1:] == ts[:-1]) & (codes[1:] == codes[:-1])
+    if same.any():
+        return None, "duplicate bars"
+    cols = [
+        np.ascontiguousarray(bars[name].to_numpy(np.float64)[order])
+        for name in ("open", "high", "low", "close", "volume")
+    ]
+    if not all(np.isfinite(a).all() for a in cols):
+        return None, "non-finite prices"
+    # Symbol indices in the order of each symbol's first bar: EngineState.symbols' order.
+    present, first = np.unique(codes, return_index=True)
+    by_first = present[np.argsort(first, kind="stable")]
+    index_of = np.full(len(names), -1, dtype=np.int64)
+    index_of[by_first] = np.arange(len(by_first))
+    sym = index_of[codes]
+    symbols = tuple(str(names[c]) for c in by_first)
+    n_sym = len(symbols)
+
+    timeframes = ("",) * n_sym
+    if "timeframe" in bars.columns:
+        tf_col = bars["timeframe"]
+        tf_codes, tf_names = pd.factorize(
+            tf_col if isinstance(tf_col.iloc[0], str) else tf_col.astype(str)
+        )
+        tf_codes = tf_codes[order]
+        lo_ = np.full(n_sym, np.iinfo(np.int64).max)
+        hi_ = np.full(n_sym, -1)
+        np.minimum.at(lo_, sym, tf_codes)
+        np.maximum.at(hi_, sym, tf_codes)
+        if (lo_ != hi_).any() or (lo_ < 0).any():
+            return None, "several timeframes for one symbol"
+        timeframes = tuple(str(tf_names[c]) for c in lo_)
+    lengths = np.array([_timeframe_length_ns(tf) for tf in timeframes], dtype=np.int64)
+    close_ts = ts + lengths[sym]
+    n = len(ts)
+    last_of_ts = np.ones(n, dtype=np.bool_)
+    last_of_ts[:-1] = ts[1:] != ts[:-1]
+    by_symbol = np.argsort(sym, kind="stable")  # each symbol's bars, in ts order
+    vrow = np.empty(n, dtype=np.int64)
+    vrow[by_symbol] = np.arange(n)
+    vstart = np.searchsorted(sym[by_symbol], np.arange(n_sym)).astype(np.int64)
+    layout = _Layout(symbols, timeframes, sym, last_of_ts, vrow, vstart)
+
+    proba = np.full((n, 3), np.nan)
+    if len(predictions) == 0:
+        return _inputs(layout, ts, close_ts, cols, proba, 0, vsym=cols[4][by_symbol])
+    if predictions.duplicated(["symbol", "ts"]).any():
+        return None, "duplicate predictions"
+    pcodes = pd.Index(names).get_indexer(predictions["symbol"].astype(str))
+    pts = _utc_ns(predictions["ts"])
+    values = predictions[["p_down", "p_flat", "p_up"]].to_numpy(np.float64)
+    sym_ts = ts[by_symbol]
+    bounds = np.r_[vstart, n]
+    for code in np.unique(pcodes[pcodes >= 0]).tolist():
+        mine = np.flatnonzero(pcodes == code)
+        s = int(index_of[code])
+        p_ts = pts[mine]
+        a, b = bounds[s], bounds[s + 1]
+        _place(proba, sym_ts[a:b], p_ts, values[mine], by_symbol[a:b])
+    return _inputs(layout, ts, close_ts, cols, proba, len(predictions), vsym=cols[4][by_symbol])
 
 
 def _inputs(
-    symbol: str,
-    timeframe: str,
+    layout: _Layout,
     ts: np.ndarray,
     close_ts: np.ndarray,
     cols: list[np.ndarray],
     proba: np.ndarray,
     n_predictions: int,
+    vsym: np.ndarray | None = None,
 ) -> tuple[FastInputs | None, str]:
     has_pred = np.empty(len(proba), dtype=np.bool_)
     # Prediction.__post_init__ rejects these in the reference loop; let it raise there.
@@ -283,15 +373,19 @@ def _inputs(
         return None, "invalid prediction probabilities"
     unmatched = n_predictions - int(has_pred.sum())
     inputs = FastInputs(
-        symbol=symbol,
-        timeframe=timeframe,
+        symbols=layout.symbols,
+        timeframes=layout.timeframes,
+        sym=layout.sym,
         ts=np.ascontiguousarray(ts),
         close_ts=np.ascontiguousarray(close_ts),
+        last_of_ts=layout.last_of_ts,
         open=cols[0],
         high=cols[1],
         low=cols[2],
         close=cols[3],
-        volume=cols[4],
+        vsym=np.ascontiguousarray(vsym if vsym is not None else cols[4]),
+        vrow=layout.vrow,
+        vstart=layout.vstart,
         has_pred=has_pred,
         proba=proba,
         unmatched=unmatched,
@@ -299,20 +393,13 @@ def _inputs(
     return inputs, ""
 
 
-def _params(config: StrategyConfig, symbol: str) -> tuple[np.ndarray, np.ndarray]:
-    inst = _instruments.instrument_for(symbol, config)
+def _params(config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
     pf = np.zeros(_N_FLOAT_PARAMS)
     pi = np.zeros(_N_INT_PARAMS, dtype=np.int64)
     c, s, st, r, d = config.costs, config.sizing, config.stops, config.risk, config.decision
     pf[_P_CASH] = float(config.initial_cash)
     pf[_P_CBPS], pf[_P_CMIN] = c.commission_bps, c.commission_min
     pf[_P_SPREAD], pf[_P_SLIP], pf[_P_VOLMULT] = c.spread_bps, c.slippage_bps, c.slippage_vol_mult
-    pf[_P_VSHARE] = inst.max_volume_share or 0.0
-    pf[_P_STEP], pf[_P_MINQ], pf[_P_MAXQ] = (
-        inst.quantity_step,
-        inst.min_quantity,
-        inst.max_quantity,
-    )
     pf[_P_RPT], pf[_P_TVOL] = s.risk_per_trade, s.target_vol
     pf[_P_KFRAC], pf[_P_KCAP] = s.kelly_fraction, s.kelly_cap
     pf[_P_LEV], pf[_P_FQTY] = s.max_leverage, s.fixed_quantity
@@ -321,17 +408,16 @@ def _params(config: StrategyConfig, symbol: str) -> tuple[np.ndarray, np.ndarray
     pf[_P_MPF], pf[_P_MGE], pf[_P_MRPT] = (
         r.max_position_frac,
         r.max_gross_exposure,
-        (r.max_risk_per_trade),
+        r.max_risk_per_trade,
     )
     pf[_P_DLH], pf[_P_MDH], pf[_P_DDS] = (
         r.daily_loss_halt,
         r.max_drawdown_halt,
-        (r.drawdown_derisk_start),
+        r.drawdown_derisk_start,
     )
     pf[_P_MINCONF], pf[_P_MARGIN] = d.min_confidence, d.abstain_margin
     pf[_P_PPY] = float(config.periods_per_year)
     pi[_I_NEXTCLOSE] = 1 if config.fill == "next_close" else 0
-    pi[_I_VCAPPED] = 1 if inst.max_volume_share else 0
     pi[_I_METHOD] = _sizing.METHOD_CODES[s.method]
     pi[_I_STOPKIND] = _stops.STOP_KIND_CODES[st.kind]
     pi[_I_HASTP] = 1 if st.take_profit_mult is not None else 0
@@ -345,21 +431,43 @@ def _params(config: StrategyConfig, symbol: str) -> tuple[np.ndarray, np.ndarray
     return pf, pi
 
 
-def _initial_state(pf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """engine.new_state and a fresh PaperBroker, as kernel state vectors."""
-    sf = np.zeros(_N_SF)
-    si = np.zeros(_N_SI, dtype=np.int64)
-    cash = pf[_P_CASH]
-    sf[SF_CASH] = sf[SF_PEAK] = sf[SF_LAST_EQ] = sf[SF_DSE] = cash
-    sf[SF_MARK] = sf[SF_E_EXT] = sf[SF_ATR_PC] = sf[SF_ATR] = sf[SF_V_LAST] = math.nan
-    return sf, si
+def _symbol_params(config: StrategyConfig, symbols: tuple[str, ...]) -> np.ndarray:
+    sp = np.zeros((len(symbols), _N_SYMBOL_PARAMS))
+    for s, name in enumerate(symbols):
+        inst = _instruments.instrument_for(name, config)
+        sp[s] = (
+            inst.quantity_step,
+            inst.min_quantity,
+            inst.max_quantity,
+            inst.max_volume_share or 0.0,
+        )
+    return sp
 
 
-def _grown(a: np.ndarray, need: int) -> np.ndarray:
-    if a.shape[0] >= need:
+def _initial_state(
+    pf: np.ndarray, n_sym: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """engine.new_state and a fresh PaperBroker, as kernel state arrays."""
+    gf = np.zeros(_N_GF)
+    gi = np.zeros(_N_GI, dtype=np.int64)
+    gf[GF_CASH] = gf[GF_PEAK] = gf[GF_LAST_EQ] = gf[GF_DSE] = pf[_P_CASH]
+    syf = np.zeros((n_sym, _N_YF))
+    syi = np.zeros((n_sym, _N_YI), dtype=np.int64)
+    for col in (YF_MARK, YF_E_EXT, YF_ATR_PC, YF_ATR, YF_V_LAST):
+        syf[:, col] = math.nan
+    return gf, gi, syf, syi
+
+
+def _grown(a: np.ndarray, need: int, axis: int = 0) -> np.ndarray:
+    if a.shape[axis] >= need:
         return a
-    out = np.empty((max(need, 2 * a.shape[0]), *a.shape[1:]), dtype=a.dtype)
-    out[: a.shape[0]] = a
+    shape = list(a.shape)
+    shape[axis] = max(need, 2 * a.shape[axis])
+    out = np.empty(shape, dtype=a.dtype)
+    if axis == 0:
+        out[: a.shape[0]] = a
+    else:
+        out[:, : a.shape[1]] = a
     return out
 
 
@@ -368,8 +476,13 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     if numba is None:
         msg = "the fast backtest path needs numba, which is not installed"
         raise NotImplementedError(msg)
-    pf, pi = _params(config, inputs.symbol)
-    sf, si = _initial_state(pf)
+    pf, pi = _params(config)
+    n_sym = len(inputs.symbols)
+    sp = _symbol_params(config, inputs.symbols)
+    gf, gi, syf, syi = _initial_state(pf, n_sym)
+    posq = np.zeros(n_sym)
+    marks = np.full(n_sym, math.nan)
+    porder = np.zeros(n_sym, dtype=np.int64)
     n = len(inputs.ts)
     day = inputs.ts // _NS_PER_DAY
     n_pred = int(inputs.has_pred.sum())
@@ -380,48 +493,28 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     fills_i = np.empty((cap, _FI), dtype=np.int64)
     trades_f = np.empty((cap, _TF))
     trades_i = np.empty((cap, _TI), dtype=np.int64)
-    pend = np.empty(64, dtype=np.int64)
+    pend = np.empty((n_sym, 16), dtype=np.int64)
     equity = np.empty(n)
     exposure = np.empty(n)
     start = 0
     while True:
         start, status = _kernel(
-            inputs.ts,
-            inputs.close_ts,
-            day,
-            inputs.open,
-            inputs.high,
-            inputs.low,
-            inputs.close,
-            inputs.volume,
-            inputs.has_pred,
-            inputs.proba,
-            pf,
-            pi,
-            start,
-            sf,
-            si,
-            orders_f,
-            orders_i,
-            fills_f,
-            fills_i,
-            trades_f,
-            trades_i,
-            pend,
-            equity,
+            inputs.ts, inputs.close_ts, day, inputs.sym, inputs.last_of_ts, inputs.vsym,
+            inputs.vrow, inputs.vstart, inputs.open, inputs.high, inputs.low, inputs.close,
+            inputs.has_pred, inputs.proba, pf, pi, sp, start, gf, gi, syf, syi, posq, marks,
+            porder, orders_f, orders_i, fills_f, fills_i, trades_f, trades_i, pend, equity,
             exposure,
-        )
+        )  # fmt: skip
         if status != STATUS_NEED_ROOM:
             break
-        queued = int(si[SI_N_ORD] - si[SI_QHEAD])
-        orders_f = _grown(orders_f, int(si[SI_N_ORD]) + 2)
-        orders_i = _grown(orders_i, int(si[SI_N_ORD]) + 2)
-        fills_f = _grown(fills_f, int(si[SI_N_FILL]) + queued + 2)
-        fills_i = _grown(fills_i, int(si[SI_N_FILL]) + queued + 2)
-        trades_f = _grown(trades_f, int(si[SI_N_TRADE]) + queued + 2)
-        trades_i = _grown(trades_i, int(si[SI_N_TRADE]) + queued + 2)
-        pend = _grown(pend, int(si[SI_N_PEND]) + 2)
-    n_ord, n_fill, n_trade = int(si[SI_N_ORD]), int(si[SI_N_FILL]), int(si[SI_N_TRADE])
+        orders_f = _grown(orders_f, int(gi[GI_NEED_ORDERS]))
+        orders_i = _grown(orders_i, int(gi[GI_NEED_ORDERS]))
+        fills_f = _grown(fills_f, int(gi[GI_NEED_FILLS]))
+        fills_i = _grown(fills_i, int(gi[GI_NEED_FILLS]))
+        trades_f = _grown(trades_f, int(gi[GI_NEED_TRADES]))
+        trades_i = _grown(trades_i, int(gi[GI_NEED_TRADES]))
+        pend = _grown(pend, int(gi[GI_NEED_PENDING]), axis=1)
+    n_ord, n_fill, n_trade = int(gi[GI_N_ORD]), int(gi[GI_N_FILL]), int(gi[GI_N_TRADE])
     return FastOutputs(
         status=int(status),
         orders_f=orders_f[:n_ord],
@@ -432,9 +525,12 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
         trades_i=trades_i[:n_trade],
         equity=equity,
         exposure=exposure,
-        state_f=sf,
-        state_i=si,
-        pending=pend[: int(si[SI_N_PEND])],
+        account_f=gf,
+        account_i=gi,
+        symbol_f=syf,
+        symbol_i=syi,
+        pending=[pend[s, : int(syi[s, YI_N_PEND])].copy() for s in range(n_sym)],
+        open_order=porder[: int(gi[GI_N_OPEN])].copy(),
     )
 
 
@@ -447,45 +543,24 @@ _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 
 
 def _py_kernel(
-    ts,
-    close_ts,
-    day,
-    o,
-    h,
-    lo,
-    c,
-    v,
-    has_pred,
-    proba,
-    pf,
-    pi,
-    start,
-    sf,
-    si,
-    orders_f,
-    orders_i,
-    fills_f,
-    fills_i,
-    trades_f,
-    trades_i,
-    pend,
-    equity_out,
-    exposure_out,
-):
+    ts, close_ts, day, sym, last_of_ts, vsym, vrow, vstart, o, h, lo, c, has_pred, proba,
+    pf, pi, sp, start, gf, gi, syf, syi, posq, marks, porder,
+    orders_f, orders_i, fills_f, fills_i, trades_f, trades_i, pend, equity_out, exposure_out,
+):  # fmt: skip
     """Run bars start.. until the end or until a buffer could overflow; returns (next bar, status).
 
-    All state lives in sf / si between calls, so the caller can grow the buffers and resume.
+    All state lives in gf / gi (the account) and syf / syi / posq / marks / pend (per symbol)
+    between calls, so the caller can grow the buffers and resume. The symbol of the bar being
+    run is held in locals: it is loaded when the bar's symbol differs from the previous bar's
+    and stored back before the next symbol is loaded.
     """
     n = ts.shape[0]
+    n_sym = syf.shape[0]
     spread_bps = pf[_P_SPREAD]
     slip_bps = pf[_P_SLIP]
     vol_mult = pf[_P_VOLMULT]
     cbps = pf[_P_CBPS]
     cmin = pf[_P_CMIN]
-    vshare = pf[_P_VSHARE]
-    step = pf[_P_STEP]
-    min_q = pf[_P_MINQ]
-    max_q = pf[_P_MAXQ]
     next_close = pi[_I_NEXTCLOSE] != 0
     method = pi[_I_METHOD]
     stop_kind = pi[_I_STOPKIND]
@@ -503,54 +578,85 @@ def _py_kernel(
     entry_bars = pi[_I_ENTRY_BARS]
     vwindow = pi[_I_VWINDOW]
 
-    cash = sf[0]
-    pos_q = sf[1]
-    pos_avg = sf[2]
-    mark = sf[3]
-    b_stop = sf[4]
-    b_tp = sf[5]
-    b_ext = sf[6]
-    e_stop = sf[7]
-    e_tp = sf[8]
-    e_ext = sf[9]
-    atr_pc = sf[10]
-    atr = sf[11]
-    v_last = sf[12]
-    v_var = sf[13]
-    peak = sf[14]
-    last_eq = sf[15]
-    dse = sf[16]
-    prot_q = sf[24]
-    n_ord = si[0]
-    n_fill = si[1]
-    n_trade = si[2]
-    n_pend = si[3]
-    qhead = si[4]
-    b_dir = si[5]
-    b_ts = si[6]
-    e_prot_ts = si[7]
-    e_dir = si[8]
-    atr_cnt = si[9]
-    v_cnt = si[10]
-    cur_day = si[11]
-    trades_today = si[12]
-    b_prot = si[15] != 0
-    b_has_stop = si[16] != 0
-    b_has_tp = si[17] != 0
-    e_has_stop = si[18] != 0
-    e_has_tp = si[19] != 0
-    e_has_prot_ts = si[20] != 0
-    has_day = si[21] != 0
-    prot_k = si[23]
-    n_ev = si[24]
+    cash = gf[GF_CASH]
+    peak = gf[GF_PEAK]
+    last_eq = gf[GF_LAST_EQ]
+    dse = gf[GF_DSE]
+    n_ord = gi[GI_N_ORD]
+    n_fill = gi[GI_N_FILL]
+    n_trade = gi[GI_N_TRADE]
+    cur_day = gi[GI_CUR_DAY]
+    trades_today = gi[GI_TRADES_TODAY]
+    has_day = gi[GI_HAS_DAY] != 0
+    n_ev = gi[GI_N_EVENTS]
+    n_open = gi[GI_N_OPEN]
     status = STATUS_OK
     cap_o = orders_f.shape[0]
     cap_f = fills_f.shape[0]
     cap_t = trades_f.shape[0]
-    cap_p = pend.shape[0]
+    cap_p = pend.shape[1]
+
+    # The loaded symbol's state (typed here, loaded below).
+    s = -1
+    cf = syf[0]
+    ci = syi[0]
+    pe = pend[0]
+    step = min_q = max_q = vshare = 0.0
+    v0 = 0
+    pos_q = pos_avg = mark = b_stop = b_tp = b_ext = e_stop = e_tp = e_ext = 0.0
+    atr_pc = atr = v_last = v_var = prot_q = 0.0
+    qhead = n_pend = b_dir = b_ts = e_prot_ts = e_dir = atr_cnt = v_cnt = prot_k = 0
+    b_prot = b_has_stop = b_has_tp = e_has_stop = e_has_tp = e_has_prot_ts = False
     i = start
     while i < n:
-        while qhead < n_ord and orders_i[qhead, 6] == 0:
+        if sym[i] != s:
+            if s >= 0:
+                _store_symbol(
+                    cf, ci, pos_q, pos_avg, mark, b_stop, b_tp, b_ext, e_stop, e_tp, e_ext,
+                    atr_pc, atr, v_last, v_var, prot_q, qhead, n_pend, b_dir, b_ts, e_prot_ts,
+                    e_dir, atr_cnt, v_cnt, prot_k, b_prot, b_has_stop, b_has_tp, e_has_stop,
+                    e_has_tp, e_has_prot_ts,
+                )  # fmt: skip
+            s = sym[i]
+            cf = syf[s]
+            ci = syi[s]
+            pe = pend[s]
+            step = sp[s, 0]
+            min_q = sp[s, 1]
+            max_q = sp[s, 2]
+            vshare = sp[s, 3]
+            v0 = vstart[s]
+            pos_q = cf[YF_POS_Q]
+            pos_avg = cf[YF_POS_AVG]
+            mark = cf[YF_MARK]
+            b_stop = cf[YF_B_STOP]
+            b_tp = cf[YF_B_TP]
+            b_ext = cf[YF_B_EXT]
+            e_stop = cf[YF_E_STOP]
+            e_tp = cf[YF_E_TP]
+            e_ext = cf[YF_E_EXT]
+            atr_pc = cf[YF_ATR_PC]
+            atr = cf[YF_ATR]
+            v_last = cf[YF_V_LAST]
+            v_var = cf[YF_V_VAR]
+            prot_q = cf[YF_PROT_Q]
+            qhead = ci[YI_QHEAD]
+            n_pend = ci[YI_N_PEND]
+            b_dir = ci[YI_B_DIR]
+            b_ts = ci[YI_B_TS]
+            e_prot_ts = ci[YI_E_PROT_TS]
+            e_dir = ci[YI_E_DIR]
+            atr_cnt = ci[YI_ATR_CNT]
+            v_cnt = ci[YI_V_CNT]
+            prot_k = ci[YI_PROT_K]
+            b_prot = ci[YI_B_PROT] != 0
+            b_has_stop = ci[YI_B_HAS_STOP] != 0
+            b_has_tp = ci[YI_B_HAS_TP] != 0
+            e_has_stop = ci[YI_E_HAS_STOP] != 0
+            e_has_tp = ci[YI_E_HAS_TP] != 0
+            e_has_prot_ts = ci[YI_E_HAS_PROT_TS] != 0
+        # the symbol's broker queue starts at its first order still queued
+        while qhead < n_ord and (orders_i[qhead, 6] == 0 or orders_i[qhead, 9] != s):
             qhead += 1
         queued = n_ord - qhead
         if (
@@ -559,6 +665,10 @@ def _py_kernel(
             or n_ord + 2 > cap_o
             or n_pend + 4 > cap_p
         ):
+            gi[GI_NEED_ORDERS] = n_ord + 2
+            gi[GI_NEED_FILLS] = n_fill + queued + 2
+            gi[GI_NEED_TRADES] = n_trade + queued + 2
+            gi[GI_NEED_PENDING] = n_pend + 4
             status = STATUS_NEED_ROOM
             break
         # ---- PaperBroker.on_bar: vol known at decision time, queued fills and triggers
@@ -579,16 +689,17 @@ def _py_kernel(
                     fts = ts[i]
                 # PaperBroker._known_volume: the mean of the volume_window bars before this one
                 known = 0.0
-                if i > 0:
-                    j0 = i - vwindow if i > vwindow else 0
+                row = vrow[i]
+                if row > v0:
+                    j0 = row - vwindow if row - v0 > vwindow else v0
                     tot = 0.0
-                    for j in range(j0, i):
-                        tot += v[j]
-                    known = tot / (i - j0)
+                    for j in range(j0, row):
+                        tot += vsym[j]
+                    known = tot / (row - j0)
                 budget = _volume_cap(known, vshare)
                 k = qhead
                 while k < n_ord and budget > _DUST:
-                    if orders_i[k, 6] == 0:
+                    if orders_i[k, 6] == 0 or orders_i[k, 9] != s:
                         k += 1
                         continue
                     rem = orders_f[k, 3]
@@ -605,9 +716,10 @@ def _py_kernel(
                                 short_of_cash = True
                     if q > _DUST:
                         qty = pos_q
-                        cash, n_trade, pos_q, pos_avg = _fill(
-                            fills_f, fills_i, n_fill, sf, si, trades_f, trades_i, n_trade,
-                            i, sgn, k, -1, fts, q, price, ref, cbps, cmin, cash, qty, pos_avg,
+                        cash, n_trade, pos_q, pos_avg, n_open = _fill(
+                            fills_f, fills_i, n_fill, cf, ci, trades_f, trades_i, n_trade,
+                            posq, porder, n_open, s, i, sgn, k, -1, fts, q, price, ref,
+                            cbps, cmin, cash, qty, pos_avg,
                         )  # fmt: skip
                         n_fill += 1
                         n_ev += 1
@@ -616,7 +728,7 @@ def _py_kernel(
                         orders_f[k, 4] -= q
                         if orders_f[k, 4] <= _DUST:
                             orders_i[k, 5] = 0
-                            n_pend = _remove(pend, n_pend, k)
+                            n_pend = _remove(pe, n_pend, k)
                         ohs = orders_i[k, 3] != 0
                         oht = orders_i[k, 4] != 0
                         if (
@@ -644,10 +756,10 @@ def _py_kernel(
                         if crossed and b_prot:
                             b_prot = False
                             if b_has_stop:
-                                n_pend = _remove(pend, n_pend, -1)
+                                n_pend = _remove(pe, n_pend, -1)
                                 n_ev += 1
                             if b_has_tp:
-                                n_pend = _remove(pend, n_pend, -2)
+                                n_pend = _remove(pe, n_pend, -2)
                                 n_ev += 1
                         if (
                             orders_i[k, 2] == 1
@@ -666,11 +778,11 @@ def _py_kernel(
                             prot_k = k
                             prot_q = abs(new_q)
                             if ohs:
-                                pend[n_pend] = -1
+                                pe[n_pend] = -1
                                 n_pend += 1
                                 n_ev += 2
                             if oht:
-                                pend[n_pend] = -2
+                                pe[n_pend] = -2
                                 n_pend += 1
                                 n_ev += 2
                         budget -= q
@@ -680,7 +792,7 @@ def _py_kernel(
                         orders_i[k, 6] = 0
                         if orders_i[k, 5] != 0:
                             orders_i[k, 5] = 0
-                            n_pend = _remove(pend, n_pend, k)
+                            n_pend = _remove(pe, n_pend, k)
                         n_ev += 1
                         k += 1
                         continue
@@ -690,7 +802,7 @@ def _py_kernel(
                         if rem > _DUST:
                             # OrderCancelled("dust"): the engine still counted the rest
                             orders_i[k, 5] = 0
-                            n_pend = _remove(pend, n_pend, k)
+                            n_pend = _remove(pe, n_pend, k)
                             n_ev += 1
                     else:
                         orders_f[k, 3] = rem
@@ -711,9 +823,10 @@ def _py_kernel(
                 src = SOURCE_STOP if kind == 1 else SOURCE_TAKE_PROFIT
                 b_prot = False
                 qty = pos_q
-                cash, n_trade, pos_q, pos_avg = _fill(
-                    fills_f, fills_i, n_fill, sf, si, trades_f, trades_i, n_trade,
-                    i, sgn, src, prot_k, fts, q, price, raw, cbps, cmin, cash, qty, pos_avg,
+                cash, n_trade, pos_q, pos_avg, n_open = _fill(
+                    fills_f, fills_i, n_fill, cf, ci, trades_f, trades_i, n_trade,
+                    posq, porder, n_open, s, i, sgn, src, prot_k, fts, q, price, raw,
+                    cbps, cmin, cash, qty, pos_avg,
                 )  # fmt: skip
                 n_fill += 1
                 n_ev += 1
@@ -726,24 +839,24 @@ def _py_kernel(
                 if b_has_stop and b_has_tp:
                     n_ev += 1
                 for j in range(n_pend):
-                    kk = pend[j]
+                    kk = pe[j]
                     if kk >= 0:
                         orders_i[kk, 5] = 0
                 for kk in range(qhead, n_ord):
-                    if orders_i[kk, 6] != 0:
+                    if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s:
                         orders_i[kk, 6] = 0
                         n_ev += 1
                 n_pend = 0
                 qhead = n_ord
         # PaperBroker._end_of_bar: entries that had their bars stop working
         for kk in range(qhead, n_ord):
-            if orders_i[kk, 6] != 0 and orders_i[kk, 2] == 1:
+            if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s and orders_i[kk, 2] == 1:
                 orders_i[kk, 7] += 1
                 if orders_i[kk, 7] >= entry_bars:
                     orders_i[kk, 6] = 0
                     if orders_i[kk, 5] != 0:
                         orders_i[kk, 5] = 0
-                        n_pend = _remove(pend, n_pend, kk)
+                        n_pend = _remove(pe, n_pend, kk)
                     n_ev += 1
         # PaperBroker._trail
         if b_prot and b_has_stop and trailing and not (next_close and b_ts == ts[i]):
@@ -751,6 +864,7 @@ def _py_kernel(
 
         # ---- engine.on_bar
         mark = c[i]
+        marks[s] = mark
         atr_cnt, atr = _atr_step(atr_cnt, atr, atr_pc, h[i], lo[i], atr_period)
         atr_pc = c[i]
         # one estimator serves broker and engine: both see the same closes
@@ -771,13 +885,15 @@ def _py_kernel(
             has_day = True
             cur_day = day[i]
             trades_today = 0
+        # engine.equity: cash plus the positions in the order they were opened
         eq = cash
-        if pos_q != 0.0:
-            eq += pos_q * mark
+        for j in range(n_open):
+            t = porder[j]
+            eq += posq[t] * marks[t]
         last_eq = eq
         if eq > peak:
             peak = eq
-        e_dir = _committed(pos_q, pend, n_pend, orders_i, orders_f)
+        e_dir = _committed(pos_q, pe, n_pend, orders_i, orders_f)
 
         if has_pred[i]:
             p_dn = proba[i, 0]
@@ -787,17 +903,17 @@ def _py_kernel(
                 # Cancel the entries still working (the broker answers at once)
                 j = 0
                 while j < n_pend:
-                    kk = pend[j]
+                    kk = pe[j]
                     if kk >= 0 and orders_i[kk, 2] == 1:
                         orders_i[kk, 6] = 0
                         orders_i[kk, 5] = 0
-                        n_pend = _remove(pend, n_pend, kk)
+                        n_pend = _remove(pe, n_pend, kk)
                         n_ev += 1
                     else:
                         j += 1
                 expected = pos_q
                 for j in range(n_pend):
-                    kk = pend[j]
+                    kk = pe[j]
                     if kk >= 0:
                         expected += orders_i[kk, 1] * orders_f[kk, 4]
                 if abs(expected) > _DUST:
@@ -819,7 +935,8 @@ def _py_kernel(
                     orders_i[n_ord, 6] = 1
                     orders_i[n_ord, 7] = 0
                     orders_i[n_ord, 8] = 1
-                    pend[n_pend] = n_ord
+                    orders_i[n_ord, 9] = s
+                    pe[n_pend] = n_ord
                     n_pend += 1
                     n_ord += 1
                     n_ev += 1
@@ -854,6 +971,18 @@ def _py_kernel(
                         if not math.isfinite(qty):
                             status = STATUS_BAD_INTENT
                             break
+                        # RiskGovernor.check: the notional the other symbols expect to hold
+                        gross_other = 0.0
+                        for t in range(n_sym):
+                            if t == s:
+                                continue
+                            qt = posq[t]
+                            for j in range(syi[t, YI_N_PEND]):
+                                kk = pend[t, j]
+                                if kk >= 0:
+                                    qt += orders_i[kk, 1] * orders_f[kk, 4]
+                            if qt != 0.0:
+                                gross_other += abs(qt) * marks[t]
                         allowed, code = _risk_allowed(
                             qty,
                             0.0,
@@ -861,7 +990,7 @@ def _py_kernel(
                             peak,
                             dse,
                             trades_today,
-                            0.0,
+                            gross_other,
                             price,
                             risk_dist,
                             pf[_P_MPF],
@@ -904,63 +1033,83 @@ def _py_kernel(
                             orders_i[n_ord, 6] = 1
                             orders_i[n_ord, 7] = 0
                             orders_i[n_ord, 8] = 1
-                            pend[n_pend] = n_ord
+                            orders_i[n_ord, 9] = s
+                            pe[n_pend] = n_ord
                             n_pend += 1
                             n_ord += 1
                             n_ev += 1
                             trades_today += 1
-                e_dir = _committed(pos_q, pend, n_pend, orders_i, orders_f)
-        # run_backtest: equity and exposure after the bar
-        eq2 = cash
-        gross = 0.0
-        if pos_q != 0.0:
-            eq2 += pos_q * mark
-            gross = abs(pos_q) * mark
-        equity_out[i] = eq2
-        exposure_out[i] = gross / eq2 if eq2 != 0 else math.nan
+                e_dir = _committed(pos_q, pe, n_pend, orders_i, orders_f)
+        # run_backtest: equity and exposure after the last symbol of the bar's ts
+        if last_of_ts[i]:
+            eq2 = cash
+            gross = 0.0
+            for j in range(n_open):
+                t = porder[j]
+                eq2 += posq[t] * marks[t]
+                gross += abs(posq[t]) * marks[t]
+            equity_out[i] = eq2
+            exposure_out[i] = gross / eq2 if eq2 != 0 else math.nan
         i += 1
 
-    sf[0] = cash
-    sf[1] = pos_q
-    sf[2] = pos_avg
-    sf[3] = mark
-    sf[4] = b_stop
-    sf[5] = b_tp
-    sf[6] = b_ext
-    sf[7] = e_stop
-    sf[8] = e_tp
-    sf[9] = e_ext
-    sf[10] = atr_pc
-    sf[11] = atr
-    sf[12] = v_last
-    sf[13] = v_var
-    sf[14] = peak
-    sf[15] = last_eq
-    sf[16] = dse
-    sf[24] = prot_q
-    si[0] = n_ord
-    si[1] = n_fill
-    si[2] = n_trade
-    si[3] = n_pend
-    si[4] = qhead
-    si[5] = b_dir
-    si[6] = b_ts
-    si[7] = e_prot_ts
-    si[8] = e_dir
-    si[9] = atr_cnt
-    si[10] = v_cnt
-    si[11] = cur_day
-    si[12] = trades_today
-    si[15] = 1 if b_prot else 0
-    si[16] = 1 if b_has_stop else 0
-    si[17] = 1 if b_has_tp else 0
-    si[18] = 1 if e_has_stop else 0
-    si[19] = 1 if e_has_tp else 0
-    si[20] = 1 if e_has_prot_ts else 0
-    si[21] = 1 if has_day else 0
-    si[23] = prot_k
-    si[24] = n_ev
+    if s >= 0:
+        _store_symbol(
+            cf, ci, pos_q, pos_avg, mark, b_stop, b_tp, b_ext, e_stop, e_tp, e_ext,
+            atr_pc, atr, v_last, v_var, prot_q, qhead, n_pend, b_dir, b_ts, e_prot_ts,
+            e_dir, atr_cnt, v_cnt, prot_k, b_prot, b_has_stop, b_has_tp, e_has_stop,
+            e_has_tp, e_has_prot_ts,
+        )  # fmt: skip
+    gf[GF_CASH] = cash
+    gf[GF_PEAK] = peak
+    gf[GF_LAST_EQ] = last_eq
+    gf[GF_DSE] = dse
+    gi[GI_N_ORD] = n_ord
+    gi[GI_N_FILL] = n_fill
+    gi[GI_N_TRADE] = n_trade
+    gi[GI_CUR_DAY] = cur_day
+    gi[GI_TRADES_TODAY] = trades_today
+    gi[GI_HAS_DAY] = 1 if has_day else 0
+    gi[GI_N_EVENTS] = n_ev
+    gi[GI_N_OPEN] = n_open
     return i, status
+
+
+def _py_store_symbol(
+    cf, ci, pos_q, pos_avg, mark, b_stop, b_tp, b_ext, e_stop, e_tp, e_ext,
+    atr_pc, atr, v_last, v_var, prot_q, qhead, n_pend, b_dir, b_ts, e_prot_ts,
+    e_dir, atr_cnt, v_cnt, prot_k, b_prot, b_has_stop, b_has_tp, e_has_stop,
+    e_has_tp, e_has_prot_ts,
+):  # fmt: skip
+    """Write the loaded symbol's locals back to its rows of syf / syi."""
+    cf[YF_POS_Q] = pos_q
+    cf[YF_POS_AVG] = pos_avg
+    cf[YF_MARK] = mark
+    cf[YF_B_STOP] = b_stop
+    cf[YF_B_TP] = b_tp
+    cf[YF_B_EXT] = b_ext
+    cf[YF_E_STOP] = e_stop
+    cf[YF_E_TP] = e_tp
+    cf[YF_E_EXT] = e_ext
+    cf[YF_ATR_PC] = atr_pc
+    cf[YF_ATR] = atr
+    cf[YF_V_LAST] = v_last
+    cf[YF_V_VAR] = v_var
+    cf[YF_PROT_Q] = prot_q
+    ci[YI_QHEAD] = qhead
+    ci[YI_N_PEND] = n_pend
+    ci[YI_B_DIR] = b_dir
+    ci[YI_B_TS] = b_ts
+    ci[YI_E_PROT_TS] = e_prot_ts
+    ci[YI_E_DIR] = e_dir
+    ci[YI_ATR_CNT] = atr_cnt
+    ci[YI_V_CNT] = v_cnt
+    ci[YI_PROT_K] = prot_k
+    ci[YI_B_PROT] = 1 if b_prot else 0
+    ci[YI_B_HAS_STOP] = 1 if b_has_stop else 0
+    ci[YI_B_HAS_TP] = 1 if b_has_tp else 0
+    ci[YI_E_HAS_STOP] = 1 if e_has_stop else 0
+    ci[YI_E_HAS_TP] = 1 if e_has_tp else 0
+    ci[YI_E_HAS_PROT_TS] = 1 if e_has_prot_ts else 0
 
 
 def _py_committed(pos_q, pend, n_pend, orders_i, orders_f):
@@ -1020,7 +1169,7 @@ def _py_check_proba(proba, has_pred, tolerance):
     return ok
 
 
-def _py_record_fill(fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref, cbps, cmin):
+def _py_record_fill(fills_f, fills_i, row, s, i, sgn, src, prot, fts, q, price, ref, cbps, cmin):
     """Write fill `row` and return (commission, slippage_cost) as PaperBroker._fill makes them."""
     com = _commission_of(q * price, cbps, cmin)
     slip = q * abs(price - ref)
@@ -1033,25 +1182,35 @@ def _py_record_fill(fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref
     fills_i[row, 2] = src
     fills_i[row, 3] = fts
     fills_i[row, 4] = prot
+    fills_i[row, 5] = s
     return com, slip
 
 
 def _py_fill(
-    fills_f, fills_i, row, sf, si, tf, ti, n_trade, i, sgn, src, prot, fts, q, price, ref,
-    cbps, cmin, cash, qty, avg,
+    fills_f, fills_i, row, cf, ci, tf, ti, n_trade, posq, porder, n_open, s, i, sgn, src, prot,
+    fts, q, price, ref, cbps, cmin, cash, qty, avg,
 ):  # fmt: skip
-    """One fill, both halves: PaperBroker._fill writes fill `row`, engine.on_event(Fill) books
-    it (cash, position, the open trade). Returns (cash, n_trade, quantity, avg_price) after."""
+    """One fill of symbol s, both halves: PaperBroker._fill writes fill `row`,
+    engine.on_event(Fill) books it (cash, position, the open trade, the order in which
+    positions opened). Returns (cash, n_trade, quantity, avg_price, n_open) after."""
     com, slip = _record_fill(
-        fills_f, fills_i, row, i, sgn, src, prot, fts, q, price, ref, cbps, cmin
+        fills_f, fills_i, row, s, i, sgn, src, prot, fts, q, price, ref, cbps, cmin
     )
     new_q, new_avg = _apply(qty, avg, sgn * q, price)
-    return _book_fill(
-        sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
-    )
+    cash, n_trade, pos_q, pos_avg = _book_fill(
+        cf, ci, tf, ti, n_trade, s, row, cash, qty, avg, new_q, new_avg, sgn, q, price, com,
+        slip, fts,
+    )  # fmt: skip
+    posq[s] = pos_q
+    if qty == 0.0 and pos_q != 0.0:  # EngineState.positions gains the symbol at its end
+        porder[n_open] = s
+        n_open += 1
+    elif qty != 0.0 and pos_q == 0.0:
+        n_open = _remove(porder, n_open, s)
+    return cash, n_trade, pos_q, pos_avg, n_open
 
 
-def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, real, com, slip):
+def _py_close_trade(tf, ti, row, s, direction, entry_ts, exit_ts, eq_, en, xq, xn, real, com, slip):
     """Row `row` of the trade tables: ledger.trade_close_values, as OpenTrade.close."""
     quantity, entry_price, exit_price, pnl, commission, costs = _trade_close_values(
         eq_, en, xq, xn, real, com, slip
@@ -1065,62 +1224,60 @@ def _py_close_trade(tf, ti, row, direction, entry_ts, exit_ts, eq_, en, xq, xn, 
     ti[row, 0] = direction
     ti[row, 1] = entry_ts
     ti[row, 2] = exit_ts
+    ti[row, 3] = s
 
 
 def _py_book_fill(
-    sf, si, tf, ti, n_trade, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip, fts
-):
-    """The ledger half of engine._book_fill over the state arrays, with the same rules.
+    cf, ci, tf, ti, n_trade, s, row, cash, qty, avg, new_q, new_avg, sgn, q, price, com, slip,
+    fts,
+):  # fmt: skip
+    """The ledger half of engine._book_fill over symbol s's state rows, with the same rules.
 
-    The open trade's running sums live in sf[17:24] (entry qty, entry notional, exit qty, exit
-    notional, realized, commission, slippage), si[13] (direction), si[14] (entry ts), si[22]
-    (has trade); a trade the fill closes becomes a row of tf/ti. Returns (cash, n_trade, pos_q,
-    pos_avg).
+    The open trade's running sums live in cf[YF_T_*], its direction, entry ts and presence in
+    ci[YI_T_DIR / YI_T_ETS / YI_HAS_TRADE]; a trade the fill closes becomes a row of tf/ti.
+    Returns (cash, n_trade, pos_q, pos_avg).
     """
-    has_trade = si[22] != 0
-    t_dir = si[13]
+    has_trade = ci[YI_HAS_TRADE] != 0
+    t_dir = ci[YI_T_DIR]
     cash -= sgn * q * price + com
     close_q = _closing_quantity(qty, sgn, q)
     if close_q > 0.0 and has_trade:
-        sf[19], sf[20], sf[21], sf[22], sf[23] = _add_exit_part(
-            sf[19], sf[20], sf[21], sf[22], sf[23], close_q, q, price, avg, t_dir, com, slip
-        )
+        (
+            cf[YF_T_XQ],
+            cf[YF_T_XN],
+            cf[YF_T_REAL],
+            cf[YF_T_COM],
+            cf[YF_T_SLIP],
+        ) = _add_exit_part(
+            cf[YF_T_XQ], cf[YF_T_XN], cf[YF_T_REAL], cf[YF_T_COM], cf[YF_T_SLIP],
+            close_q, q, price, avg, t_dir, com, slip,
+        )  # fmt: skip
     open_q = q - close_q
     if close_q > 0.0 and (new_q == 0.0 or new_q * qty < 0.0) and has_trade:
         _close_trade(
-            tf,
-            ti,
-            n_trade,
-            t_dir,
-            si[14],
-            fts,
-            sf[17],
-            sf[18],
-            sf[19],
-            sf[20],
-            sf[21],
-            sf[22],
-            sf[23],
-        )
+            tf, ti, n_trade, s, t_dir, ci[YI_T_ETS], fts, cf[YF_T_EQ], cf[YF_T_EN],
+            cf[YF_T_XQ], cf[YF_T_XN], cf[YF_T_REAL], cf[YF_T_COM], cf[YF_T_SLIP],
+        )  # fmt: skip
         n_trade += 1
         has_trade = False
     if open_q > 0.0:
         if not has_trade:
             has_trade = True
-            si[13] = sgn
-            si[14] = fts
-            sf[17:24] = 0.0
-        sf[17], sf[18], sf[22], sf[23] = _add_entry_part(
-            sf[17], sf[18], sf[22], sf[23], open_q, q, price, com, slip
+            ci[YI_T_DIR] = sgn
+            ci[YI_T_ETS] = fts
+            ci[YI_T_FILL] = row
+            cf[YF_T_EQ : YF_T_SLIP + 1] = 0.0
+        cf[YF_T_EQ], cf[YF_T_EN], cf[YF_T_COM], cf[YF_T_SLIP] = _add_entry_part(
+            cf[YF_T_EQ], cf[YF_T_EN], cf[YF_T_COM], cf[YF_T_SLIP], open_q, q, price, com, slip
         )
-    si[22] = 1 if has_trade else 0
+    ci[YI_HAS_TRADE] = 1 if has_trade else 0
     if new_q == 0.0:
         return cash, n_trade, 0.0, 0.0
     return cash, n_trade, new_q, new_avg
 
 
 def _py_remove(pend, n_pend, k):
-    """Drop entry k from the pending list, keeping insertion order (a dict's `del`)."""
+    """Drop entry k from a pending list, keeping insertion order (a dict's `del`)."""
     j = 0
     while j < n_pend and pend[j] != k:
         j += 1
@@ -1164,4 +1321,5 @@ if numba is not None:
     _record_fill = numba.njit(cache=True, nogil=True, inline="always")(_py_record_fill)
     _fill = numba.njit(cache=True, nogil=True, inline="always")(_py_fill)
     _remove = _jit(_py_remove)
+    _store_symbol = _jit(_py_store_symbol)
     _kernel = _jit(_py_kernel)

@@ -176,10 +176,11 @@ def run_backtest(
     its orders fill at the next bar of the symbol (open or close per `config.fill`). The input
     frames are not modified.
 
-    `path` picks the implementation: "auto" runs the compiled single-symbol kernel of
-    `execution._fast` where it applies (one symbol, numba importable) and the reference loop
-    otherwise; "reference" always runs the loop; "fast" runs the kernel or raises BacktestError
-    saying why it does not apply. Both give identical results; the choice is logged at DEBUG.
+    `path` picks the implementation: "auto" runs the compiled kernel of `execution._fast`
+    (one symbol or a portfolio) where it applies (numba importable, inputs it covers) and the
+    reference loop otherwise; "reference" always runs the loop; "fast" runs the kernel or raises
+    BacktestError saying why it does not apply. Both give identical results; the choice and
+    the reason for a fallback are logged (DEBUG; INFO when the kernel ran and handed over).
     """
     if path not in BACKTEST_PATHS:
         msg = f"path must be one of {BACKTEST_PATHS}, got {path!r}"
@@ -335,7 +336,7 @@ def _try_fast(
     """The fast path's result, or (None, why it does not apply)."""
     if not _fast.available():
         return None, "numba is not installed"
-    inputs, reason = _fast.prepare_single_symbol(bars, predictions)
+    inputs, reason = _fast.prepare(bars, predictions)
     if inputs is None:
         return None, reason
     if inputs.unmatched:
@@ -346,7 +347,9 @@ def _try_fast(
     )
     out = _fast.run_kernel(inputs, config)
     if out.status != _fast.STATUS_OK:
-        return None, f"the kernel stopped with status {out.status}; the reference loop decides"
+        reason = f"the kernel stopped with status {out.status}; the reference loop decides"
+        logger.info("backtest %s: %s", config.strategy, reason)
+        return None, reason
     return _fast_result(inputs, out, config), ""
 
 
@@ -391,26 +394,41 @@ def _levels(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.full(len(values), None, dtype=object)
 
 
+def _order_client_ids(
+    inputs: _fast.FastInputs, out: _fast.FastOutputs, config: StrategyConfig
+) -> np.ndarray:
+    """make_client_id of every order the kernel sent, symbol by symbol."""
+    n_ord = len(out.orders_f)
+    cids = np.empty(n_ord, dtype=object)
+    order_sym = out.orders_i[:, 9]
+    intents = np.where(out.orders_i[:, 2] == 1, "entry", "exit").astype(object)
+    for s, (sym, tf) in enumerate(zip(inputs.symbols, inputs.timeframes, strict=True)):
+        mine = np.flatnonzero(order_sym == s) if len(inputs.symbols) > 1 else np.arange(n_ord)
+        if len(mine):
+            bar_ns = inputs.ts[out.orders_i[mine, 0]]
+            cids[mine] = _client_ids(config.strategy, sym, tf, bar_ns, intents[mine])
+    return cids
+
+
 def _fast_result(
     inputs: _fast.FastInputs, out: _fast.FastOutputs, config: StrategyConfig
 ) -> BacktestResult:
-    sym = inputs.symbol
     ts = inputs.ts
     n_ord, n_fill, n_trade = len(out.orders_f), len(out.fills_f), len(out.trades_f)
     sides = np.array(["sell", "buy"], dtype=object)
+    names = np.array(inputs.symbols, dtype=object)
 
     order_bar = out.orders_i[:, 0]
-    order_intent = np.where(out.orders_i[:, 2] == 1, "entry", "exit").astype(object)
-    order_cids = _client_ids(config.strategy, sym, inputs.timeframe, ts[order_bar], order_intent)
+    order_cids = _order_client_ids(inputs, out, config)
     if n_ord:
         orders = pd.DataFrame(
             {
-                "client_id": order_cids,
-                "symbol": [sym] * n_ord,
+                "client_id": order_cids.tolist(),
+                "symbol": names[out.orders_i[:, 9]].tolist(),
                 "side": sides[(out.orders_i[:, 1] > 0).astype(np.int64)].tolist(),
                 "quantity": out.orders_f[:, 0],
                 "ts": _utc_us(inputs.close_ts[order_bar]),
-                "intent": order_intent.tolist(),
+                "intent": np.where(out.orders_i[:, 2] == 1, "entry", "exit").tolist(),
                 "stop_loss": _levels(out.orders_f[:, 1], out.orders_i[:, 3] == 1),
                 "take_profit": _levels(out.orders_f[:, 2], out.orders_i[:, 4] == 1),
             },
@@ -423,14 +441,14 @@ def _fast_result(
         source = out.fills_i[:, 2]
         fill_cids = np.empty(n_fill, dtype=object)
         mine = source >= 0
-        fill_cids[mine] = np.asarray(order_cids, dtype=object)[source[mine]]
+        fill_cids[mine] = order_cids[source[mine]]
         for row in np.flatnonzero(~mine).tolist():
             kind = "stop" if source[row] == _fast.SOURCE_STOP else "take_profit"
             fill_cids[row] = protective_client_id(order_cids[out.fills_i[row, 4]], kind)
         fills = pd.DataFrame(
             {
                 "client_id": fill_cids.tolist(),
-                "symbol": [sym] * n_fill,
+                "symbol": names[out.fills_i[:, 5]].tolist(),
                 "side": sides[(out.fills_i[:, 1] > 0).astype(np.int64)].tolist(),
                 "quantity": out.fills_f[:, 0],
                 "price": out.fills_f[:, 1],
@@ -447,7 +465,7 @@ def _fast_result(
     if n_trade:
         trades = pd.DataFrame(
             {
-                "symbol": [sym] * n_trade,
+                "symbol": names[out.trades_i[:, 3]].tolist(),
                 "side": np.where(out.trades_i[:, 0] > 0, "long", "short").tolist(),
                 "quantity": out.trades_f[:, 0],
                 "entry_ts": _utc_us(out.trades_i[:, 1]),
@@ -464,16 +482,19 @@ def _fast_result(
         trades = _frame([], TRADE_COLUMNS)
 
     state = _fast_state(inputs, out, config, order_cids)
-    index = pd.DatetimeIndex(ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
+    last = inputs.last_of_ts
+    single = len(inputs.symbols) == 1  # every bar is the last of its ts: no copies
+    eq_ts = ts if single else ts[last]
+    index = pd.DatetimeIndex(eq_ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
+    eq_values = out.equity if single else out.equity[last]
+    exposure = out.exposure if single else out.exposure[last]
     return BacktestResult(
         orders=orders,
         fills=fills,
         trades=trades,
         positions=_positions_frame(state),
-        equity=pd.Series(out.equity, index=index, name="equity", dtype=np.float64, copy=False),
-        exposure=pd.Series(
-            out.exposure, index=index, name="exposure", dtype=np.float64, copy=False
-        ),
+        equity=pd.Series(eq_values, index=index, name="equity", dtype=np.float64, copy=False),
+        exposure=pd.Series(exposure, index=index, name="exposure", dtype=np.float64, copy=False),
         config=config,
         final_state=state,
     )
@@ -487,33 +508,75 @@ def _fast_state(
     inputs: _fast.FastInputs,
     out: _fast.FastOutputs,
     config: StrategyConfig,
-    order_cids: list[str],
+    order_cids: np.ndarray,
 ) -> EngineState:
     """The EngineState the reference loop would end with, from the kernel's final state."""
-    sym = inputs.symbol
-    sf, si = out.state_f, out.state_i
+    f = _fast
+    gf, gi = out.account_f, out.account_i
     state = new_state(config)
-    state.cash = float(sf[_fast.SF_CASH])
-    if sf[_fast.SF_POS_Q] != 0.0:
-        state.positions[sym] = Position(sym, float(sf[_fast.SF_POS_Q]), float(sf[_fast.SF_POS_AVG]))
-    state.marks[sym] = float(sf[_fast.SF_MARK])
+    state.cash = float(gf[f.GF_CASH])
+    for s in out.open_order.tolist():
+        sym, sf = inputs.symbols[s], out.symbol_f[s]
+        state.positions[sym] = Position(sym, float(sf[f.YF_POS_Q]), float(sf[f.YF_POS_AVG]))
+    last_bar = np.zeros(len(inputs.symbols), dtype=np.int64)
+    last_bar[inputs.sym] = np.arange(len(inputs.sym))  # the last write per symbol wins
+    opened: list[tuple[int, int]] = []
+    for s, sym in enumerate(inputs.symbols):
+        sf, si = out.symbol_f[s], out.symbol_i[s]
+        state.marks[sym] = float(sf[f.YF_MARK])
+        state.symbols[sym] = _fast_symbol_state(sf, si, out, config, order_cids, s)
+        state.symbols[sym].last_ts = _py_utc(inputs.ts[last_bar[s]])
+        if si[f.YI_HAS_TRADE]:
+            opened.append((int(si[f.YI_T_FILL]), s))
+    for _, s in sorted(opened):
+        sym, sf, si = inputs.symbols[s], out.symbol_f[s], out.symbol_i[s]
+        state.open_trades[sym] = OpenTrade(
+            sym,
+            int(si[f.YI_T_DIR]),
+            _py_utc(si[f.YI_T_ETS]),
+            float(sf[f.YF_T_EQ]),
+            float(sf[f.YF_T_EN]),
+            float(sf[f.YF_T_XQ]),
+            float(sf[f.YF_T_XN]),
+            float(sf[f.YF_T_REAL]),
+            float(sf[f.YF_T_COM]),
+            float(sf[f.YF_T_SLIP]),
+        )
+    state.peak_equity = float(gf[f.GF_PEAK])
+    state.last_equity = float(gf[f.GF_LAST_EQ])
+    state.day = date.fromordinal(_EPOCH_ORDINAL + int(gi[f.GI_CUR_DAY]))
+    state.day_start_equity = float(gf[f.GF_DSE])
+    state.trades_today = int(gi[f.GI_TRADES_TODAY])
+    state.seq = int(gi[f.GI_N_EVENTS]) + len(inputs.ts)
+    return state
+
+
+def _fast_symbol_state(
+    sf: np.ndarray,
+    si: np.ndarray,
+    out: _fast.FastOutputs,
+    config: StrategyConfig,
+    order_cids: np.ndarray,
+    s: int,
+) -> SymbolState:
+    f = _fast
     atr = AtrEstimator(config.stops.atr_period)
     atr.prev_close, atr.atr, atr.count = (
-        float(sf[_fast.SF_ATR_PC]),
-        float(sf[_fast.SF_ATR]),
-        int(si[_fast.SI_ATR_CNT]),
+        float(sf[f.YF_ATR_PC]),
+        float(sf[f.YF_ATR]),
+        int(si[f.YI_ATR_CNT]),
     )
-    vol = EwmaVol(config.vol_window, float(sf[_fast.SF_V_LAST]), float(sf[_fast.SF_V_VAR]))
-    vol.count = int(si[_fast.SI_V_CNT])
-    ss = SymbolState(atr, vol, direction=int(si[_fast.SI_E_DIR]))
-    for k in out.pending.tolist():
-        if k < 0:  # a protective order the broker opened for entry order SI_PROT_K
-            kind = "stop" if k == -1 else "take_profit"
-            cid = protective_client_id(order_cids[int(si[_fast.SI_PROT_K])], kind)
+    vol = EwmaVol(config.vol_window, float(sf[f.YF_V_LAST]), float(sf[f.YF_V_VAR]))
+    vol.count = int(si[f.YI_V_CNT])
+    ss = SymbolState(atr, vol, direction=int(si[f.YI_E_DIR]))
+    for k in out.pending[s].tolist():
+        if k < 0:  # a protective order the broker opened for entry order YI_PROT_K
+            kind = "stop" if k == f.SOURCE_STOP else "take_profit"
+            cid = protective_client_id(order_cids[int(si[f.YI_PROT_K])], kind)
             ss.orders[cid] = WorkingOrder(
                 cid,
-                -int(si[_fast.SI_B_DIR]),
-                float(sf[_fast.SF_PROT_Q]),
+                -int(si[f.YI_B_DIR]),
+                float(sf[f.YF_PROT_Q]),
                 kind,
                 state=OrderState.ACCEPTED,
             )
@@ -528,32 +591,11 @@ def _fast_state(
             float(out.orders_f[k, 2]) if out.orders_i[k, 4] else None,
             OrderState.ACCEPTED if out.orders_i[k, 8] == 1 else OrderState.PARTIALLY_FILLED,
         )
-    ss.stop = float(sf[_fast.SF_E_STOP]) if si[_fast.SI_E_HAS_STOP] else None
-    ss.take_profit = float(sf[_fast.SF_E_TP]) if si[_fast.SI_E_HAS_TP] else None
-    ss.extreme = float(sf[_fast.SF_E_EXT])
-    ss.protect_ts = _py_utc(si[_fast.SI_E_PROT_TS]) if si[_fast.SI_E_HAS_PROT_TS] else None
-    ss.last_ts = _py_utc(inputs.ts[-1])
-    state.symbols[sym] = ss
-    if si[_fast.SI_HAS_TRADE]:
-        state.open_trades[sym] = OpenTrade(
-            sym,
-            int(si[_fast.SI_T_DIR]),
-            _py_utc(si[_fast.SI_T_ETS]),
-            float(sf[_fast.SF_T_EQ]),
-            float(sf[_fast.SF_T_EN]),
-            float(sf[_fast.SF_T_XQ]),
-            float(sf[_fast.SF_T_XN]),
-            float(sf[_fast.SF_T_REAL]),
-            float(sf[_fast.SF_T_COM]),
-            float(sf[_fast.SF_T_SLIP]),
-        )
-    state.peak_equity = float(sf[_fast.SF_PEAK])
-    state.last_equity = float(sf[_fast.SF_LAST_EQ])
-    state.day = date.fromordinal(_EPOCH_ORDINAL + int(si[_fast.SI_CUR_DAY]))
-    state.day_start_equity = float(sf[_fast.SF_DSE])
-    state.trades_today = int(si[_fast.SI_TRADES_TODAY])
-    state.seq = int(si[_fast.SI_N_EVENTS]) + len(inputs.ts)
-    return state
+    ss.stop = float(sf[f.YF_E_STOP]) if si[f.YI_E_HAS_STOP] else None
+    ss.take_profit = float(sf[f.YF_E_TP]) if si[f.YI_E_HAS_TP] else None
+    ss.extreme = float(sf[f.YF_E_EXT])
+    ss.protect_ts = _py_utc(si[f.YI_E_PROT_TS]) if si[f.YI_E_HAS_PROT_TS] else None
+    return ss
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -1,4 +1,4 @@
-"""The compiled single-symbol fast path equals the reference loop exactly, and dispatch is right."""
+"""The compiled fast path on one symbol equals the reference loop exactly, and dispatch is right."""
 
 from __future__ import annotations
 
@@ -307,22 +307,6 @@ def test_run_backtest_when_one_symbol_then_fast_path_runs(caplog: pytest.LogCapt
     run_backtest(bars, random_predictions(bars), StrategyConfig())
 
     assert "ran the compiled fast path" in caplog.text
-
-
-def test_run_backtest_when_several_symbols_then_reference_loop_runs(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    bars = synthetic_bars(100, symbols=("AAA", "BBB"), seed=1)
-    preds = random_predictions(bars)
-    caplog.set_level(logging.DEBUG, logger="execution.backtest")
-
-    auto = run_backtest(bars, preds, StrategyConfig())
-
-    assert "runs the reference loop: several symbols" in caplog.text
-    assert "fast path" not in caplog.text.replace("does not apply", "")
-    assert_same_result(run_backtest(bars, preds, StrategyConfig(), path="reference"), auto)
-    with pytest.raises(BacktestError, match="several symbols"):
-        run_backtest(bars, preds, StrategyConfig(), path="fast")
 
 
 def test_run_backtest_when_numba_missing_then_reference_loop_runs_silently(

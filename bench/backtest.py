@@ -1,15 +1,21 @@
 """Benchmark: run_backtest vs vectorbt Portfolio.from_signals on the same SMA-crossover signals.
 
-    python -m bench.backtest [--rows N] [--out PATH] [--skip-reference]
+    python -m bench.backtest [--rows N] [--repeat K] [--portfolio-rows M] [--out PATH]
+                             [--skip-reference]
 
 One synthetic symbol, fixed-fractional sizing with ATR stops, costs on. Both paths of run_backtest
-are timed: the compiled fast path (path="fast", what "auto" picks for one symbol) and the reference
-Python loop (path="reference"), each cold (first call in the process; for the fast path that is
-numba compiling, or loading its on-disk cache) and warm (the best of `--repeat` further calls, so
-that a busy machine's noise does not decide the ratio). vectorbt warm is the best of as many
-calls after its first (which compiles its numba kernels). The two paths' results are checked to
-be identical. Prints the ratios (goal: fast path warm <= 1.0x vectorbt, issue 8) and writes them
-to $CANDLEFLOW_HOME/bench/backtest.json (default ./var).
+are timed: the compiled fast path (path="fast", what "auto" picks) and the reference Python loop
+(path="reference"), each cold (first call in the process; for the fast path that is numba
+compiling, or loading its on-disk cache) and warm. Warm fast-path and vectorbt calls are
+interleaved (fast, vectorbt, fast, vectorbt, ...) `--repeat` times after vectorbt's first call
+(which compiles its numba kernels), so that a busy machine's load hits both alike, and the medians
+count. The ratio fast warm / vectorbt warm is measured in this run (goal <= 1.0, issue 8).
+
+Then a portfolio: 5 symbols of `--portfolio-rows` bars each on one time axis, the same strategy,
+through the fast path and the reference loop (median of `--repeat` interleaved pairs, after one
+warm-up call each): the fast-vs-reference ratio. Both paths' results are checked to be identical
+(single symbol and portfolio). Writes everything to $CANDLEFLOW_HOME/bench/backtest.json
+(default ./var).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,24 +88,36 @@ def run_vectorbt(bars: pd.DataFrame, up: np.ndarray, config: StrategyConfig) -> 
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
-    parser.add_argument("--out", type=Path, default=home / "bench" / "backtest.json")
-    parser.add_argument(
-        "--skip-reference", action="store_true", help="time only the fast path and vectorbt"
-    )
-    parser.add_argument("--repeat", type=int, default=3, help="warm calls; the best one counts")
-    args = parser.parse_args(argv)
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
 
-    print(f"building {args.rows} synthetic bars and SMA-crossover predictions ...", flush=True)
-    bars = synthetic_bars(args.rows)
-    bars.insert(0, "symbol", "SYN")
-    bars.insert(1, "timeframe", "1m")
-    up = sma_signal(bars["close"].to_numpy())
-    preds = predictions_for(bars, up)
-    config = StrategyConfig(
+
+def _identical(a: BacktestResult, b: BacktestResult) -> bool:
+    return bool(
+        a.equity.equals(b.equity)
+        and a.exposure.equals(b.exposure)
+        and a.fills.equals(b.fills)
+        and a.orders.equals(b.orders)
+        and a.trades.equals(b.trades)
+    )
+
+
+def portfolio_inputs(rows: int, n_symbols: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """n_symbols synthetic walks of `rows` one-minute bars each, on one time axis."""
+    frames, preds = [], []
+    for k in range(n_symbols):
+        bars = synthetic_bars(rows, seed=11 + k)
+        bars.insert(0, "symbol", f"SYM{k}")
+        bars.insert(1, "timeframe", "1m")
+        frames.append(bars)
+        preds.append(predictions_for(bars, sma_signal(bars["close"].to_numpy())))
+    return pd.concat(frames, ignore_index=True), pd.concat(preds, ignore_index=True)
+
+
+def bench_config() -> StrategyConfig:
+    return StrategyConfig(
         strategy="bench",
         costs=CostModel(max_volume_share=None),
         sizing=SizingConfig(method="fixed_fractional", risk_per_trade=0.01),
@@ -105,71 +125,112 @@ def main(argv: list[str] | None = None) -> int:
         decision=DecisionConfig(allow_short=False),
     )
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    parser.add_argument("--out", type=Path, default=home / "bench" / "backtest.json")
+    parser.add_argument(
+        "--skip-reference",
+        action="store_true",
+        help="time only the fast path and vectorbt on one symbol (the portfolio still runs)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved warm calls (median)")
+    parser.add_argument(
+        "--portfolio-rows", type=int, default=20_000, help="bars per symbol of the 5-symbol run"
+    )
+    args = parser.parse_args(argv)
+    repeat = max(args.repeat, 1)
+
+    print(f"building {args.rows} synthetic bars and SMA-crossover predictions ...", flush=True)
+    bars = synthetic_bars(args.rows)
+    bars.insert(0, "symbol", "SYN")
+    bars.insert(1, "timeframe", "1m")
+    up = sma_signal(bars["close"].to_numpy())
+    preds = predictions_for(bars, up)
+    config = bench_config()
+
+    def fast() -> BacktestResult:
+        return run_backtest(bars, preds, config, path="fast")
+
     times: dict[str, float] = {}
     results: dict[str, BacktestResult] = {}
-    paths = ("fast",) if args.skip_reference else ("fast", "reference")
-    cache_hits = 0
-    for path in paths:
-        for label in ("cold", "warm"):
-            # The reference loop takes minutes at 1M bars: one warm call is enough there.
-            calls = 1 if label == "cold" or path == "reference" else max(args.repeat, 1)
-            best = float("inf")
-            for _ in range(calls):
-                print(f"run_backtest path={path} ({label}) ...", flush=True)
-                start = time.perf_counter()
-                results[path] = run_backtest(bars, preds, config, path=path)
-                elapsed = time.perf_counter() - start
-                best = min(best, elapsed)
-                print(f"  {elapsed:.3f}s, {len(results[path].trades)} trades", flush=True)
-            times[f"{path}_{label}_s"] = best
-            if path == "fast" and label == "cold":
-                cache_hits = sum(_fast._kernel.stats.cache_hits.values())
+    print("run_backtest path=fast (cold) ...", flush=True)
+    times["fast_cold_s"], results["fast"] = _timed(fast)  # type: ignore[assignment]
+    cache_hits = sum(_fast._kernel.stats.cache_hits.values())
+    print("vectorbt from_signals (cold) ...", flush=True)
+    times["vectorbt_cold_s"] = run_vectorbt(bars, up, config)
+    fast_warm, vbt_warm = [], []
+    for k in range(repeat):
+        fast_warm.append(_timed(fast)[0])
+        vbt_warm.append(run_vectorbt(bars, up, config))
+        print(f"  warm pair {k + 1}: fast {fast_warm[-1]:.3f}s vectorbt {vbt_warm[-1]:.3f}s")
+    times["fast_warm_s"] = statistics.median(fast_warm)
+    times["vectorbt_warm_s"] = statistics.median(vbt_warm)
+    pair_ratios = [f / v for f, v in zip(fast_warm, vbt_warm, strict=True)]
     identical = None
-    if "reference" in results:
-        a, b = results["reference"], results["fast"]
-        identical = (
-            a.equity.equals(b.equity)
-            and a.fills.equals(b.fills)
-            and a.orders.equals(b.orders)
-            and a.trades.equals(b.trades)
+    if not args.skip_reference:
+        # The reference loop takes minutes at 1M bars: one call (its warm-up is the import).
+        print("run_backtest path=reference ...", flush=True)
+        times["reference_s"], results["reference"] = _timed(  # type: ignore[assignment]
+            lambda: run_backtest(bars, preds, config, path="reference")
         )
+        identical = _identical(results["reference"], results["fast"])
         print(f"fast path identical to reference: {identical}", flush=True)
-    for label in ("cold", "warm"):
-        calls = 1 if label == "cold" else max(args.repeat, 1)
-        best = float("inf")
-        for _ in range(calls):
-            print(f"vectorbt from_signals ({label}) ...", flush=True)
-            elapsed = run_vectorbt(bars, up, config)
-            best = min(best, elapsed)
-            print(f"  {elapsed:.3f}s", flush=True)
-        times[f"vectorbt_{label}_s"] = best
 
-    vbt_warm, vbt_cold = times["vectorbt_warm_s"], times["vectorbt_cold_s"]
-    ratios = {f"{p}_warm_ratio": round(times[f"{p}_warm_s"] / vbt_warm, 2) for p in paths}
-    ratios |= {f"{p}_cold_ratio": round(times[f"{p}_cold_s"] / vbt_cold, 2) for p in paths}
-    warm_ratio = times["fast_warm_s"] / vbt_warm
+    print(f"portfolio: 5 symbols x {args.portfolio_rows} bars ...", flush=True)
+    p_bars, p_preds = portfolio_inputs(args.portfolio_rows)
+    p_fast = run_backtest(p_bars, p_preds, config, path="fast")
+    p_ref = run_backtest(p_bars, p_preds, config, path="reference")
+    p_identical = _identical(p_ref, p_fast)
+    p_fast_s, p_ref_s = [], []
+    for k in range(repeat):
+        p_fast_s.append(_timed(lambda: run_backtest(p_bars, p_preds, config, path="fast"))[0])
+        p_ref_s.append(_timed(lambda: run_backtest(p_bars, p_preds, config, path="reference"))[0])
+        print(f"  pair {k + 1}: fast {p_fast_s[-1]:.3f}s reference {p_ref_s[-1]:.3f}s")
+    print(f"portfolio fast path identical to reference: {p_identical}", flush=True)
+
+    warm_ratio = times["fast_warm_s"] / times["vectorbt_warm_s"]
+    p_ratio = statistics.median(p_fast_s) / statistics.median(p_ref_s)
     out = {
         "rows": args.rows,
         **{k: round(v, 4) for k, v in times.items()},
-        **ratios,
+        "fast_warm_ratio": round(warm_ratio, 3),
+        "fast_warm_ratio_pairs_median": round(statistics.median(pair_ratios), 3),
+        "fast_cold_ratio": round(times["fast_cold_s"] / times["vectorbt_cold_s"], 3),
+        "warm_repeats": repeat,
         "fast_cold_loaded_from_cache": cache_hits > 0,
         "fast_identical_to_reference": identical,
         "per_bar_us_fast_warm": round(times["fast_warm_s"] / args.rows * 1e6, 3),
         "trades": len(results["fast"].trades),
+        "portfolio_symbols": 5,
+        "portfolio_bars": len(p_bars),
+        "portfolio_fast_s": round(statistics.median(p_fast_s), 4),
+        "portfolio_reference_s": round(statistics.median(p_ref_s), 4),
+        "portfolio_fast_vs_reference_ratio": round(p_ratio, 4),
+        "portfolio_identical": p_identical,
+        "portfolio_trades": len(p_fast.trades),
         "goal_ratio": GOAL_RATIO,
         "goal_met": warm_ratio <= GOAL_RATIO,
         "machine": platform.platform(),
         "python": platform.python_version(),
         "measured_at": datetime.now(UTC).isoformat(),
     }
+    if "reference_s" in times:
+        out["reference_ratio_vs_vectorbt_warm"] = round(
+            times["reference_s"] / times["vectorbt_warm_s"], 2
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    summary = " ".join(f"{k}={v}" for k, v in ratios.items())
     print(
         f"rows={args.rows} fast warm={times['fast_warm_s']:.3f}s "
-        f"vectorbt warm={vbt_warm:.3f}s {summary} (goal fast warm <= {GOAL_RATIO}) -> {args.out}"
+        f"vectorbt warm={times['vectorbt_warm_s']:.3f}s (medians of {repeat} interleaved) "
+        f"fast_warm_ratio={warm_ratio:.2f} (goal <= {GOAL_RATIO}); portfolio 5x"
+        f"{args.portfolio_rows}: fast {out['portfolio_fast_s']}s reference "
+        f"{out['portfolio_reference_s']}s ratio={p_ratio:.4f} identical={p_identical} -> {args.out}"
     )
-    return 0
+    return 0 if (identical is not False and p_identical) else 1
 
 
 if __name__ == "__main__":

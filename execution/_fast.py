@@ -143,6 +143,7 @@ class FastInputs:
     vsym: np.ndarray  # the volumes grouped by symbol (symbol s at vstart[s]..), each by ts
     vrow: np.ndarray  # int64, each bar's position in vsym
     vstart: np.ndarray  # int64, where each symbol starts in vsym
+    last_bar: np.ndarray  # int64, each symbol's last bar
     has_pred: np.ndarray  # bool, a finite prediction belongs to the bar
     proba: np.ndarray  # (n, 3) p_down, p_flat, p_up; NaN where none (C or Fortran order)
     unmatched: int  # predictions that match no bar (the reference logs a warning)
@@ -242,6 +243,7 @@ def _prepare_single(
         np.ones(n, dtype=np.bool_),
         np.arange(n, dtype=np.int64),
         np.zeros(1, dtype=np.int64),
+        np.array([n - 1], dtype=np.int64),
     )
 
     if len(predictions) == 0:
@@ -281,6 +283,7 @@ class _Layout:
     last_of_ts: np.ndarray
     vrow: np.ndarray
     vstart: np.ndarray
+    last_bar: np.ndarray
 
 
 def _prepare_portfolio(
@@ -337,7 +340,8 @@ def _prepare_portfolio(
     vrow = np.empty(n, dtype=np.int64)
     vrow[by_symbol] = np.arange(n)
     vstart = np.searchsorted(sym[by_symbol], np.arange(n_sym)).astype(np.int64)
-    layout = _Layout(symbols, timeframes, sym, last_of_ts, vrow, vstart)
+    last_bar = by_symbol[np.r_[vstart[1:], n] - 1]
+    layout = _Layout(symbols, timeframes, sym, last_of_ts, vrow, vstart, last_bar)
 
     proba = np.full((n, 3), np.nan)
     if len(predictions) == 0:
@@ -386,6 +390,7 @@ def _inputs(
         vsym=np.ascontiguousarray(vsym if vsym is not None else cols[4]),
         vrow=layout.vrow,
         vstart=layout.vstart,
+        last_bar=layout.last_bar,
         has_pred=has_pred,
         proba=proba,
         unmatched=unmatched,

@@ -518,14 +518,12 @@ def _fast_state(
     for s in out.open_order.tolist():
         sym, sf = inputs.symbols[s], out.symbol_f[s]
         state.positions[sym] = Position(sym, float(sf[f.YF_POS_Q]), float(sf[f.YF_POS_AVG]))
-    last_bar = np.zeros(len(inputs.symbols), dtype=np.int64)
-    last_bar[inputs.sym] = np.arange(len(inputs.sym))  # the last write per symbol wins
     opened: list[tuple[int, int]] = []
     for s, sym in enumerate(inputs.symbols):
         sf, si = out.symbol_f[s], out.symbol_i[s]
         state.marks[sym] = float(sf[f.YF_MARK])
         state.symbols[sym] = _fast_symbol_state(sf, si, out, config, order_cids, s)
-        state.symbols[sym].last_ts = _py_utc(inputs.ts[last_bar[s]])
+        state.symbols[sym].last_ts = _py_utc(inputs.ts[inputs.last_bar[s]])
         if si[f.YI_HAS_TRADE]:
             opened.append((int(si[f.YI_T_FILL]), s))
     for _, s in sorted(opened):

@@ -132,16 +132,17 @@ class FastInputs:
 
     symbols: tuple[str, ...]  # symbol s's name, s in order of first bar (EngineState.symbols)
     timeframes: tuple[str, ...]  # symbol s's one timeframe code ("" when the bars carry none)
-    sym: np.ndarray  # int64, each bar's symbol index
+    sym: np.ndarray  # int64, each bar's symbol index (empty for one symbol: all 0)
     ts: np.ndarray  # bar open times, ns, non-decreasing (increasing within a symbol)
     close_ts: np.ndarray  # bar_close_ts of each bar, ns
-    last_of_ts: np.ndarray  # bool, the bar is the last of its ts (equity is recorded there)
+    last_of_ts: np.ndarray  # bool, the bar is the last of its ts: equity is recorded there
+    # (empty for one symbol: every bar)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
     vsym: np.ndarray  # the volumes grouped by symbol (symbol s at vstart[s]..), each by ts
-    vrow: np.ndarray  # int64, each bar's position in vsym
+    vrow: np.ndarray  # int64, each bar's position in vsym (empty for one symbol: the bar's)
     vstart: np.ndarray  # int64, where each symbol starts in vsym
     last_bar: np.ndarray  # int64, each symbol's last bar
     has_pred: np.ndarray  # bool, a finite prediction belongs to the bar
@@ -239,9 +240,9 @@ def _prepare_single(
     layout = _Layout(
         (symbol,),
         (timeframe,),
-        np.zeros(n, dtype=np.int64),
-        np.ones(n, dtype=np.bool_),
-        np.arange(n, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.bool_),
+        np.zeros(0, dtype=np.int64),
         np.zeros(1, dtype=np.int64),
         np.array([n - 1], dtype=np.int64),
     )
@@ -489,7 +490,6 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     marks = np.full(n_sym, math.nan)
     porder = np.zeros(n_sym, dtype=np.int64)
     n = len(inputs.ts)
-    day = inputs.ts // _NS_PER_DAY
     n_pred = int(inputs.has_pred.sum())
     cap = max(256, n_pred // 64)
     orders_f = np.empty((cap, _OF))
@@ -504,7 +504,7 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     start = 0
     while True:
         start, status = _kernel(
-            inputs.ts, inputs.close_ts, day, inputs.sym, inputs.last_of_ts, inputs.vsym,
+            inputs.ts, inputs.close_ts, inputs.sym, inputs.last_of_ts, inputs.vsym,
             inputs.vrow, inputs.vstart, inputs.open, inputs.high, inputs.low, inputs.close,
             inputs.has_pred, inputs.proba, pf, pi, sp, start, gf, gi, syf, syi, posq, marks,
             porder, orders_f, orders_i, fills_f, fills_i, trades_f, trades_i, pend, equity,
@@ -548,7 +548,7 @@ _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 
 
 def _py_kernel(
-    ts, close_ts, day, sym, last_of_ts, vsym, vrow, vstart, o, h, lo, c, has_pred, proba,
+    ts, close_ts, sym, last_of_ts, vsym, vrow, vstart, o, h, lo, c, has_pred, proba,
     pf, pi, sp, start, gf, gi, syf, syi, posq, marks, porder,
     orders_f, orders_i, fills_f, fills_i, trades_f, trades_i, pend, equity_out, exposure_out,
 ):  # fmt: skip
@@ -561,6 +561,7 @@ def _py_kernel(
     """
     n = ts.shape[0]
     n_sym = syf.shape[0]
+    multi = sym.shape[0] > 0  # one symbol: no per-bar symbol and volume-row arrays
     spread_bps = pf[_P_SPREAD]
     slip_bps = pf[_P_SLIP]
     vol_mult = pf[_P_VOLMULT]
@@ -614,7 +615,8 @@ def _py_kernel(
     b_prot = b_has_stop = b_has_tp = e_has_stop = e_has_tp = e_has_prot_ts = False
     i = start
     while i < n:
-        if sym[i] != s:
+        s_bar = sym[i] if multi else 0
+        if s_bar != s:
             if s >= 0:
                 _store_symbol(
                     cf, ci, pos_q, pos_avg, mark, b_stop, b_tp, b_ext, e_stop, e_tp, e_ext,
@@ -622,7 +624,7 @@ def _py_kernel(
                     e_dir, atr_cnt, v_cnt, prot_k, b_prot, b_has_stop, b_has_tp, e_has_stop,
                     e_has_tp, e_has_prot_ts,
                 )  # fmt: skip
-            s = sym[i]
+            s = s_bar
             cf = syf[s]
             ci = syi[s]
             pe = pend[s]
@@ -694,7 +696,7 @@ def _py_kernel(
                     fts = ts[i]
                 # PaperBroker._known_volume: the mean of the volume_window bars before this one
                 known = 0.0
-                row = vrow[i]
+                row = vrow[i] if multi else i
                 if row > v0:
                     j0 = row - vwindow if row - v0 > vwindow else v0
                     tot = 0.0
@@ -884,11 +886,12 @@ def _py_kernel(
                 1 if pos_q > 0 else -1, e_stop, e_ext, h[i], lo[i], stop_pct
             )
 
-        if not has_day or cur_day != day[i]:
+        today = ts[i] // _NS_PER_DAY
+        if not has_day or cur_day != today:
             if has_day:
                 dse = last_eq
             has_day = True
-            cur_day = day[i]
+            cur_day = today
             trades_today = 0
         # engine.equity: cash plus the positions in the order they were opened
         eq = cash
@@ -1046,7 +1049,7 @@ def _py_kernel(
                             trades_today += 1
                 e_dir = _committed(pos_q, pe, n_pend, orders_i, orders_f)
         # run_backtest: equity and exposure after the last symbol of the bar's ts
-        if last_of_ts[i]:
+        if not multi or last_of_ts[i]:
             eq2 = cash
             gross = 0.0
             for j in range(n_open):

@@ -224,6 +224,8 @@ def walk_forward(
         output_name="oos_predictions",
         metadata={
             "oos_rows": result.oos_rows,
+            # the report pairs these predictions only with the bars snapshot of this version
+            "data_version": version,
             "oos_start": result.oos_start,
             "oos_end": result.oos_end,
             "mlflow_runs": dg.MetadataValue.json(result.run_ids),
@@ -335,6 +337,10 @@ def portfolio_backtest(
     oos_predictions = _by_partition(context, "oos_predictions", oos_predictions)
     bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
     usable, left_out = usable_series(oos_predictions, bars_snapshot, known)
+    usable, left_out = same_version_only(
+        usable, left_out, _predictions_versions(context, usable),
+        {k: bars_version(bars_snapshot[k]) for k in usable},
+    )
     warnings = list(left_out.values())
     for warning in warnings:
         context.log.warning(warning)
@@ -430,6 +436,43 @@ def usable_series(
         if key not in usable
     }
     return usable, left_out
+
+
+def same_version_only(
+    usable: list[str],
+    left_out: dict[str, str],
+    predicted_on: dict[str, str | None],
+    snapshot: dict[str, str],
+) -> tuple[list[str], dict[str, str]]:
+    """Keep a series only when its predictions were made on the bars snapshot the backtest
+    would trade them on (a research run that failed after its snapshot leaves the older
+    predictions beside newer bars: one backtest must not mix two data versions). Predictions
+    recorded without a version (older runs) are taken as they are."""
+    keep, out = [], dict(left_out)
+    for key in usable:
+        made = predicted_on.get(key)
+        if made is None or made == snapshot[key]:
+            keep.append(key)
+        else:
+            out[key] = left_out_warning(
+                key, f"predictions of data version {made}, bars snapshot {snapshot[key]}"
+            )
+    return keep, out
+
+
+def _predictions_versions(context: dg.AssetExecutionContext, keys: list[str]) -> dict[str, Any]:
+    """The data version each series' latest oos_predictions materialization recorded."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("oos_predictions"),
+                                  asset_partitions=[key]),
+            limit=1,
+        ).records
+        meta = records[0].asset_materialization.metadata if records else {}
+        version = meta.get("data_version")
+        out[key] = None if version is None else str(getattr(version, "value", version))
+    return out
 
 
 def left_out_of(left_out: dict[str, str], timeframe: str) -> list[str]:

@@ -10,7 +10,7 @@ import dagster as dg
 import mlflow
 import pytest
 
-from assets.research import left_out_of, usable_series
+from assets.research import left_out_of, same_version_only, usable_series
 from infra.config import CandleflowConfig
 from infra.settings import Settings
 from orchestration.commands import series_specs_for_research
@@ -125,3 +125,16 @@ def test_left_out_of_when_series_of_two_timeframes_left_out_then_each_portfolio_
     assert left_out_of(left_out, "1d") == [left_out["MYDE@1d"]]
     assert left_out_of(left_out, "1h") == [left_out["GBPUSD@1h"]]
     assert left_out_of(left_out, "1w") == []
+
+
+def test_same_version_only_when_predictions_older_than_snapshot_then_left_out_naming_both():
+    usable, left_out = same_version_only(
+        ["A@1d", "B@1d", "C@1d"], {}, {"A@1d": "v1", "B@1d": "v1", "C@1d": None},
+        {"A@1d": "v1", "B@1d": "v2", "C@1d": "v9"},
+    )
+
+    assert usable == ["A@1d", "C@1d"]  # C: recorded before predictions carried a version
+    assert left_out == {
+        "B@1d": "B@1d: left out: predictions of data version v1, bars snapshot v2; run "
+        "`candleflow research --series B@1d`"
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from examples.user_model import LogisticModel
 from examples.walkthrough_csvs import write_sample_csvs
 from infra.config import CandleflowConfig
+from infra.series import SeriesRegistry
 from infra.settings import Settings
 from infra.stores import store_for
-from orchestration.demo import print_results, run_report
+from orchestration.demo import print_results, run_report, run_research
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent / "candleflow"
@@ -141,3 +144,42 @@ def test_report_when_series_registered_but_never_researched_then_named_in_its_ow
     assert "HOURLY" not in html
     assert f"warning: {sap}" in shown
     assert "warning: HOURLY@1h: left out: no predictions" in shown
+
+
+class BrokenModel(LogisticModel):
+    """A user family whose training fails: its research run stops after the bars snapshot."""
+
+    name = "tests.orchestration.test_walkthrough:BrokenModel"
+
+    def fit(self, X, y, sample_weight=None):
+        msg = "this family never trains"
+        raise RuntimeError(msg)
+
+
+@pytest.mark.slow
+def test_report_when_research_failed_after_a_new_snapshot_then_series_left_out_not_mixed(
+    walked, tmp_path
+):
+    work, config_path, settings, _, _ = walked
+    shutil.copytree(settings.home, tmp_path / "home")
+    copy = Settings(home=tmp_path / "home")
+    later = write_sample_csvs(work / "later_ixic", "2017-01-01", "2017-06-30")
+    _cli(copy.home, config_path, "ingest", "--file", str(later["ixic_dmy"]), "--symbol", "NASDAQ",
+         "--timeframe", "1d")
+    broken = tmp_path / "broken.toml"
+    broken.write_text(QUICK.replace('models = ["xgboost"]', f'models = ["{BrokenModel.name}"]'))
+    spec = SeriesRegistry(copy.home / "series.json").get("NASDAQ@1d")
+    said: list[str] = []
+
+    failed = run_research(copy, CandleflowConfig.from_file(broken), [spec], say=said.append)
+    assert run_report(copy, CandleflowConfig.from_file(config_path), say=said.append)
+    results = json.loads((copy.reports_dir / "portfolio_1d" / "results.json").read_text())
+
+    assert failed == 1 and "step walk_forward failed" in "\n".join(said)
+    assert results["series"] == ["SPX500@1d"]  # not NASDAQ's old predictions on its new bars
+    [warning] = [w for w in results["left_out"] if w.startswith("NASDAQ@1d")]
+    assert re.fullmatch(
+        r"NASDAQ@1d: left out: predictions of data version [0-9a-f]{16}, bars snapshot "
+        r"[0-9a-f]{16}; run `candleflow research --series NASDAQ@1d`",
+        warning,
+    )

@@ -485,7 +485,9 @@ def _fast_result(
     last = inputs.last_of_ts
     single = len(inputs.symbols) == 1  # every bar is the last of its ts: no copies
     eq_ts = ts if single else ts[last]
-    index = pd.DatetimeIndex(eq_ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
+    index = pd.DatetimeIndex(
+        eq_ts.view("datetime64[ns]"), dtype="datetime64[ns, UTC]", name="ts", copy=False
+    )
     eq_values = out.equity if single else out.equity[last]
     exposure = out.exposure if single else out.exposure[last]
     return BacktestResult(

@@ -26,7 +26,12 @@ from infra.tracking import (
     git_revision,
     registered_model_name,
 )
-from ml.features import FeatureConfig, compute_features, feature_columns
+from ml.features import (
+    FeatureConfig,
+    builtin_feature_columns,
+    compute_features,
+    feature_columns,
+)
 from ml.labels import LABEL_PRICES, Labels
 from ml.metrics import single_class_warning
 from ml.pipeline import (
@@ -60,38 +65,71 @@ def fingerprint(bars: pd.DataFrame) -> str:
 # --- features and labels ---------------------------------------------------------------------
 
 
-def features_of(bars: pd.DataFrame) -> pd.DataFrame:
-    return compute_features(bars, FeatureConfig())
+def features_of(bars: pd.DataFrame, cfg: ResearchConfig | None = None) -> pd.DataFrame:
+    """The built-in features plus the recipe's user feature functions."""
+    return compute_features(bars, _feature_config(cfg))
+
+
+def _feature_config(cfg: ResearchConfig | None) -> FeatureConfig:
+    return cfg.feature_config if cfg is not None else FeatureConfig()
 
 
 def look_ahead_probe(
-    bars: pd.DataFrame, feats: pd.DataFrame, cuts: int = 3, seed: int = 0
+    bars: pd.DataFrame,
+    feats: pd.DataFrame,
+    cuts: int = 3,
+    seed: int = 0,
+    feature_config: FeatureConfig | None = None,
 ) -> dict[str, Any]:
     """Recompute features on history truncated at t, and with bars after t perturbed: rows at or
-    before t must not change. Run on the real series every time the asset materializes."""
+    before t must not change. Run on the real series every time the asset materializes. User
+    feature columns are probed too, and also recomputed on the `feature_window` bars ending at t
+    (what the live plane hands them): that last row must equal the full history's."""
+    fc = feature_config or FeatureConfig()
     n = len(bars)
-    cols = list(feature_columns(FeatureConfig()))
+    cols = list(feature_columns(fc))
     if n < 50:
         return {"passed": True, "cut_points": 0, "note": "fewer than 50 bars; nothing to probe"}
     rng = np.random.default_rng(seed)
     points = sorted({int(x) for x in rng.integers(n // 3, n - 2, size=cuts)})
     worst = 0.0
     for t in points:
-        truncated = compute_features(bars.iloc[: t + 1], FeatureConfig())[cols].to_numpy()
+        truncated = compute_features(bars.iloc[: t + 1], fc)[cols].to_numpy()
         perturbed_bars = bars.copy()
         scale = rng.uniform(0.5, 1.5, size=n - t - 1)
         for c in ("open", "high", "low", "close"):
             perturbed_bars.iloc[t + 1 :, perturbed_bars.columns.get_loc(c)] *= scale
         perturbed_bars.iloc[t + 1 :, perturbed_bars.columns.get_loc("volume")] *= scale[::-1]
-        perturbed = compute_features(perturbed_bars, FeatureConfig())[cols].to_numpy()[: t + 1]
+        perturbed = compute_features(perturbed_bars, fc)[cols].to_numpy()[: t + 1]
         full = feats[cols].to_numpy()[: t + 1]
-        for other in (truncated, perturbed):
-            same_nan = np.isnan(full) == np.isnan(other)
-            if not same_nan.all():
-                at = str(bars["ts"].iloc[t])
-                return {"passed": False, "cut_points": len(points), "failed_at": at}
-            diff = np.nanmax(np.abs(np.nan_to_num(full - other))) if full.size else 0.0
-            worst = max(worst, float(diff))
+        others = [("truncated", truncated), ("perturbed", perturbed)]
+        if fc.user_features:
+            from ml.user_features import probe_frame
+
+            user = [c for c in cols if c not in set(builtin_feature_columns(fc))]
+            window = bars.iloc[max(0, t + 1 - fc.feature_window) : t + 1]
+            live = feats[cols].to_numpy()[: t + 1].copy()
+            live[t, [cols.index(c) for c in user]] = probe_frame(window, fc)[user].to_numpy()[-1]
+            others.append(("live_window", live))
+        for how, other in others:
+            differs = ~(
+                (np.isnan(full) & np.isnan(other)) | np.isclose(full, other, rtol=0, atol=1e-9)
+            )
+            if differs.any():
+                bad = [cols[j] for j in np.flatnonzero(differs.any(axis=0))][:5]
+                at = str(bars["ts"].iloc[t]) if "ts" in bars.columns else str(bars.index[t])
+                why = (
+                    f"{', '.join(bad)} at or before {at} change when bars after it are "
+                    f"{'removed' if how == 'truncated' else 'perturbed'}: look-ahead"
+                    if how != "live_window"
+                    else f"{', '.join(bad)} at {at} differ on the last feature_window="
+                    f"{fc.feature_window} bars: it reads more history than the live plane keeps"
+                )
+                return {"passed": False, "cut_points": len(points), "failed_at": at,
+                        "columns": bad, "reason": why}
+            both = ~np.isnan(full) & ~np.isnan(other)
+            diff = float(np.abs(full[both] - other[both]).max()) if both.any() else 0.0
+            worst = max(worst, diff)
     return {"passed": worst <= 1e-9, "cut_points": len(points), "max_abs_diff": worst}
 
 
@@ -195,7 +233,7 @@ def walk_forward_all(
         t0 = datetime.now(UTC)
         result = run_family(family, features, lab, folds, cfg)
         predictions[family] = result.predictions
-        importance = feature_importance(result, list(feature_columns(FeatureConfig())))
+        importance = feature_importance(result, list(feature_columns(cfg.feature_config)))
         if importance is not None:
             predictions[family].attrs["feature_importance"] = importance.to_dict()
         tuned = [t for t in result.tuning if t is not None]
@@ -237,7 +275,7 @@ def walk_forward_all(
                 fold_metrics=rows,
                 summary_metrics=summary,
                 model_dir=Path(tmp),
-                features=list(feature_columns(FeatureConfig())),
+                features=list(feature_columns(cfg.feature_config)),
                 fingerprint=fp,
                 tags={
                     "candleflow.series": spec.key,
@@ -288,7 +326,7 @@ def cpcv_of(
 
     t0 = datetime.now(UTC)
     lab = _labels_from_frame(labels)
-    cols = list(feature_columns(FeatureConfig()))
+    cols = list(feature_columns(cfg.feature_config))
     rows, returns = [], {}
     for family in cfg.cpcv_models:
         t1 = datetime.now(UTC)

@@ -80,8 +80,9 @@ def bars_snapshot(
     partitions_def=SERIES,
     group_name="research",
     kinds={"python", "pandas"},
-    description="The full feature set (technical, statistical) of one series, from the same "
-    "function the live dataflow runs. Warm-up rows are marked, not dropped.",
+    description="The full feature set (technical, statistical, plus the config's user feature "
+    "functions) of one series, from the same function the live dataflow runs. Warm-up rows "
+    "are marked, not dropped.",
     check_specs=[
         dg.AssetCheckSpec(
             "no_look_ahead",
@@ -95,16 +96,19 @@ def features(
     context: dg.AssetExecutionContext,
     bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
+    research: ResearchResource,
 ) -> Any:
     spec, bars = series_registry.get(context.partition_key), bars_snapshot
-    feats = core.features_of(bars)
-    look = core.look_ahead_probe(bars, feats)
+    cfg = research.config()
+    feats = core.features_of(bars, cfg)
+    look = core.look_ahead_probe(bars, feats, feature_config=cfg.feature_config)
     yield dg.Output(
         feats,
         metadata={
             "rows": len(feats),
             "warmup_rows": int(feats["warmup"].sum()),
             "n_features": len(feats.columns) - 1,
+            "user_features": dg.MetadataValue.json(list(cfg.features)),
             "data_fingerprint": core.fingerprint(bars),
             "data_version": bars_version(bars),
             "first_ts": str(feats.index[0]),
@@ -115,7 +119,8 @@ def features(
         check_name="no_look_ahead",
         passed=look["passed"],
         description=f"{spec.key}: features recomputed at {look['cut_points']} cut points "
-        + ("match the full-history features" if look["passed"] else "differ: look-ahead"),
+        + ("match the full-history features" if look["passed"]
+           else f"differ: {look.get('reason', 'look-ahead')}"),
         metadata={"series": spec.key, **{k: v for k, v in look.items() if k != "passed"}},
     )
 

@@ -22,6 +22,7 @@ from execution import _fast
 from execution.broker import submit_order
 from execution.config import StrategyConfig
 from execution.costs import EwmaVol
+from execution.decision import is_builtin_rule
 from execution.domain import Fill, Order, Position
 from execution.engine import (
     EngineState,
@@ -336,6 +337,8 @@ def _try_fast(
     """The fast path's result, or (None, why it does not apply)."""
     if not _fast.available():
         return None, "numba is not installed"
+    if not is_builtin_rule(config.rule):  # the kernel compiles the built-in decision only
+        return None, f"the strategy rule {config.rule} is not the built-in one"
     inputs, reason = _fast.prepare(bars, predictions)
     if inputs is None:
         return None, reason

@@ -262,6 +262,9 @@ class StrategyConfig(_FromDict):
     # pays for, costs included (the rest is cancelled), so cash never goes negative.
     allow_margin: bool = False
     instruments: dict[str, InstrumentConfig] = field(default_factory=dict)  # by symbol
+    # The decision rule, "module:function" (prediction, decision config, context) -> -1/0/+1;
+    # "" is the built-in (execution.decision). Resolved here, so a wrong path fails at load.
+    rule: str = ""
 
     _nested: ClassVar[dict[str, type]] = {
         "costs": CostModel,
@@ -303,3 +306,9 @@ class StrategyConfig(_FromDict):
             for k, v in self.instruments.items()
         ):
             _fail("StrategyConfig.instruments must map symbols to InstrumentConfig")
+        if not isinstance(self.rule, str):
+            _fail(f"StrategyConfig.rule must be an import path string, got {self.rule!r}")
+        if self.rule:
+            from execution.decision import resolve_rule
+
+            resolve_rule(self.rule)

@@ -1,11 +1,50 @@
-"""The decision function: a prediction becomes a target direction, nothing else."""
+"""The decision: a prediction becomes a target direction, nothing else.
+
+A decision rule is any callable `rule(prediction, config, context) -> int` returning the target
+direction in {-1, 0, +1} (short, flat, long); sizing, stops and risk then turn it into orders.
+`StrategyConfig.rule` names the rule by import path ("module:function"); "" is the built-in
+`builtin_rule`, which is `decide`. The engine (`execution.engine.on_bar`) asks `apply_rule` at
+every bar close, in the backtest loop and in the live dataflow alike. The compiled backtest path
+(`execution._fast`) runs the built-in rule only: a user rule routes the backtest to the reference
+loop (`execution.backtest.run_backtest`), which runs the live plane's engine step.
+"""
 
 from __future__ import annotations
 
-from execution.config import DecisionConfig
-from execution.signal import Prediction
+import functools
+import importlib
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["decide", "decide_direction"]
+from execution.config import DecisionConfig, ExecutionConfigError
+from execution.signal import Bar, Prediction
+
+__all__ = [
+    "BUILTIN_RULE",
+    "DecisionContext",
+    "Rule",
+    "apply_rule",
+    "builtin_rule",
+    "decide",
+    "decide_direction",
+    "is_builtin_rule",
+    "resolve_rule",
+]
+
+BUILTIN_RULE = "execution.decision:builtin_rule"  # what StrategyConfig.rule = "" means
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """What a rule may read beside the prediction, at the close of `bar`."""
+
+    bar: Bar  # the closed bar the prediction was made from (same symbol and ts)
+    direction: int  # the direction currently committed for the symbol: -1, 0 or +1
+
+
+Rule = Callable[[Prediction, DecisionConfig, DecisionContext], int]
 
 
 def decide_direction(
@@ -41,3 +80,56 @@ def decide(prediction: Prediction, config: DecisionConfig) -> int:
         config.abstain_margin,
         config.allow_short,
     )
+
+
+def builtin_rule(prediction: Prediction, config: DecisionConfig, context: DecisionContext) -> int:
+    """The default rule (`StrategyConfig.rule = ""`): `decide`; the context is not read."""
+    return decide(prediction, config)
+
+
+@functools.lru_cache(maxsize=32)
+def resolve_rule(ref: str) -> Rule:
+    """The rule named by `ref` ("module:function"; "" = the built-in); ExecutionConfigError
+    names what is wrong (not an import path, not importable, no such attribute, not callable)."""
+    if not ref or ref == BUILTIN_RULE:
+        return builtin_rule
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        msg = f"rule {ref!r} is not an import path; write module:function, e.g. mypkg.rules:rule"
+        raise ExecutionConfigError(msg)
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"rule {ref!r}: cannot import {module_name!r}: {exc}"
+        raise ExecutionConfigError(msg) from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            msg = f"rule {ref!r}: {module_name!r} has no attribute {attr!r}"
+            raise ExecutionConfigError(msg)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        msg = f"rule {ref!r} is not callable: a rule is (prediction, config, context) -> int"
+        raise ExecutionConfigError(msg)
+    return obj  # type: ignore[return-value]
+
+
+def is_builtin_rule(ref: str) -> bool:
+    """True when `ref` names the built-in rule (the compiled backtest path runs only that)."""
+    return resolve_rule(ref) is builtin_rule
+
+
+def apply_rule(
+    rule: Rule, prediction: Prediction, config: DecisionConfig, context: DecisionContext
+) -> int:
+    """Ask `rule` for the target direction and check it: -1, 0 or +1 (a number equal to one of
+    them is accepted); -1 becomes flat when `config.allow_short` is False, for every rule."""
+    out = rule(prediction, config, context)
+    ok = isinstance(out, numbers.Real) and not isinstance(out, bool) and math.isfinite(out)
+    if not ok or out not in (-1, 0, 1):
+        name = getattr(rule, "__qualname__", repr(rule))
+        msg = f"rule {name} returned {out!r}; a rule returns the target direction -1, 0 or +1"
+        raise ExecutionConfigError(msg)
+    direction = int(out)
+    if direction < 0 and not config.allow_short:
+        return 0
+    return direction

@@ -3,9 +3,10 @@
 Per bar, in this order: the venue (`PaperBroker.on_bar` or a live broker's `poll_events`)
 reports what happened to the orders, each event goes through `on_event`, then `on_bar` runs at
 the bar's close: it marks to market, updates the ATR / volatility estimators and trailing stops,
-asks `decide` for a target direction, sizes the new position, asks the RiskGovernor, and returns
-the commands for the venue: `Cancel`s first (a new decision supersedes the entries still
-working), then `Order`s. Each order is SUBMITTED in the engine's state until the venue's answer
+asks the strategy's decision rule (`execution.decision`; the built-in `decide` by default) for
+a target direction, sizes the new position, asks the RiskGovernor, and returns the commands for
+the venue: `Cancel`s first (a new decision supersedes the entries still working), then `Order`s.
+Each order is SUBMITTED in the engine's state until the venue's answer
 (`execution.orders.events_from_ack`) is passed to `on_event`.
 
 `on_event` is the one door into the ledger (see `execution.orders` for the lifecycle): fills move
@@ -28,7 +29,7 @@ from datetime import date, datetime
 
 from execution.config import StrategyConfig
 from execution.costs import EwmaVol
-from execution.decision import decide
+from execution.decision import DecisionContext, apply_rule, resolve_rule
 from execution.domain import Fill, Order, OrderType, Position, Side, make_client_id
 from execution.instruments import InstrumentError, instrument_for
 from execution.ledger import (
@@ -364,7 +365,8 @@ def on_bar(
             f"bar {sym} {bar.ts.isoformat()}"
         )
         raise EngineError(msg)
-    direction = decide(prediction, config.decision)
+    context = DecisionContext(bar, ss.direction)
+    direction = apply_rule(resolve_rule(config.rule), prediction, config.decision, context)
     if direction == ss.direction:
         return state, []
 

@@ -22,6 +22,7 @@ cfg.research.min_trades                  # OOS trades a family needs to be deplo
 cfg.research.deploy                      # "auto" (best deflated Sharpe) or a family name
 cfg.research.require_approval            # keep a new model challenger until `candleflow promote`
 cfg.research.features                    # import paths of user feature functions
+cfg.research.recipe.feature_config       # ml.features.FeatureConfig: built-ins + user features
 cfg.strategy.for_series(spec)            # execution.config.StrategyConfig for that series
 cfg.strategy.rule                        # import path of a user strategy rule ("" = built-in)
 cfg.live                                 # broker, series, source, snapshot_s, poll_s, workers
@@ -264,9 +265,6 @@ class ResearchSection:
                 f"deploy = {self.deploy!r} is not one of the models tried "
                 f"({', '.join(self.recipe.models)}); use \"auto\" or one of them",
             )
-        if self.features:
-            _fail("[research]", "features (user feature functions) are not wired yet; leave the "
-                  "list empty")
         from ml.errors import ConfigError
         from ml.models import family_factory
 
@@ -304,6 +302,7 @@ class ResearchSection:
             _fail("[research]", str(exc))
         if "label_kind" in recipe_keys:
             extras["label_kind"] = recipe.label_kind
+        extras["features"] = recipe.features  # the recipe carries them (and feature_window)
         return cls(recipe=recipe, **extras)
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,15 +330,14 @@ class StrategySection:
     rule: str = ""  # "module:function" user rule: prediction -> target position ("" = built-in)
 
     def __post_init__(self) -> None:
-        if self.rule:
-            _fail("[strategy]", "rule (a user strategy rule) is not wired yet; leave it empty")
-        self.template()  # validate now, not at the first backtest
+        self.template()  # validate now (the rule is imported too), not at the first backtest
 
     def template(self) -> Any:
         from execution.config import ExecutionConfigError, StrategyConfig
 
         try:
-            return StrategyConfig.from_dict(_deep_merge(_STRATEGY_DEFAULTS, self.values))
+            values = _deep_merge(_STRATEGY_DEFAULTS, self.values)
+            return StrategyConfig.from_dict({**values, "rule": self.rule})
         except (ExecutionConfigError, TypeError) as exc:
             _fail("[strategy]", str(exc))
 
@@ -625,7 +623,9 @@ min_trades = 10         # OOS trades a family needs to be deployed / promoted
 deploy = "auto"         # "auto": best deflated Sharpe with >= min_trades; or a family name
 require_approval = false  # true: a new model stays challenger until `candleflow promote`
 promotion_margin = 0.0
-features = []           # user feature functions "module:function" (bars -> columns)
+features = []           # user feature functions "module:function", bars -> new columns,
+                        # e.g. ["examples.user_feature:range_position"] (README "Extending")
+feature_window = 250    # bars the live plane hands each user feature (its longest lookback)
 
 [strategy]
 strategy = "candleflow"   # name, part of every client order id
@@ -633,7 +633,8 @@ initial_cash = 100000.0
 fill = "next_open"        # next_open | next_close
 vol_window = 20
 # periods_per_year = 252  # default: from each series' timeframe and instrument class
-rule = ""                 # user rule "module:function" (prediction -> target position)
+rule = ""                 # "" = built-in; or "module:function" (prediction, decision config,
+                          # context) -> -1/0/+1, e.g. "examples.user_rule:long_only_hold"
 
 [strategy.costs]
 commission_bps = 1.0

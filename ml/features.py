@@ -5,6 +5,8 @@ scale-free (a ratio to price, a return, a bounded oscillator or a z-score) so th
 on one symbol can be applied to another. There is no expanding-window feature: OBV is replaced by
 a rolling signed-volume flow, drawdown is measured from a rolling peak and VWAP is rolling, so a
 live buffer of `required_history(config)` bars gives the same last row as the whole history.
+User feature functions (`FeatureConfig.user_features`, see ml.user_features) add columns after
+the built-ins; the live plane applies them to its newest `feature_window` bars.
 
 The recursive (EMA-type) indicators of TA-Lib depend on where the data starts, with a weight that
 decays geometrically; `required_history` adds enough bars for that weight to fall below
@@ -54,6 +56,7 @@ from ml.errors import ConfigError
 __all__ = [
     "FEATURE_COLUMNS",
     "FeatureConfig",
+    "builtin_feature_columns",
     "compute_features",
     "feature_columns",
     "required_history",
@@ -100,6 +103,10 @@ class FeatureConfig:
     amihud_window: int = 20  # log of mean |return| / (close * volume)
     roll_window: int = 20  # Roll (1984) spread from return autocovariance, in return units
     convergence_tol: float = 1e-12  # residual weight of pre-buffer bars in EMA-type features
+    # User feature functions "module:function" (ml.user_features), added after the built-ins,
+    # and the bars the live plane hands each of them (their longest lookback).
+    user_features: tuple[str, ...] = ()
+    feature_window: int = 250
 
     def __post_init__(self) -> None:
         ints = {
@@ -134,6 +141,10 @@ class FeatureConfig:
         if not 0.0 < self.convergence_tol < 1e-3:
             msg = f"FeatureConfig.convergence_tol must be in (0, 1e-3), got {self.convergence_tol}"
             raise ConfigError(msg)
+        if self.user_features:
+            from ml.user_features import user_columns
+
+            user_columns(self)  # importable, callable, right shape, no clash: checked now
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FeatureConfig:
@@ -142,7 +153,17 @@ class FeatureConfig:
 
 
 def feature_columns(config: FeatureConfig = FeatureConfig()) -> tuple[str, ...]:
-    """The feature column names `compute_features` returns for `config`, in order (no warmup)."""
+    """The feature column names `compute_features` returns for `config`, in order (no warmup):
+    the built-ins, then the user features' columns."""
+    if not config.user_features:
+        return builtin_feature_columns(config)
+    from ml.user_features import user_columns
+
+    return builtin_feature_columns(config) + user_columns(config)
+
+
+def builtin_feature_columns(config: FeatureConfig = FeatureConfig()) -> tuple[str, ...]:
+    """The built-in feature columns of `config` (what ml.online computes incrementally)."""
     c = config
     cols: list[str] = []
     cols += [f"sma_{p}_ratio" for p in c.sma_periods]
@@ -175,7 +196,7 @@ def _layout(config: FeatureConfig) -> tuple[tuple[str, ...], pd.Index, Mapping[s
     Cached because the live plane calls compute_features once per bar on a short buffer, where
     building the string Index costs about as much as computing a kernel.
     """
-    cols = feature_columns(config)
+    cols = builtin_feature_columns(config)
     return cols, pd.Index(cols), {name: i for i, name in enumerate(cols)}
 
 
@@ -230,7 +251,8 @@ def required_history(config: FeatureConfig = FeatureConfig()) -> int:
     converge = _bars_to_converge(min(alphas), c.convergence_tol)
     # Seed lookbacks of the recursive indicators (ADX seeds twice, MACD seeds slow then signal).
     seed = max(2 * c.adx_period, c.macd_slow + c.macd_signal, c.rsi_period + 1, c.atr_period + 1)
-    return max(_finite_lookback(c), seed + converge)
+    builtin = max(_finite_lookback(c), seed + converge)
+    return max(builtin, c.feature_window) if c.user_features else builtin
 
 
 # From this many bars on, the statistical rows are computed on a worker thread (below it, the
@@ -433,7 +455,8 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig = FeatureConfig()
     `bars` holds canonical bars (quality.schema) of one symbol sorted by ts: a `ts` column (or a
     DatetimeIndex) and open/high/low/close/volume. The input is not modified. Rows are never
     dropped: `warmup` is True where any feature is NaN (its lookback is not yet filled, or a
-    volume feature is undefined because the window traded nothing).
+    volume feature is undefined because the window traded nothing). The user feature functions
+    of `config.user_features` (ml.user_features) add their columns after the built-ins.
     """
     c = config
     index, arrays = validated_bar_arrays(bars)
@@ -453,6 +476,8 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig = FeatureConfig()
 
     if n == 0:
         frame = pd.DataFrame(out.T, index=index, columns=columns)
+        for name in feature_columns(c)[len(cols) :]:  # user columns, empty too
+            frame[name] = np.empty(0)
         frame["warmup"] = warmup
         return frame
 
@@ -493,4 +518,8 @@ def compute_features(bars: pd.DataFrame, config: FeatureConfig = FeatureConfig()
     # out is (features, rows); its transpose becomes the frame's single float block without a copy.
     frame = pd.DataFrame(out.T, index=index, columns=columns, copy=False)
     frame["warmup"] = warmup
+    if c.user_features:
+        from ml.user_features import add_user_features
+
+        return add_user_features(index, arrays, frame, c)
     return frame

@@ -27,7 +27,7 @@ from numba import njit
 
 from ml._kernels import window_deviation, window_wma
 from ml.errors import FeatureInputError
-from ml.features import FeatureConfig, _finite_lookback, _return_pad, feature_columns
+from ml.features import FeatureConfig, _finite_lookback, _return_pad, builtin_feature_columns
 
 __all__ = ["OnlineFeatures"]
 
@@ -954,7 +954,9 @@ class OnlineFeatures:
 
     def __post_init__(self) -> None:
         c = self.config
-        self.columns: tuple[str, ...] = feature_columns(c)
+        # The built-ins only: user feature functions run on a bar buffer (ml.user_features,
+        # called by the streaming feature step).
+        self.columns: tuple[str, ...] = builtin_feature_columns(c)
         keep = _finite_lookback(c) + _return_pad(c) + max(c.hurst_lags) + 8
         self._buf = np.zeros((_N_ROWS, 2 * keep))
         self._fs = np.zeros(_F_END)

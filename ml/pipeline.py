@@ -73,6 +73,10 @@ class ResearchConfig:
     cpcv_families: tuple[str, ...] = ("xgboost", "lstm")  # meta refits both: ~2x the time
     cpcv_groups: int = 6
     cpcv_test_groups: int = 2
+    # User feature functions "module:function" (ml.user_features), added to the built-ins in
+    # research and live, and the bars the live plane hands each (their longest lookback).
+    features: tuple[str, ...] = ()
+    feature_window: int = 250
 
     def __post_init__(self) -> None:
         # A user family is an import path (module:Class); make_factory resolves it.
@@ -94,6 +98,15 @@ class ResearchConfig:
         if not 0.05 <= self.oos_fraction <= 0.9:
             msg = f"oos_fraction must be in [0.05, 0.9], got {self.oos_fraction}"
             raise ConfigError(msg)
+        if self.feature_window < 2:
+            msg = f"feature_window must be >= 2, got {self.feature_window}"
+            raise ConfigError(msg)
+        self.feature_config  # noqa: B018 - user features are checked at load, not mid-research
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The feature recipe: the built-ins plus the user feature functions."""
+        return FeatureConfig(user_features=self.features, feature_window=self.feature_window)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ResearchConfig:
@@ -181,7 +194,7 @@ def run_family(
         folds,
         tuner=tuner,
         garch=MODEL_FAMILIES.get(family, False),
-        feature_columns=list(feature_columns(FeatureConfig())),
+        feature_columns=list(feature_columns(config.feature_config)),
     )
 
 
@@ -219,7 +232,7 @@ def fit_deployable(
     fill: str = "next_open",
 ) -> ModelBundle:
     """Fit the deployable family on every labelled post-warm-up row: the live model."""
-    feature_config = feature_config or FeatureConfig()
+    feature_config = feature_config or config.feature_config
     features = compute_features(bars, feature_config)
     labels = research_labels(bars, config, fill).values
     return fit_deployable_on(features, labels, config, feature_config)
@@ -238,7 +251,7 @@ def fit_deployable_on(
     if MODEL_FAMILIES.get(family, False):
         msg = f"{family} uses the per-fold GARCH feature and cannot be deployed"
         raise ConfigError(msg)
-    feature_config = feature_config or FeatureConfig()
+    feature_config = feature_config or config.feature_config
     cols = list(feature_columns(feature_config))
     rows = (~features["warmup"].to_numpy(dtype=bool)) & labels.notna().to_numpy()
     if int(rows.sum()) < 100:

@@ -37,6 +37,7 @@ from execution.reconcile import ReconcileConfig
 from execution.signal import Bar, Prediction
 from ml.bundle import ModelBundle
 from ml.online import OnlineFeatures
+from ml.user_features import live_user_row
 from streaming.killswitch import read_kill_switch
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
@@ -204,7 +205,10 @@ def feature_step(
     st.last_ts_ns = ts
     st.bars_seen += 1
     if bundle.row_wise:
-        p = bundle.predict_row(_online_features(st, bundle).update(*ohlcv))
+        row = _online_features(st, bundle).update(*ohlcv)
+        if bundle.feature_config.user_features:  # on the ring of the newest bars
+            row = np.concatenate([row, live_user_row(st.recent_frame(), bundle.feature_config)])
+        p = bundle.predict_row(row)
     else:
         p = bundle.predict_last(st.recent_frame())
     prediction = None

@@ -190,6 +190,6 @@ def test_tracker_when_config_given_then_every_run_carries_it_and_its_hash(tmp_pa
 @pytest.mark.parametrize(
     "text", ["[research]\nfeatures = ['m:f']\n", "[strategy]\nrule = 'm:rule'\n"]
 )
-def test_load_when_unwired_extension_named_then_refused_not_ignored(tmp_path, text):
-    with pytest.raises(ConfigFileError, match="not wired yet"):
+def test_load_when_extension_not_importable_then_refused_naming_it(tmp_path, text):
+    with pytest.raises(ConfigFileError, match="cannot import 'm'"):
         CandleflowConfig.from_file(_write(tmp_path / "c.toml", text))

@@ -7,6 +7,7 @@ assets._research_core), and returns the value with metadata that makes the linea
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +414,18 @@ def _by_partition(context: dg.AssetExecutionContext, name: str, loaded: Any) -> 
     return dict(loaded or {})
 
 
+def _add_left_out(report: Path, left_out: list[str], tracker: Any) -> None:
+    """The left-out series into the report on disk and into its copy in MLflow."""
+    if not left_out:
+        add_left_out(report, left_out)
+        return
+    run_id = json.loads((report.parent / "results.json").read_text())["mlflow_runs"]["report"]
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / report.name
+        add_left_out(report, left_out, standalone=copy)
+        tracker.client.log_artifact(run_id, str(copy), artifact_path="report")
+
+
 def annotate_results(path: Path, extra: dict[str, Any]) -> None:
     """Add provenance (data version, code revision, config hash) and warnings to results.json."""
     data = json.loads(path.read_text())
@@ -550,17 +563,18 @@ def research_report(
     mlflow: MlflowResource,
     research: ResearchResource,
 ) -> dg.MaterializeResult:
+    tracker = mlflow.tracker()
     paths = core.write_reports(
         portfolio_backtest,
         research.reports_dir,
-        mlflow.tracker(),
+        tracker,
         dagster_run_id=context.run.run_id,
         cpcv=cpcv,
     )
     revision = git_revision()
     for tf, path in paths.items():
         book = portfolio_backtest[tf]
-        add_left_out(Path(path), book.get("left_out", []))
+        _add_left_out(Path(path), book.get("left_out", []), tracker)
         annotate_results(
             Path(path).parent / "results.json",
             {

@@ -1359,8 +1359,11 @@ def _left_out_block(left_out: tuple[str, ...] | list[str]) -> str:
     return f"{_LEFT_OUT_START}{body}{_LEFT_OUT_END}"
 
 
-def add_left_out(path: Path, left_out: list[str] | tuple[str, ...]) -> None:
-    """Write the left-out warnings into a rendered report at `path` (replacing any there)."""
+def add_left_out(
+    path: Path, left_out: list[str] | tuple[str, ...], *, standalone: Path | None = None
+) -> None:
+    """Write the left-out warnings into a rendered report at `path` (replacing any there);
+    `standalone` also gets the result as one self-contained file (plotly.js inline)."""
     path = Path(path)
     document = path.read_text(encoding="utf-8")
     block = _left_out_block(tuple(left_out))
@@ -1370,6 +1373,11 @@ def add_left_out(path: Path, left_out: list[str] | tuple[str, ...]) -> None:
     else:
         document = document.replace("<nav>", block + "<nav>", 1)
     path.write_text(document, encoding="utf-8")
+    if standalone is not None:
+        inline = document.replace(
+            _library_tag(PlotlyJs.DIRECTORY), _library_tag(PlotlyJs.INLINE), 1
+        )
+        Path(standalone).write_text(inline, encoding="utf-8")
 
 
 def _ensure_plotly_js(directory: Path) -> Path:

@@ -345,13 +345,15 @@ def test_add_left_out_when_run_twice_then_report_lists_only_the_last_warnings_un
     second = "BMW@1d: left out: no <predictions>"
 
     add_left_out(path, [first])
-    add_left_out(path, [second])
+    add_left_out(path, [second], standalone=tmp_path / "copy.html")
     doc = path.read_text(encoding="utf-8")
+    copy = (tmp_path / "copy.html").read_text(encoding="utf-8")
 
     assert first not in doc
     assert doc.count('id="left-out"') == 1
     assert html.escape(second) in doc
     assert doc.index("</h1>") < doc.index('id="left-out"') < doc.index("<nav>")
+    assert html.escape(second) in copy and f'src="{PLOTLY_JS_FILE}"' not in copy
 
 
 def test_render_report_when_optional_inputs_missing_then_sections_say_so(tmp_path: Path) -> None:

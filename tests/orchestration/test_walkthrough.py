@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -142,6 +143,10 @@ def test_report_when_series_registered_but_never_researched_then_named_in_its_ow
     assert results["left_out"] == [sap]  # HOURLY@1h is no part of the 1d portfolio
     assert sap in html
     assert "HOURLY" not in html
+    logged = mlflow.MlflowClient(settings.mlflow_uri).download_artifacts(
+        results["mlflow_runs"]["report"], "report/report.html", str(work / "logged")
+    )
+    assert sap in Path(logged).read_text()  # the self-contained copy in MLflow says it too
     assert f"warning: {sap}" in shown
     assert "warning: HOURLY@1h: left out: no predictions" in shown
 

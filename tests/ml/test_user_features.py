@@ -148,3 +148,21 @@ def test_bundle_when_saved_with_user_features_then_reloads_the_same_columns(tmp_
     assert again.feature_config == dataclasses.replace(FeatureConfig(), user_features=(REF,),
                                                        feature_window=60)
     assert np.allclose(again.predict_frame(bars).to_numpy(), bundle.predict_frame(bars).to_numpy())
+
+
+def test_live_user_row_when_replayed_through_the_feature_ring_then_values_equal_batch():
+    from ml.user_features import live_user_row
+    from streaming.steps import FeatureState
+
+    bars = spx_bars(500)
+    cfg = FeatureConfig(user_features=(REF,), feature_window=60)
+    batch = compute_features(bars, cfg)[USER_COLS].to_numpy()
+    state = FeatureState("SPX")
+    live = []
+    for bar in bars_from_frame(bars):
+        ohlcv = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        state.remember(pd.Timestamp(bar.ts).value, ohlcv, required_history(cfg))
+        live.append(live_user_row(state.recent_frame(), cfg).copy())
+
+    assert np.array_equal(np.isnan(batch), np.isnan(np.asarray(live)))
+    assert np.asarray(live) == pytest.approx(batch, rel=0, abs=1e-12, nan_ok=True)

@@ -132,17 +132,16 @@ class FastInputs:
 
     symbols: tuple[str, ...]  # symbol s's name, s in order of first bar (EngineState.symbols)
     timeframes: tuple[str, ...]  # symbol s's one timeframe code ("" when the bars carry none)
-    sym: np.ndarray  # int64, each bar's symbol index (empty for one symbol: all 0)
+    sym: np.ndarray  # int64, each bar's symbol index
     ts: np.ndarray  # bar open times, ns, non-decreasing (increasing within a symbol)
     close_ts: np.ndarray  # bar_close_ts of each bar, ns
-    last_of_ts: np.ndarray  # bool, the bar is the last of its ts: equity is recorded there
-    # (empty for one symbol: every bar)
+    last_of_ts: np.ndarray  # bool, the bar is the last of its ts (equity is recorded there)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
     vsym: np.ndarray  # the volumes grouped by symbol (symbol s at vstart[s]..), each by ts
-    vrow: np.ndarray  # int64, each bar's position in vsym (empty for one symbol: the bar's)
+    vrow: np.ndarray  # int64, each bar's position in vsym
     vstart: np.ndarray  # int64, where each symbol starts in vsym
     last_bar: np.ndarray  # int64, each symbol's last bar
     has_pred: np.ndarray  # bool, a finite prediction belongs to the bar
@@ -240,9 +239,9 @@ def _prepare_single(
     layout = _Layout(
         (symbol,),
         (timeframe,),
-        np.zeros(0, dtype=np.int64),
-        np.zeros(0, dtype=np.bool_),
-        np.zeros(0, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.ones(n, dtype=np.bool_),
+        np.arange(n, dtype=np.int64),
         np.zeros(1, dtype=np.int64),
         np.array([n - 1], dtype=np.int64),
     )
@@ -561,7 +560,6 @@ def _py_kernel(
     """
     n = ts.shape[0]
     n_sym = syf.shape[0]
-    multi = sym.shape[0] > 0  # one symbol: no per-bar symbol and volume-row arrays
     spread_bps = pf[_P_SPREAD]
     slip_bps = pf[_P_SLIP]
     vol_mult = pf[_P_VOLMULT]
@@ -594,6 +592,7 @@ def _py_kernel(
     cur_day = gi[GI_CUR_DAY]
     trades_today = gi[GI_TRADES_TODAY]
     has_day = gi[GI_HAS_DAY] != 0
+    day_end = (cur_day + 1) * _NS_PER_DAY
     n_ev = gi[GI_N_EVENTS]
     n_open = gi[GI_N_OPEN]
     status = STATUS_OK
@@ -615,7 +614,7 @@ def _py_kernel(
     b_prot = b_has_stop = b_has_tp = e_has_stop = e_has_tp = e_has_prot_ts = False
     i = start
     while i < n:
-        s_bar = sym[i] if multi else 0
+        s_bar = sym[i]
         if s_bar != s:
             if s >= 0:
                 _store_symbol(
@@ -679,9 +678,9 @@ def _py_kernel(
             status = STATUS_NEED_ROOM
             break
         # ---- PaperBroker.on_bar: vol known at decision time, queued fills and triggers
-        frac = _cost_fraction(
-            spread_bps, slip_bps, vol_mult, math.sqrt(v_var) if v_cnt >= vol_window else 0.0
-        )
+        # (the volatility only counts with a multiplier: no square root per bar without one)
+        vol = math.sqrt(v_var) if (vol_mult > 0.0 and v_cnt >= vol_window) else 0.0
+        frac = _cost_fraction(spread_bps, slip_bps, vol_mult, vol)
         for phase in range(2):
             do_queue = (phase == 0) != next_close
             if do_queue:
@@ -696,7 +695,7 @@ def _py_kernel(
                     fts = ts[i]
                 # PaperBroker._known_volume: the mean of the volume_window bars before this one
                 known = 0.0
-                row = vrow[i] if multi else i
+                row = vrow[i]
                 if row > v0:
                     j0 = row - vwindow if row - v0 > vwindow else v0
                     tot = 0.0
@@ -886,12 +885,12 @@ def _py_kernel(
                 1 if pos_q > 0 else -1, e_stop, e_ext, h[i], lo[i], stop_pct
             )
 
-        today = ts[i] // _NS_PER_DAY
-        if not has_day or cur_day != today:
+        if not has_day or ts[i] >= day_end:  # a new UTC day (one division a day, not a bar)
             if has_day:
                 dse = last_eq
             has_day = True
-            cur_day = today
+            cur_day = ts[i] // _NS_PER_DAY
+            day_end = (cur_day + 1) * _NS_PER_DAY
             trades_today = 0
         # engine.equity: cash plus the positions in the order they were opened
         eq = cash
@@ -1049,7 +1048,7 @@ def _py_kernel(
                             trades_today += 1
                 e_dir = _committed(pos_q, pe, n_pend, orders_i, orders_f)
         # run_backtest: equity and exposure after the last symbol of the bar's ts
-        if not multi or last_of_ts[i]:
+        if last_of_ts[i]:
             eq2 = cash
             gross = 0.0
             for j in range(n_open):

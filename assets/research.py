@@ -17,10 +17,9 @@ import pandas as pd
 from assets import _research_core as core
 from assets.data_plane import bars_version
 from assets.partitions import SERIES
-from execution.report import add_left_out
+from execution.report import add_left_out, left_out_warning
 from infra.series import parse_series_key
 from infra.tracking import PromotionRule, choose_deployable, git_revision
-from orchestration.demo import left_out_warning
 from orchestration.resources import (
     BarStoreResource,
     MlflowResource,

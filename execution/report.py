@@ -62,6 +62,7 @@ __all__ = [
     "StrategyResult",
     "add_left_out",
     "format_metric",
+    "left_out_warning",
     "monthly_returns",
     "read_summary_json",
     "relative_stats",
@@ -1357,6 +1358,11 @@ def _left_out_block(left_out: tuple[str, ...] | list[str]) -> str:
         else ""
     )
     return f"{_LEFT_OUT_START}{body}{_LEFT_OUT_END}"
+
+
+def left_out_warning(key: str, why: str = "no predictions") -> str:
+    """The warning that names a series left out of a portfolio and the command that fixes it."""
+    return f"{key}: left out: {why}; run `candleflow research --series {key}`"
 
 
 def add_left_out(

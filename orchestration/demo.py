@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from execution.report import left_out_warning
 from infra.config import CandleflowConfig
 from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
@@ -201,11 +202,6 @@ def _failure_reason(data: Any) -> str:
     while err is not None and err.cause is not None:
         err = err.cause
     return err.message.strip() if err is not None else "?"
-
-
-def left_out_warning(key: str, why: str = "no predictions") -> str:
-    """The warning that names a series left out of a portfolio and the command that fixes it."""
-    return f"{key}: left out: {why}; run `candleflow research --series {key}`"
 
 
 def _summaries(reports_dir: Path) -> list[tuple[str, dict[str, Any]]]:

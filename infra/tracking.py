@@ -66,7 +66,10 @@ _COMPLETE = ".complete"  # marks a fully downloaded model version
 
 
 def git_revision(cwd: Path | None = None) -> str:
-    """The checkout's commit (with a -dirty suffix when it has local changes), or 'unknown'."""
+    """The commit of candleflow's own checkout (or of `cwd`), with a -dirty suffix when it has
+    local changes; 'unknown' outside a git checkout. Not the caller's working directory: a
+    command run from elsewhere still names the code that ran."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH is intended

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -194,3 +195,18 @@ def test_log_training_when_parent_given_then_nested_with_fold_metrics_as_steps(t
     history = tracker.client.get_metric_history(child, "fold_accuracy")
     assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.6), (2, 0.55)]
     assert tracker.client.get_run(parent).info.status == "FINISHED"
+
+
+def test_git_revision_when_called_from_outside_the_checkout_then_names_candleflows_commit(
+    tmp_path, monkeypatch
+):
+    from infra.tracking import git_revision
+
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    assert git_revision().removesuffix("-dirty") == head
+    assert git_revision(tmp_path) == "unknown"

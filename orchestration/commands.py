@@ -17,7 +17,7 @@ from typing import Any
 from execution.broker import LiveTradingNotEnabledError
 from infra.config import CONFIG_ENV_VAR, CandleflowConfig, load_config, resolve_config_path
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
-from infra.settings import Broker, Settings, SettingsError
+from infra.settings import Settings, SettingsError
 from infra.sources import SourceError
 from infra.stores import StoreError
 from infra.tracking import RegistryError
@@ -362,22 +362,15 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from streaming.worker import NoChampionError, run_worker
+    from streaming.worker import NoChampionError, run_worker, with_live_section
 
-    settings, live = _settings(), _config(args).live
     # Flags win over the file's [live] section; CANDLEFLOW_BROKER wins over its broker.
-    if "CANDLEFLOW_BROKER" not in os.environ:
-        settings = settings.with_(broker=Broker(live.broker))
-    for name, value in (
-        ("symbols", list(live.series) or None),
-        ("source", live.source),
-        ("workers", live.workers),
-        ("snapshot_s", live.snapshot_s),
-        ("poll_s", live.poll_s),
-        ("metrics_port", None if "CANDLEFLOW_METRICS_PORT" in os.environ else live.metrics_port),
-    ):
-        if getattr(args, name, None) is None and value is not None:
-            setattr(args, name, value)
+    names = ("symbols", "source", "workers", "snapshot_s", "poll_s", "metrics_port")
+    settings, merged = with_live_section(
+        _settings(), _config(args).live, {n: getattr(args, n, None) for n in names}, os.environ
+    )
+    for name in names:
+        setattr(args, name, merged.get(name))
     try:
         summary = run_worker(settings, args)
     except NoChampionError as exc:

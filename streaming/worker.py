@@ -868,30 +868,61 @@ def run_from_cli(settings: Settings, args: Any) -> int:
     return 0
 
 
+def with_live_section(
+    settings: Settings, live: Any, given: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[Settings, dict[str, Any]]:
+    """The config file's [live] section (an infra.config.LiveSection) under what the operator
+    gave: `given` worker arguments (None where not given) win, and so do CANDLEFLOW_BROKER and
+    CANDLEFLOW_METRICS_PORT in `environ`. Used by `candleflow stream` and `get_flow` alike."""
+    if "CANDLEFLOW_BROKER" not in environ:
+        settings = settings.with_(broker=BrokerChoice(live.broker))
+    merged = dict(given)
+    for name, value in (
+        ("symbols", tuple(live.series) or None),
+        ("source", live.source),
+        ("workers", live.workers),
+        ("snapshot_s", live.snapshot_s),
+        ("poll_s", live.poll_s),
+        ("metrics_port", None if "CANDLEFLOW_METRICS_PORT" in environ else live.metrics_port),
+    ):
+        if merged.get(name) is None and value is not None:
+            merged[name] = value
+    return settings, merged
+
+
 def get_flow() -> Dataflow:
-    """The flow for `python -m bytewax.run "streaming.worker:get_flow()"`, from the environment."""
+    """The flow for `python -m bytewax.run "streaming.worker:get_flow()"`: the config file
+    (CANDLEFLOW_CONFIG, else ./candleflow.toml) as `candleflow stream` reads it, under the
+    CANDLEFLOW_STREAM_* variables."""
+    from infra.config import load_config
+
     env = os.environ
-    symbols = env.get("CANDLEFLOW_STREAM_SYMBOLS")
-    args = WorkerArgs(
-        symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None,
-        speed=float(env.get("CANDLEFLOW_STREAM_SPEED", "0")),
-        workers=int(env.get("CANDLEFLOW_STREAM_WORKERS", "1")),
-        max_bars=int(env["CANDLEFLOW_STREAM_MAX_BARS"])
-        if env.get("CANDLEFLOW_STREAM_MAX_BARS")
-        else None,
-        bundle=Path(env["CANDLEFLOW_STREAM_BUNDLE"])
-        if env.get("CANDLEFLOW_STREAM_BUNDLE")
-        else None,
-        strategy=Path(env["CANDLEFLOW_STREAM_STRATEGY"])
-        if env.get("CANDLEFLOW_STREAM_STRATEGY")
-        else None,
-        metrics_port=_metrics_port_from_env(),
-        source=env.get("CANDLEFLOW_STREAM_SOURCE", "replay").strip() or "replay",
-        poll_s=float(env["CANDLEFLOW_STREAM_POLL_S"])
-        if env.get("CANDLEFLOW_STREAM_POLL_S")
-        else None,
-        binance_url=env.get("CANDLEFLOW_BINANCE_URL") or None,
+
+    def given(name: str, parse: Callable[[str], Any] = str) -> Any:
+        raw = (env.get(name) or "").strip()
+        return parse(raw) if raw else None
+
+    symbols = given("CANDLEFLOW_STREAM_SYMBOLS")
+    settings, merged = with_live_section(
+        Settings.from_env(),
+        load_config().live,
+        {
+            "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip())
+            if symbols
+            else None,
+            "speed": given("CANDLEFLOW_STREAM_SPEED", float),
+            "workers": given("CANDLEFLOW_STREAM_WORKERS", int),
+            "max_bars": given("CANDLEFLOW_STREAM_MAX_BARS", int),
+            "bundle": given("CANDLEFLOW_STREAM_BUNDLE", Path),
+            "strategy": given("CANDLEFLOW_STREAM_STRATEGY", Path),
+            "metrics_port": given("CANDLEFLOW_METRICS_PORT", int),
+            "source": given("CANDLEFLOW_STREAM_SOURCE"),
+            "poll_s": given("CANDLEFLOW_STREAM_POLL_S", float),
+            "binance_url": given("CANDLEFLOW_BINANCE_URL"),
+        },
+        env,
     )
+    args = WorkerArgs(**{k: v for k, v in merged.items() if v is not None})
     logging.basicConfig(
         level=env.get("CANDLEFLOW_LOG_LEVEL", "INFO"),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
@@ -903,7 +934,7 @@ def get_flow() -> Dataflow:
     install_alert_logging()
     metrics = LiveMetrics.create()
     serve_metrics(metrics, args.metrics_port)
-    flow = build_worker_flow(Settings.from_env(), args, metrics=metrics)
+    flow = build_worker_flow(settings, args, metrics=metrics)
     # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too.
     _StopOnSignal().__enter__()
     return flow

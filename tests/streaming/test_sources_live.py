@@ -533,6 +533,39 @@ def test_get_flow_when_env_names_live_source_without_series_then_refused(
         get_flow()
 
 
+def test_get_flow_when_config_file_names_live_source_then_read_like_the_stream_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "candleflow.toml"
+    config.write_text('[live]\nsource = "mt5"\nmetrics_port = 0\n')
+    monkeypatch.setenv("CANDLEFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("CANDLEFLOW_CONFIG", str(config))
+    for name in ("CANDLEFLOW_STREAM_SOURCE", "CANDLEFLOW_STREAM_SYMBOLS", "CANDLEFLOW_BROKER"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(WorkerArgsError, match="--source mt5 needs the series"):
+        get_flow()
+
+
+def test_live_section_when_flag_or_environment_given_then_they_win_over_the_file() -> None:
+    from infra.config import LiveSection
+    from infra.settings import Broker, Settings
+    from streaming.worker import with_live_section
+
+    live = LiveSection(broker="mt5", series=("SPX@1d",), workers=2, metrics_port=9999)
+    settings, merged = with_live_section(
+        Settings(), live, {"symbols": ("IXIC@1d",), "workers": None}, {"CANDLEFLOW_BROKER": "x"}
+    )
+
+    assert merged["symbols"] == ("IXIC@1d",)  # the flag
+    assert merged["workers"] == 2  # the file, where no flag was given
+    assert merged["metrics_port"] == 9999
+    assert settings.broker == Settings().broker  # CANDLEFLOW_BROKER set: the file's is ignored
+    _, from_file = with_live_section(Settings(), live, {}, {})
+    assert from_file["symbols"] == ("SPX@1d",)
+    assert with_live_section(Settings(), live, {}, {})[0].broker == Broker.MT5
+
+
 def test_worker_args_when_unknown_source_then_refused() -> None:
     with pytest.raises(WorkerArgsError, match="unknown stream source 'kraken'"):
         WorkerArgs(symbols=("BTCUSDT@1h",), source="kraken")

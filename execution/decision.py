@@ -12,7 +12,6 @@ loop (`execution.backtest.run_backtest`), which runs the live plane's engine ste
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import numbers
 from collections.abc import Callable
@@ -93,20 +92,14 @@ def resolve_rule(ref: str) -> Rule:
     names what is wrong (not an import path, not importable, no such attribute, not callable)."""
     if not ref or ref == BUILTIN_RULE:
         return builtin_rule
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        msg = f"rule {ref!r} is not an import path; write module:function, e.g. mypkg.rules:rule"
-        raise ExecutionConfigError(msg)
+    from ml.errors import ConfigError
+    from ml.models import resolve_ref  # the one import-path resolver (models, features, rules)
+
     try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        msg = f"rule {ref!r}: cannot import {module_name!r}: {exc}"
+        obj = resolve_ref(ref)
+    except ConfigError as exc:
+        msg = f"rule {ref!r}: {exc}"
         raise ExecutionConfigError(msg) from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            msg = f"rule {ref!r}: {module_name!r} has no attribute {attr!r}"
-            raise ExecutionConfigError(msg)
-        obj = getattr(obj, part)
     if not callable(obj):
         msg = f"rule {ref!r} is not callable: a rule is (prediction, config, context) -> int"
         raise ExecutionConfigError(msg)

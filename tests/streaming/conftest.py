@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -60,3 +62,52 @@ def _one_xgboost_thread():
 
     with xgb.config_context(nthread=1):
         yield
+
+
+def _rows(records: list, table: str) -> pd.DataFrame:
+    return pd.DataFrame([dict(r.row) for _, r in records if r.table == table])
+
+
+def assert_replay_equals_backtest(bars: pd.DataFrame, bundle: ModelBundle, config) -> Any:
+    """Replay `bars` through the live dataflow with `bundle` and `config`, and prove its orders,
+    fills, equity and predictions are the backtest's of the same bars; returns the backtest."""
+    from bytewax.testing import TestingSink, run_main
+
+    from execution.backtest import run_backtest
+    from streaming.dataflow import StreamConfig, build_flow
+    from streaming.models import LocalBundleProvider
+    from streaming.sources import ReplaySource
+
+    symbol = str(bars["symbol"].iloc[0])
+    batch = bundle.predict_frame(bars).reset_index().assign(symbol=symbol)
+    expected = run_backtest(bars, batch, config)
+    assert len(expected.orders) >= 10, "the model must trade for the test to mean anything"
+
+    out: list = []
+    flow = build_flow(
+        StreamConfig(strategy=config, symbols=(symbol,), progress_every=0),
+        ReplaySource(bars),
+        TestingSink(out),
+        {symbol: LocalBundleProvider(bundle)},
+    )
+    run_main(flow)
+
+    orders = _rows(out, "live_orders")
+    assert orders["client_id"].tolist() == expected.orders["client_id"].tolist()
+    assert orders["quantity"].to_numpy() == pytest.approx(
+        expected.orders["quantity"].to_numpy(), rel=0, abs=1e-9
+    )
+    assert orders["side"].tolist() == expected.orders["side"].astype(str).tolist()
+    fills = _rows(out, "live_fills")
+    exp_fills = expected.fills
+    assert fills["client_id"].tolist() == exp_fills["client_id"].tolist()
+    for col in ("price", "quantity", "commission"):
+        assert fills[col].to_numpy() == pytest.approx(exp_fills[col].to_numpy(), rel=0, abs=1e-9)
+    assert fills["ts"].tolist() == list(exp_fills["ts"])
+    equity = _rows(out, "live_equity").drop_duplicates("ts", keep="last").set_index("ts")["equity"]
+    assert len(equity) == len(expected.equity) == len(bars)
+    assert equity.to_numpy() == pytest.approx(expected.equity.to_numpy(), rel=0, abs=1e-6)
+    preds = _rows(out, "live_predictions")
+    assert preds["ts"].tolist() == list(batch["ts"])
+    assert preds["p_up"].to_numpy() == pytest.approx(batch["p_up"].to_numpy(), rel=0, abs=1e-9)
+    return expected

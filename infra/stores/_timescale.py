@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,40 @@ _STAGE_DTYPE = np.dtype(
         ("l_ing", ">i4"), ("ingested_at", ">i8"),
     ]
 )  # fmt: skip
+
+
+_MERGE_SQL = """
+WITH updated AS (
+    UPDATE bars AS b SET
+        open = s.open, high = s.high, low = s.low, close = s.close,
+        volume = s.volume, source = d.source, ingested_at = s.ingested_at
+    FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
+    WHERE b.symbol = d.symbol AND b.timeframe = d.timeframe AND b.ts = s.ts
+      AND b.ts >= %(lo)s AND b.ts <= %(hi)s
+      AND (b.open, b.high, b.low, b.close, b.volume, b.source)
+          IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume, d.source)
+    RETURNING 1
+), inserted AS (
+    INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close,
+                           volume, source, ingested_at)
+    SELECT d.symbol, d.timeframe, s.ts, s.open, s.high, s.low, s.close,
+           s.volume, d.source, s.ingested_at
+    FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM bars o
+        WHERE o.symbol = d.symbol AND o.timeframe = d.timeframe AND o.ts = s.ts
+          AND o.ts >= %(lo)s AND o.ts <= %(hi)s)
+    ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
+        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+        close = EXCLUDED.close, volume = EXCLUDED.volume,
+        source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
+    WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
+        IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low,
+                          EXCLUDED.close, EXCLUDED.volume, EXCLUDED.source)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted)
+"""
 
 
 @contextmanager
@@ -169,6 +204,65 @@ def _group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarra
 def _us(series: pd.Series) -> np.ndarray:
     """Microseconds since 2000-01-01 (PostgreSQL's binary timestamptz), floored."""
     return np.floor_divide(ts_to_ns(series), 1000) - _PG_EPOCH_US
+
+
+_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A canonical bar batch as numpy columns, grouped by (symbol, timeframe, source).
+
+    The write path slices these arrays, never the frame: no Python object per row."""
+
+    ts: np.ndarray  # int64 microseconds since 2000-01-01 (PostgreSQL's binary timestamptz)
+    ingested_at: np.ndarray  # same unit
+    values: dict[str, np.ndarray]  # the OHLCV float64 columns
+    codes: np.ndarray  # int64 group of each row, an index into `groups`
+    groups: list[tuple]  # (symbol, timeframe, source) by code
+
+    @classmethod
+    def of(cls, bars: pd.DataFrame) -> _Batch:
+        codes, groups = _group_codes(bars, ("symbol", "timeframe", "source"))
+        return cls(
+            ts=_us(bars["ts"]),
+            ingested_at=_us(bars["ingested_at"]),
+            values={c: bars[c].to_numpy(np.float64) for c in _VALUE_COLUMNS},
+            codes=codes,
+            groups=groups,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def column(self, name: str) -> np.ndarray:
+        if name == "ts":
+            return self.ts
+        if name == "ingested_at":
+            return self.ingested_at
+        return self.values[name]
+
+    def take(self, mask: np.ndarray) -> _Batch:
+        if mask.all():
+            return self
+        return _Batch(
+            ts=self.ts[mask],
+            ingested_at=self.ingested_at[mask],
+            values={c: v[mask] for c, v in self.values.items()},
+            codes=self.codes[mask],
+            groups=self.groups,
+        )
+
+    def series_masks(self) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
+        """Each (symbol, timeframe) of the batch with the mask of its rows."""
+        by_series: dict[tuple[str, str], list[int]] = {}
+        for code, (symbol, timeframe, _) in enumerate(self.groups):
+            by_series.setdefault((str(symbol), str(timeframe)), []).append(code)
+        for key, codes in by_series.items():
+            if len(self.groups) == 1:
+                yield key, np.ones(len(self), dtype=bool)
+            else:
+                yield key, np.isin(self.codes, codes)
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -329,36 +423,34 @@ class TimescaleBarStore(BarStore):
         bars = canonical_bars(frame)
         if bars.empty:
             return 0
-        ts_us = _us(bars["ts"])
+        batch = _Batch.of(bars)
         with self._lock, _mapped_errors(self._where):
             conn = self._connection()
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    fresh = self._fresh_rows(cur, bars, ts_us)
-                    written = self._copy_into_bars(cur, bars.loc[fresh], ts_us[fresh])
+                    fresh = self._fresh_rows(cur, batch)
+                    written = self._copy_into_bars(cur, batch.take(fresh))
                     if not fresh.all():
-                        written += self._merge_staged(cur, bars.loc[~fresh], ts_us[~fresh])
+                        written += self._merge_staged(cur, batch.take(~fresh))
                     elif self._after_stage is not None:
                         self._after_stage()
-                    self._register_series(cur, bars)
+                    self._register_series(cur, batch)
                 return written
             except psycopg.errors.UniqueViolation:
                 # A concurrent writer stored some of these keys after we looked: merge them all.
                 logger.info("event=copy_conflict where=%s fallback=staged_merge", self._where)
             with conn.transaction(), conn.cursor() as cur:
-                written = self._merge_staged(cur, bars, ts_us)
-                self._register_series(cur, bars)
+                written = self._merge_staged(cur, batch)
+                self._register_series(cur, batch)
             return written
 
     @staticmethod
-    def _fresh_rows(cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> np.ndarray:
+    def _fresh_rows(cur: psycopg.Cursor, batch: _Batch) -> np.ndarray:
         """Rows no stored bar can conflict with: outside the stored ts range of their series
         within the batch's range (one index probe per series)."""
-        fresh = np.ones(len(bars), dtype=bool)
-        codes, uniques = _group_codes(bars, ("symbol", "timeframe"))
-        for code, (symbol, timeframe) in enumerate(uniques):
-            mask = codes == code
-            lo, hi = int(ts_us[mask].min()), int(ts_us[mask].max())
+        fresh = np.ones(len(batch), dtype=bool)
+        for (symbol, timeframe), mask in batch.series_masks():
+            lo, hi = int(batch.ts[mask].min()), int(batch.ts[mask].max())
             cur.execute(
                 "SELECT min(ts), max(ts) FROM bars WHERE symbol = %s AND timeframe = %s"
                 " AND ts >= %s AND ts <= %s",
@@ -367,59 +459,62 @@ class TimescaleBarStore(BarStore):
             first, last = cur.fetchone()
             if first is None:
                 continue
-            inside = (ts_us >= _us_of(first)) & (ts_us <= _us_of(last)) & mask
+            inside = (batch.ts >= _us_of(first)) & (batch.ts <= _us_of(last)) & mask
             fresh &= ~inside
         return fresh
 
     @staticmethod
-    def _copy_into_bars(cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> int:
-        """Binary COPY straight into the hypertable (the rows are known not to conflict)."""
-        if bars.empty:
+    def _copy_into_bars(cur: psycopg.Cursor, batch: _Batch) -> int:
+        """Binary COPY straight into the hypertable (the rows are known not to conflict).
+
+        Encoded one slice at a time, so the server digests a slice while the next is built."""
+        if not len(batch):
             return 0
-        codes, uniques = _group_codes(bars, ("symbol", "timeframe", "source"))
-        ingested = _us(bars["ingested_at"])
-        values = {
-            c: bars[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")
-        }
         with cur.copy(
             "COPY bars (symbol, timeframe, ts, open, high, low, close, volume, source, "
             "ingested_at) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.write(_COPY_HEADER)
-            for code, (symbol, timeframe, source) in enumerate(uniques):
-                mask = codes == code
+            for code, (symbol, timeframe, source) in enumerate(batch.groups):
+                rows_of = np.flatnonzero(batch.codes == code) if len(batch.groups) > 1 else None
+                total = len(batch) if rows_of is None else len(rows_of)
                 sym, tf, src = (str(v).encode() for v in (symbol, timeframe, source))
-                rows = np.empty(int(mask.sum()), dtype=_direct_dtype(len(sym), len(tf), len(src)))
-                rows["nfields"] = 10
-                rows["l_symbol"], rows["symbol"] = len(sym), sym
-                rows["l_timeframe"], rows["timeframe"] = len(tf), tf
-                rows["l_source"], rows["source"] = len(src), src
-                for name in ("ts", "open", "high", "low", "close", "volume", "ingested_at"):
-                    rows[f"l_{name}"] = 8
-                rows["ts"] = ts_us[mask]
-                rows["ingested_at"] = ingested[mask]
-                for col, array in values.items():
-                    rows[col] = array[mask]
-                for i in range(0, len(rows), _CHUNK_ROWS):
-                    copy.write(rows[i : i + _CHUNK_ROWS].tobytes())
+                dtype = _direct_dtype(len(sym), len(tf), len(src))
+                for lo in range(0, total, _CHUNK_ROWS):
+                    part = (
+                        slice(lo, min(lo + _CHUNK_ROWS, total))
+                        if rows_of is None
+                        else rows_of[lo : lo + _CHUNK_ROWS]
+                    )
+                    rows = np.empty(len(batch.ts[part]), dtype=dtype)
+                    rows["nfields"] = 10
+                    rows["l_symbol"], rows["symbol"] = len(sym), sym
+                    rows["l_timeframe"], rows["timeframe"] = len(tf), tf
+                    rows["l_source"], rows["source"] = len(src), src
+                    for name in ("ts", "open", "high", "low", "close", "volume", "ingested_at"):
+                        rows[f"l_{name}"] = 8
+                        rows[name] = batch.column(name)[part]
+                    copy.write(rows.tobytes())
             copy.write(_COPY_TRAILER)
-        return len(bars)
+        return len(batch)
 
-    def _merge_staged(self, cur: psycopg.Cursor, bars: pd.DataFrame, ts_us: np.ndarray) -> int:
-        """COPY into a temporary table, then one INSERT ... ON CONFLICT that touches only rows
-        whose values differ."""
-        codes, uniques = _group_codes(bars, ("symbol", "timeframe", "source"))
-        rows = np.empty(len(bars), dtype=_STAGE_DTYPE)
+    def _merge_staged(self, cur: psycopg.Cursor, batch: _Batch) -> int:
+        """COPY into a temporary table, then one statement: an UPDATE ... FROM for stored keys
+        whose values differ and an INSERT of the keys not stored.
+
+        A join updates stored rows in one pass, where INSERT ... ON CONFLICT DO UPDATE costs a
+        speculative insertion per row (1M changed rows: about 2x slower here). Both parts share
+        the statement's snapshot; the INSERT keeps ON CONFLICT for keys another writer commits
+        while it runs, so this batch's values win as with a plain upsert."""
+        rows = np.empty(len(batch), dtype=_STAGE_DTYPE)
         rows["nfields"] = 8
-        for name, size in (("sid", 4), ("ts", 8), ("open", 8), ("high", 8), ("low", 8)):
-            rows[f"l_{name}"] = size
-        for name in ("l_close", "l_volume", "l_ing"):
-            rows[name] = 8
-        rows["sid"] = codes
-        rows["ts"] = ts_us
-        rows["ingested_at"] = _us(bars["ingested_at"])
-        for col in ("open", "high", "low", "close", "volume"):
-            rows[col] = bars[col].to_numpy(np.float64)
+        rows["l_sid"] = 4
+        rows["sid"] = batch.codes
+        for name in ("ts", "open", "high", "low", "close", "volume"):
+            rows[f"l_{name}"] = 8
+            rows[name] = batch.column(name)
+        rows["l_ing"] = 8
+        rows["ingested_at"] = batch.ingested_at
         cur.execute(
             "CREATE TEMP TABLE cf_stage_series (sid int4, symbol text, timeframe text, "
             "source text) ON COMMIT DROP"
@@ -431,7 +526,7 @@ class TimescaleBarStore(BarStore):
         )
         with cur.copy("COPY cf_stage_series FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int4", "text", "text", "text"])
-            for sid, (symbol, timeframe, source) in enumerate(uniques):
+            for sid, (symbol, timeframe, source) in enumerate(batch.groups):
                 copy.write_row((sid, symbol, timeframe, source))
         with cur.copy("COPY cf_stage_bars FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(_COPY_HEADER)
@@ -440,30 +535,19 @@ class TimescaleBarStore(BarStore):
             copy.write(_COPY_TRAILER)
         if self._after_stage is not None:
             self._after_stage()
-        cur.execute(
-            """
-            INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close,
-                                   volume, source, ingested_at)
-            SELECT d.symbol, d.timeframe, s.ts, s.open, s.high, s.low, s.close,
-                   s.volume, d.source, s.ingested_at
-            FROM cf_stage_bars s JOIN cf_stage_series d USING (sid)
-            ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET
-                open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-                close = EXCLUDED.close, volume = EXCLUDED.volume,
-                source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
-            WHERE (b.open, b.high, b.low, b.close, b.volume, b.source)
-                IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low,
-                                  EXCLUDED.close, EXCLUDED.volume, EXCLUDED.source)
-            """
-        )
-        return int(cur.rowcount)
+        cur.execute("ANALYZE cf_stage_bars")
+        # Constant ts bounds let the planner exclude chunks outside the batch.
+        lo, hi = _pg_ts(int(batch.ts.min())), _pg_ts(int(batch.ts.max()))
+        cur.execute(_MERGE_SQL, {"lo": lo, "hi": hi})
+        updated, inserted = cur.fetchone()
+        return int(updated) + int(inserted)
 
     @staticmethod
-    def _register_series(cur: psycopg.Cursor, bars: pd.DataFrame) -> None:
-        pairs = bars[["symbol", "timeframe"]].drop_duplicates()
+    def _register_series(cur: psycopg.Cursor, batch: _Batch) -> None:
+        pairs = sorted({(str(s), str(t)) for s, t, _ in batch.groups})
         cur.executemany(
             "INSERT INTO series (symbol, timeframe) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            [(str(s), str(t)) for s, t in pairs.itertuples(index=False, name=None)],
+            pairs,
         )
 
     def read_bars(

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -174,6 +175,57 @@ def test_upsert_bars_when_batch_overlaps_the_stored_tail_then_new_rows_copied_an
 
 
 @pytest.mark.timescale
+def test_upsert_bars_when_batch_changes_stored_rows_and_fills_a_gap_then_both_written_once(
+    timescale_dsn, schema
+):
+    # Arrange: bars 0-99 stored except 40-59; the batch re-sends 30-69 with 30-34 changed.
+    bars = make_bars("GAP", n=100, timeframe="1m")
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        store.upsert_bars(pd.concat([bars.iloc[:40], bars.iloc[60:]]))
+        batch = bars.iloc[30:70].copy()
+        batch.iloc[:5, batch.columns.get_loc("high")] += 2.0
+        # Act
+        written = store.upsert_bars(batch)
+        again = store.upsert_bars(batch)
+        out = store.read_bars("GAP", "1m")
+    # Assert: 5 updated + 20 inserted; the re-run changes nothing.
+    assert written == 5 + 20
+    assert again == 0
+    assert list(out["ts"]) == list(bars["ts"])
+    assert list(out["high"].iloc[30:70]) == list(batch["high"])
+    assert list(out["high"].iloc[:30]) == list(bars["high"].iloc[:30])
+
+
+@pytest.mark.timescale
+def test_upsert_bars_when_killed_after_staging_changed_and_new_rows_then_nothing_changed(
+    timescale_dsn, schema
+):
+    # Arrange: 100 stored bars; the batch changes all of them and appends 50 new ones, so the
+    # new rows are COPYed into the hypertable before the changed ones are staged and merged.
+    bars = make_bars("KILL3", n=150, timeframe="1m")
+    store = TimescaleBarStore(timescale_dsn, schema=schema)
+    store.upsert_bars(bars.iloc[:100])
+    batch = bars.assign(close=bars["close"] + 1.0, high=bars["high"] + 1.0)
+    writer_pid = store._connection().info.backend_pid
+
+    def kill_writer() -> None:
+        assert scalar(timescale_dsn, "SELECT pg_terminate_backend(%s)", (writer_pid,)) is True
+
+    store._after_stage = kill_writer
+    # Act
+    with pytest.raises(StoreUnavailableError, match="lost the connection"):
+        store.upsert_bars(batch)
+    store.close()
+    # Assert: neither the COPYed new rows nor any update is visible.
+    with TimescaleBarStore(timescale_dsn, schema=schema) as fresh:
+        out = fresh.read_bars("KILL3", "1m")
+        assert len(out) == 100
+        assert list(out["close"]) == list(bars["close"].iloc[:100])
+        assert fresh.upsert_bars(batch) == 150
+        assert list(fresh.read_bars("KILL3", "1m")["close"]) == list(batch["close"])
+
+
+@pytest.mark.timescale
 def test_upsert_bars_when_a_concurrent_writer_stored_keys_first_then_falls_back_to_merge(
     timescale_dsn, schema, monkeypatch
 ):
@@ -183,7 +235,7 @@ def test_upsert_bars_when_a_concurrent_writer_stored_keys_first_then_falls_back_
     with TimescaleBarStore(timescale_dsn, schema=schema) as store:
         store.upsert_bars(bars.iloc[:30])
         monkeypatch.setattr(
-            TimescaleBarStore, "_fresh_rows", staticmethod(lambda cur, b, ts: ts == ts)
+            TimescaleBarStore, "_fresh_rows", staticmethod(lambda cur, batch: batch.ts == batch.ts)
         )
         # Act
         written = store.upsert_bars(bars)

@@ -1,13 +1,16 @@
 """Benchmark: bulk bar ingestion, appends and read-back for each store vs a naive baseline.
 
     python -m bench.ingest [--symbols 1] [--bars 1000000] [--baseline-rows 50000] [--appends 5]
+                           [--repeats 3]
 
 Writes 1,000,000 synthetic 1m bars (one series by default) with ParquetBarStore.upsert_bars and
 TimescaleBarStore.upsert_bars (binary COPY straight into the hypertable for rows no stored bar
-overlaps; the re-run goes through the staging merge), then appends one bar at a time to the
-1M-bar series (median of `--appends`) and reads the whole series back; and a naive psycopg
-`executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run and the same (fresh,
-dropped afterwards) schema. Prints a table and writes var/bench/ingest.json (under
+overlaps), then an overlapping upsert (half the rows re-sent with changed values, half new: staging
+merge plus COPY) and a no-op re-run, each TimescaleDB case the median of `--repeats` runs in fresh
+schemas with this process's CPU share of the wall time (the rest is the server), then appends
+one bar at a time to the 1M-bar series (median of `--appends`) and reads the whole series back;
+and a naive psycopg `executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run (fresh
+schemas, dropped afterwards). Prints a table and writes var/bench/ingest.json (under
 CANDLEFLOW_HOME). Goals: COPY >= 250k rows/s and >= 20x the baseline. `--bars 100000` for a
 smoke run.
 """
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 import uuid
@@ -106,12 +110,74 @@ def _read_back(store, symbol: str, bars: int) -> dict[str, float]:
     return {"rows": len(out), "seconds": secs, "rows_per_s": len(out) / secs}
 
 
+def _drop(dsn: str, schema: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_upsert(store, frame: pd.DataFrame, expect: int) -> dict[str, float]:
+    """Wall time of one upsert, and the share of it this process spent on CPU (the rest is
+    the server's work and waiting for it)."""
+    cpu0 = _cpu()
+    secs, written = _timed(lambda: store.upsert_bars(frame))
+    client = _cpu() - cpu0
+    assert written == expect, f"upsert wrote {written}, expected {expect}"
+    return {
+        "rows": len(frame),
+        "seconds": secs,
+        "rows_per_s": len(frame) / secs,
+        "client_cpu_s": client,
+        "client_share": client / secs,
+    }
+
+
+def _timescale_run(dsn: str, frame: pd.DataFrame, symbol: str, args) -> dict[str, dict]:
+    """One fresh schema: a fresh load (binary COPY into the hypertable), an overlapping upsert
+    (half the rows re-sent with changed values, half new: staging merge + COPY), a no-op
+    re-run, one-bar appends and the read-back."""
+    rows = len(frame)
+    schema = f"cf_bench_{uuid.uuid4().hex[:8]}"
+    out: dict[str, dict] = {}
+    try:
+        store = TimescaleBarStore(dsn, schema=schema)
+        out["timescale_copy_upsert"] = _timed_upsert(store, frame, rows)
+        assert store.count_bars(symbol, "1m") == args.bars
+        half = rows // 2
+        shifted = frame.assign(
+            ts=frame["ts"] + (frame["ts"].iloc[half] - frame["ts"].iloc[0]),
+            close=frame["close"] * 1.001,
+        )
+        out["timescale_overlap_upsert"] = _timed_upsert(store, shifted, rows)
+        out["timescale_copy_rerun_noop"] = _timed_upsert(store, shifted, 0)
+        out["timescale_append_1_bar"] = _appends(store, shifted, symbol, args.appends)
+        out["timescale_read_series"] = _read_back(store, symbol, args.bars)
+        store.close()
+    finally:
+        _drop(dsn, schema)
+    return out
+
+
+def _median_of(runs: list[dict]) -> dict:
+    """Field-wise median of repeated runs (rows/s recomputed from the median seconds)."""
+    med = {k: float(np.median([r[k] for r in runs])) for k in runs[0] if k != "rows"}
+    med["rows"] = runs[0]["rows"]
+    med["rows_per_s"] = med["rows"] / med["seconds"]
+    med["runs"] = [r["rows_per_s"] for r in runs]
+    return med
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=1)
     parser.add_argument("--bars", type=int, default=1_000_000, help="bars per symbol")
     parser.add_argument("--baseline-rows", type=int, default=50_000)
     parser.add_argument("--appends", type=int, default=5, help="single-bar appends to time")
+    parser.add_argument("--repeats", type=int, default=3, help="TimescaleDB runs (medians)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -141,29 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         results["parquet_read_series"] = _read_back(store, symbols[0], args.bars)
         store.close()
 
+    _say(
+        f"phase 2/3: TimescaleBarStore x {args.repeats}: COPY {rows:,} rows, overlapping upsert,"
+        " re-run, appends, read-back (medians)"
+    )
+    runs = [_timescale_run(dsn, frame, symbols[0], args) for _ in range(args.repeats)]
+    for name in runs[0]:
+        results[name] = _median_of([run[name] for run in runs])
+
     schema = f"cf_bench_{uuid.uuid4().hex[:8]}"
     try:
-        store = TimescaleBarStore(dsn, schema=schema)
-        _say(f"phase 2/3: TimescaleBarStore: COPY {rows:,} rows, re-run, appends, read-back")
-        secs, written = _timed(lambda: store.upsert_bars(frame))
-        assert written == rows, f"timescale wrote {written} of {rows}"
-        assert store.count_bars(symbols[0], "1m") == args.bars
-        results["timescale_copy_upsert"] = {
-            "rows": rows,
-            "seconds": secs,
-            "rows_per_s": rows / secs,
-        }
-        secs2, again = _timed(lambda: store.upsert_bars(frame))
-        assert again == 0
-        results["timescale_copy_rerun_noop"] = {
-            "rows": rows,
-            "seconds": secs2,
-            "rows_per_s": rows / secs2,
-        }
-        results["timescale_append_1_bar"] = _appends(store, frame, symbols[0], args.appends)
-        results["timescale_read_series"] = _read_back(store, symbols[0], args.bars)
-        store.close()
-
+        TimescaleBarStore(dsn, schema=schema).close()
         n = min(args.baseline_rows, rows)
         sample = frame.iloc[:n].assign(symbol="BASELINE")
         params = [
@@ -188,15 +242,19 @@ def main(argv: list[str] | None = None) -> int:
             "extrapolated_from_sample": n < rows,
         }
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        _drop(dsn, schema)
 
     copy_rps = results["timescale_copy_upsert"]["rows_per_s"]
     base_rps = results["baseline_executemany"]["rows_per_s"]
     ratio = copy_rps / base_rps
+    overlap_rps = results["timescale_overlap_upsert"]["rows_per_s"]
     summary = {
         "rows": rows,
+        "repeats": args.repeats,
+        "load_average": os.getloadavg(),
         "copy_vs_baseline": ratio,
+        "overlap_vs_baseline": overlap_rps / base_rps,
+        "copy_client_share": results["timescale_copy_upsert"]["client_share"],
         "parquet_vs_baseline": results["parquet_upsert"]["rows_per_s"] / base_rps,
         "goal_copy_rows_per_s": GOAL_ROWS_PER_S,
         "goal_ratio": GOAL_RATIO,
@@ -204,13 +262,22 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_goal_met": ratio >= GOAL_RATIO,
     }
 
-    print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>14}")
+    print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'client cpu':>12}")
     for name, r in results.items():
-        print(f"{name:<28}{r['rows']:>12,}{r['seconds']:>10.3f}{r['rows_per_s']:>14,.0f}")
+        share = f"{r['client_share']:.0%}" if "client_share" in r else ""
+        print(
+            f"{name:<28}{r['rows']:>12,}{r['seconds']:>10.3f}{r['rows_per_s']:>14,.0f}{share:>12}"
+        )
+    print(
+        f"TimescaleDB rows: medians of {args.repeats} runs; client cpu = this process's CPU"
+        " over wall time (the rest is the server's work); load average "
+        + " ".join(f"{x:.2f}" for x in summary["load_average"])
+    )
     if results["baseline_executemany"]["extrapolated_from_sample"]:
         print(f"(baseline measured on a {n:,}-row sample; its rows/s is extrapolated to {rows:,})")
     print(f"COPY / baseline = {ratio:.1f}x (goal >= {GOAL_RATIO:.0f}x): "
           f"{'met' if summary['ratio_goal_met'] else 'NOT met'}")  # fmt: skip
+    print(f"overlapping upsert / baseline = {summary['overlap_vs_baseline']:.1f}x")
     print(f"COPY = {copy_rps:,.0f} rows/s (goal >= {GOAL_ROWS_PER_S:,}): "
           f"{'met' if summary['copy_goal_met'] else 'NOT met'}")  # fmt: skip
 

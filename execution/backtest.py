@@ -9,6 +9,7 @@ sequence, so the same bars and predictions give the same orders, fills and equit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, fields
@@ -331,6 +332,13 @@ def _positions_frame(state: EngineState) -> pd.DataFrame:
 # -- the compiled fast path --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
+def _note_reference_loop(rule: str, reason: str) -> None:
+    """Say once per process and rule, at INFO, why its backtests are not compiled (each is
+    then many times slower; the fallback itself is logged at DEBUG per backtest)."""
+    logger.info("event=backtest_reference_loop rule=%s reason=%s", rule, reason)
+
+
 def _try_fast(
     bars: pd.DataFrame, predictions: pd.DataFrame, config: StrategyConfig
 ) -> tuple[BacktestResult | None, str]:
@@ -338,7 +346,9 @@ def _try_fast(
     if not _fast.available():
         return None, "numba is not installed"
     if not is_builtin_rule(config.rule):  # the kernel compiles the built-in decision only
-        return None, f"the strategy rule {config.rule} is not the built-in one"
+        reason = f"the strategy rule {config.rule} is not the built-in one"
+        _note_reference_loop(config.rule, reason)
+        return None, reason
     inputs, reason = _fast.prepare(bars, predictions)
     if inputs is None:
         return None, reason

@@ -4,6 +4,9 @@ the backtest, on the bundled S&P 500 series (arch.data)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -13,12 +16,14 @@ from execution.config import StrategyConfig
 from infra.config import load_config
 from infra.series import SeriesRegistry
 from infra.settings import Settings
+from ml.features import feature_columns
 from ml.pipeline import research_folds, research_labels, run_family
 from orchestration.definitions import build_resources
 
 FEATURE = "examples.user_feature:range_position"
 RULE = "examples.user_rule:long_only_hold"
 MODEL = "examples.user_model:LogisticModel"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CONFIG = f"""
 [[universe.series]]
@@ -107,3 +112,21 @@ def test_features_asset_when_user_feature_reads_next_bar_then_blocking_check_fai
     check = next(e for e in run.get_asset_check_evaluations() if e.check_name == "no_look_ahead")
     assert not check.passed
     assert "next_ret" in check.description and "look-ahead" in check.description
+
+
+def test_readme_extending_snippet_when_loaded_as_a_config_file_then_features_and_rule_reach_recipe(
+    tmp_path,
+):
+    section = README.read_text().split("## Extending", 1)[1].split("\n## ", 1)[0]
+    snippet = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert snippet is not None, "the README's Extending section shows a candleflow.toml snippet"
+    path = tmp_path / "candleflow.toml"
+    path.write_text(snippet.group(1))
+
+    cfg = load_config(path)
+
+    assert cfg.research.recipe.features == (FEATURE,)
+    fc = cfg.research.recipe.feature_config
+    assert fc.user_features == (FEATURE,) and fc.feature_window == 250
+    assert {"range_pos_20", "open_gap"} <= set(feature_columns(fc))
+    assert cfg.strategy.rule == RULE

@@ -3,10 +3,14 @@ engine step that the backtest loop and the live dataflow share; the compiled pat
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from execution import backtest
 from execution.backtest import BacktestError, run_backtest
 from execution.config import DecisionConfig, ExecutionConfigError, StrategyConfig
 from execution.decision import (
@@ -108,3 +112,28 @@ def test_backtest_when_builtin_rule_named_explicitly_then_same_as_default_on_fas
         bars, preds, StrategyConfig(rule="execution.decision:builtin_rule"), path="fast"
     )
     assert named.orders["client_id"].tolist() == default.orders["client_id"].tolist()
+
+
+def test_backtest_when_user_rule_then_reference_loop_reason_logged_once_at_info(caplog):
+    bars = spx_bars(300)
+    preds = _predictions(bars, seed=3)
+    config = StrategyConfig(rule=RULE)
+    backtest._note_reference_loop.cache_clear()  # other tests in this process may have said it
+
+    with caplog.at_level(logging.INFO, logger="execution.backtest"):
+        run_backtest(bars, preds, config)
+        run_backtest(bars, preds, config)
+
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO
+            and "event=backtest_reference_loop" in r.getMessage()]
+    assert said == [f"event=backtest_reference_loop rule={RULE} reason=the strategy rule {RULE} "
+                    "is not the built-in one"]
+
+
+def test_strategy_json_when_rule_saved_beside_the_model_then_live_reload_carries_it():
+    saved = json.dumps(StrategyConfig(rule=RULE).to_dict())  # what the deployable step writes
+
+    loaded = StrategyConfig.from_dict(json.loads(saved))  # what the live worker reads
+
+    assert loaded.rule == RULE
+    assert resolve_rule(loaded.rule).__qualname__ == "long_only_hold"

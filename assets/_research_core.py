@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from ml.pipeline import (
     research_labels,
     run_family,
 )
+from ml.walkforward import run_in_processes
 
 __all__ = ["ResearchError"]
 
@@ -216,10 +218,15 @@ def walk_forward_all(
     dagster_run_id: str,
     bars: pd.DataFrame | None = None,
     strategy: StrategyConfig | None = None,
+    workers: int = 1,
 ) -> WalkForwardAll:
     """Walk-forward of every family on one series, one MLflow run each. With `bars` and
     `strategy`, each family's OOS predictions are also backtested alone on this series and the
-    run logs their Sharpe, return, drawdown and trades beside the classification metrics."""
+    run logs their Sharpe, return, drawdown and trades beside the classification metrics.
+
+    workers > 1 fits the families (they share no state) in that many processes at once; the
+    MLflow runs are then logged here in the configured order, so runs, predictions and metrics
+    are those of the sequential run."""
     lab = _labels_from_frame(labels)
     folds = research_folds(features, cfg)
     fp = data_fingerprint(features.drop(columns=["warmup"]))
@@ -228,10 +235,23 @@ def walk_forward_all(
     trials: dict[str, int] = {}
     trading: dict[str, dict[str, float]] = {}
     families = [*cfg.models, *cfg.baselines]
+    fitted = None
+    if workers > 1 and len(families) > 1:
+        t_fit = datetime.now(UTC)
+        fitted = run_in_processes(
+            partial(run_family, features=features, labels=lab, folds=folds, config=cfg),
+            families,
+            workers=workers,
+        )
+        secs = (datetime.now(UTC) - t_fit).total_seconds()
+        log(f"{spec.key}: {len(families)} families fitted in {min(workers, len(families))} "
+            f"processes at once, {secs:.1f}s")
     parent = tracker.research_run(spec.key, dagster_run_id)
     for i, family in enumerate(families, start=1):
         t0 = datetime.now(UTC)
-        result = run_family(family, features, lab, folds, cfg)
+        result = (
+            fitted[i - 1] if fitted is not None else run_family(family, features, lab, folds, cfg)
+        )
         predictions[family] = result.predictions
         importance = feature_importance(result, list(feature_columns(cfg.feature_config)))
         if importance is not None:

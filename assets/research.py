@@ -203,6 +203,9 @@ def walk_forward(
     result = core.walk_forward_all(
         spec, features, labels, cfg, tracker, log=context.log.info,
         dagster_run_id=context.run.run_id, bars=bars, strategy=research.strategy(spec),
+        workers=research.app_config().executor.family_processes(
+            len(cfg.models) + len(cfg.baselines)
+        ),
     )
     # Each family backtested alone on this series: numbers the Plots tab charts per partition.
     card = core.series_scorecard(spec, bars, result.predictions, cfg, research.strategy(spec))

@@ -9,6 +9,9 @@ RSS, and the exponent b of wall ~ bars^b fitted over the sizes (1.0 is linear); 
 time per bar at the largest size within 1.2x of that at the 100k size (or the second largest).
 `--large` adds 1,000,000 bars (about 20 minutes for xgboost on two busy cores); `--sizes
 5000,20000` is the smoke run. `--families xgboost,xgboost_garch,lstm,meta` for the full set.
+`--family-workers 2` also times the families of one series (the smallest size) fitted one after
+another and in 2 processes at once ([executor] family_workers), checks both give identical
+predictions, and prints the wall-time ratio with the load average.
 Writes var/bench/growth.json (under CANDLEFLOW_HOME).
 """
 
@@ -52,6 +55,38 @@ def _one(n: int, families: list[str]) -> dict[str, float]:
     return out
 
 
+def _families_parallel(n: int, families: list[str], workers: int) -> dict[str, float]:
+    """Run in a child process: every family of one series fitted sequentially, then in
+    `workers` processes (as the walk_forward step does); wall times and an identity check."""
+    from functools import partial
+
+    from bench.ingest import synthetic_bars
+    from ml.features import compute_features
+    from ml.pipeline import ResearchConfig, research_folds, research_labels, run_family
+    from ml.walkforward import run_in_processes
+
+    cfg = ResearchConfig(models=tuple(families))
+    bars = synthetic_bars(["GROWTH"], n)
+    feats = compute_features(bars)
+    labels = research_labels(bars, cfg)
+    task = partial(
+        run_family, features=feats, labels=labels, folds=research_folds(feats, cfg), config=cfg
+    )
+    items = [*cfg.models, *cfg.baselines]
+    t = time.perf_counter()
+    seq = [task(f) for f in items]
+    seq_s = time.perf_counter() - t
+    t = time.perf_counter()
+    par = run_in_processes(task, items, workers=workers)
+    par_s = time.perf_counter() - t
+    same = all(
+        a.predictions.equals(b.predictions) and a.fold_metrics.equals(b.fold_metrics)
+        for a, b in zip(seq, par, strict=True)
+    )
+    return {"bars": n, "workers": workers, "sequential_s": seq_s, "parallel_s": par_s,
+            "speedup": seq_s / par_s, "identical": float(same), "load_avg_1m": os.getloadavg()[0]}
+
+
 def _fit_exponent(rows: list[dict[str, float]]) -> float:
     xs = [math.log(r["bars"]) for r in rows]
     ys = [math.log(r["total_s"]) for r in rows]
@@ -65,12 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,30000,100000")
     parser.add_argument("--families", default="xgboost")
     parser.add_argument("--large", action="store_true", help="add 1,000,000 bars")
+    parser.add_argument("--family-workers", type=int, default=0,
+                        help="also time one series' families in this many processes")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-families", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     families = [f for f in args.families.split(",") if f]
     if args.child is not None:
         print(json.dumps(_one(args.child, families)))
+        return 0
+    if args.child_families is not None:
+        print(json.dumps(_families_parallel(args.child_families, families, args.family_workers)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.large:
@@ -87,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"[bench.growth] {n:>9,} bars: {row['total_s']:8.1f} s "
             f"({row['us_per_bar']:7.0f} us/bar), peak RSS {row['peak_rss_mb']:7.0f} MB",
+            flush=True,
+        )
+    fam: dict[str, float] | None = None
+    if args.family_workers > 1:
+        cmd = [sys.executable, "-m", "bench.growth", "--child-families", str(min(sizes)),
+               "--families", ",".join(families), "--family-workers", str(args.family_workers)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        fam = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"[bench.growth] families of one {fam['bars']:,}-bar series: sequential "
+            f"{fam['sequential_s']:.1f} s, {args.family_workers} processes {fam['parallel_s']:.1f}"
+            f" s ({fam['speedup']:.2f}x, identical={bool(fam['identical'])}) at load "
+            f"{fam['load_avg_1m']:.1f}",
             flush=True,
         )
     exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
@@ -108,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "ref_bars": ref["bars"],
         "goal_per_bar_ratio": GOAL_PER_BAR_RATIO,
         "goal_met": ratio <= GOAL_PER_BAR_RATIO,
+        "families_parallel": fam,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(payload, indent=2))

@@ -137,9 +137,9 @@ def _timed_upsert(store, frame: pd.DataFrame, expect: int) -> dict[str, float]:
 
 
 def _timescale_run(dsn: str, frame: pd.DataFrame, symbol: str, args) -> dict[str, dict]:
-    """One fresh schema: a fresh load (binary COPY into the hypertable), an overlapping upsert
-    (half the rows re-sent with changed values, half new: staging merge + COPY), a no-op
-    re-run, one-bar appends and the read-back."""
+    """One fresh schema: a fresh load (binary COPY into the hypertable) and its read-back, an
+    overlapping upsert (half the rows re-sent with changed values, half new: staging merge plus
+    COPY), a no-op re-run and one-bar appends."""
     rows = len(frame)
     schema = f"cf_bench_{uuid.uuid4().hex[:8]}"
     out: dict[str, dict] = {}
@@ -147,6 +147,7 @@ def _timescale_run(dsn: str, frame: pd.DataFrame, symbol: str, args) -> dict[str
         store = TimescaleBarStore(dsn, schema=schema)
         out["timescale_copy_upsert"] = _timed_upsert(store, frame, rows)
         assert store.count_bars(symbol, "1m") == args.bars
+        out["timescale_read_series"] = _read_back(store, symbol, args.bars)
         half = rows // 2
         shifted = frame.assign(
             ts=frame["ts"] + (frame["ts"].iloc[half] - frame["ts"].iloc[0]),
@@ -155,7 +156,6 @@ def _timescale_run(dsn: str, frame: pd.DataFrame, symbol: str, args) -> dict[str
         out["timescale_overlap_upsert"] = _timed_upsert(store, shifted, rows)
         out["timescale_copy_rerun_noop"] = _timed_upsert(store, shifted, 0)
         out["timescale_append_1_bar"] = _appends(store, shifted, symbol, args.appends)
-        out["timescale_read_series"] = _read_back(store, symbol, args.bars)
         store.close()
     finally:
         _drop(dsn, schema)

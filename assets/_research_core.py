@@ -968,6 +968,28 @@ RESULT_FIELDS = {
 }
 
 
+def result_rows(book: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The results.json row of each strategy of one portfolio book (its metrics, rounded the
+    way the report shows them, and its notes)."""
+    descriptions = book.get("descriptions", {})
+    warnings = book.get("warnings", {})
+    rows = []
+    for name, res in book["strategies"].items():
+        m = res["metrics"]
+        row: dict[str, Any] = {"strategy": name, "kind": book["kinds"][name]}
+        row |= {k: _num(m[v]) for k, v in RESULT_FIELDS.items()}
+        row["min_trl_years"] = _num(m["min_track_record_length"] / m["periods_per_year"])
+        row["track_years"] = _num((m["n_bars"] - 1) / m["periods_per_year"])
+        if name in descriptions:
+            row["description"] = descriptions[name]
+        if warnings.get(name):
+            row["warnings"] = list(warnings[name])
+        if m.get("notes"):
+            row["na_reasons"] = dict(m["notes"])
+        rows.append(row)
+    return rows
+
+
 def write_reports(
     books: Mapping[str, Any],
     reports_dir: Path,
@@ -1053,20 +1075,7 @@ def write_reports(
             html_path = render_report(report, out_dir / "report.html", standalone=standalone)
             tracker.client.log_artifact(run_id, str(standalone), artifact_path="report")
         write_summary_json(report, out_dir / "summary.json")
-        rows = []
-        for name, res in book["strategies"].items():
-            m = res["metrics"]
-            row: dict[str, Any] = {"strategy": name, "kind": book["kinds"][name]}
-            row |= {k: _num(m[v]) for k, v in RESULT_FIELDS.items()}
-            row["min_trl_years"] = _num(m["min_track_record_length"] / m["periods_per_year"])
-            row["track_years"] = _num((m["n_bars"] - 1) / m["periods_per_year"])
-            if name in descriptions:
-                row["description"] = descriptions[name]
-            if warnings.get(name):
-                row["warnings"] = list(warnings[name])
-            if m.get("notes"):
-                row["na_reasons"] = dict(m["notes"])
-            rows.append(row)
+        rows = result_rows(book)
         results = {
             "portfolio": tf,
             "series": book["series"],

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from assets import _research_core as core
+from assets._reproduce import archive_inputs, archive_results
 from assets.data_plane import bars_version
 from assets.partitions import SERIES
 from execution.report import add_left_out, left_out_warning
@@ -364,6 +365,14 @@ def portfolio_backtest(
         book["left_out"] = left_out_of(left_out, tf)
         book["config_hash"] = cfg.config_hash
         book["data_versions"] = {k: bars_version(bars_snapshot[k]) for k in book["series"]}
+        # What this backtest traded, kept so `candleflow reproduce` can rebuild it exactly.
+        book["inputs"] = archive_inputs(
+            Path(research.reports_dir) / f"portfolio_{tf}",
+            {k: oos_predictions[k] for k in book["series"]},
+            {k: bars_snapshot[k] for k in book["series"]},
+            {k: registry.get(k) for k in book["series"]},
+            cfg.to_json(),
+        )
     consistency = core.consistency(books)
     few = core.too_few_trades(books, research.min_trade_count())
     evaluated = "; ".join(f"{tf}: {', '.join(b['series'])}" for tf, b in books.items())
@@ -585,8 +594,10 @@ def research_report(
                 "code_revision": revision,
                 "config_hash": book.get("config_hash", ""),
                 "left_out": book.get("left_out", []),
+                "inputs": book.get("inputs", ""),
             },
         )
+        archive_results(Path(path).parent / "results.json")
     return dg.MaterializeResult(
         metadata={
             "code_revision": revision,

@@ -123,6 +123,15 @@ def _build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="print the latest walk-forward backtest results")
     res.add_argument("--json", action="store_true")
 
+    rep = sub.add_parser(
+        "reproduce",
+        help="rebuild a portfolio backtest from the inputs its report recorded; compare numbers",
+    )
+    rep.add_argument(
+        "results", nargs="*", type=Path,
+        help="results.json files (default: every portfolio's latest under the reports dir)",
+    )
+
     st = sub.add_parser("stream", help="run the live streaming worker (paper broker by default)")
     st.add_argument(
         "--series",

@@ -361,6 +361,42 @@ def cmd_results(args: argparse.Namespace) -> int:
     return print_results(_settings(), as_json=args.json, reports_dir=reports_dir)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from assets._reproduce import ReproduceError, reproduce
+    from orchestration.cli import CliError
+    from orchestration.demo import reports_dir_of
+
+    paths = list(args.results) or sorted(
+        reports_dir_of(_settings(), _config(args)).glob("portfolio_*/results.json")
+    )
+    if not paths:
+        msg = "no report yet: run `candleflow research` (or `candleflow demo`) first"
+        raise CliError(msg)
+    failed = 0
+    for path in paths:
+        try:
+            recorded, diffs = reproduce(path)
+        except ReproduceError as exc:
+            raise CliError(str(exc)) from None
+        what = (
+            f"portfolio {recorded['portfolio']} of {recorded.get('generated_at', '?')} "
+            f"(data version {recorded.get('data_version', '?')}, config "
+            f"{recorded.get('config_hash', '?')}, inputs {recorded.get('inputs')})"
+        )
+        if diffs:
+            failed += 1
+            _say(f"{what}: {len(diffs)} numbers differ")
+            for line in diffs[:20]:
+                _say(f"  {line}")
+        else:
+            n = sum(
+                isinstance(v, int | float) for row in recorded["strategies"] for v in row.values()
+            )
+            _say(f"{what}: all {n} numbers of {len(recorded['strategies'])} strategies "
+                 "reproduced exactly")
+    return 1 if failed else 0
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     from streaming.worker import NoChampionError, run_worker, with_live_section
 

@@ -17,7 +17,7 @@ from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
 from orchestration.commands import init_home, series_specs_for_demo
 
-__all__ = ["left_out_warning", "print_results", "run_demo", "run_report", "run_research"]
+__all__ = ["left_out_warning", "print_results", "reports_dir_of", "run_demo", "run_report", "run_research"]
 
 RESULT_COLUMNS = (
     ("strategy", "strategy", "{}"),
@@ -141,9 +141,9 @@ def run_research(
             finished(i, spec, result, t0)
     if len(failures) < len(specs) and not run_report(settings, config, say=say):
         failures.append("portfolio_report")
-    print_results(settings, as_json=False, reports_dir=_reports_dir(settings, config))
+    print_results(settings, as_json=False, reports_dir=reports_dir_of(settings, config))
     say(f"finished in {time.monotonic() - started:.0f}s")
-    say(f"reports:      {_reports_dir(settings, config)}/portfolio_<timeframe>/report.html")
+    say(f"reports:      {reports_dir_of(settings, config)}/portfolio_<timeframe>/report.html")
     say(f"bars store:   {settings.data_dir}  (try: candleflow bars --symbol SPX --timeframe 1d)")
     say(f"MLflow store: {settings.mlflow_uri}")
     say("Dagster UI:   make ui  → http://127.0.0.1:3000 (runs, materializations, checks)")
@@ -183,7 +183,8 @@ def _drop_partition_without_bars(settings: Settings, instance: Any, spec: Series
         instance.delete_dynamic_partition("series", spec.key)
 
 
-def _reports_dir(settings: Settings, config: CandleflowConfig) -> Path:
+def reports_dir_of(settings: Settings, config: CandleflowConfig) -> Path:
+    """Where the reports are: the config file's [reports] dir, else CANDLEFLOW_HOME's."""
     return Path(config.reports.dir) if config.reports.dir else settings.reports_dir
 
 

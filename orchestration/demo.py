@@ -17,7 +17,10 @@ from infra.series import SeriesRegistry, SeriesSpec
 from infra.settings import Settings
 from orchestration.commands import init_home, series_specs_for_demo
 
-__all__ = ["left_out_warning", "print_results", "reports_dir_of", "run_demo", "run_report", "run_research"]
+__all__ = [
+    "left_out_warning", "print_results", "reports_dir_of", "run_demo", "run_report",
+    "run_research",
+]
 
 RESULT_COLUMNS = (
     ("strategy", "strategy", "{}"),

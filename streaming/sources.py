@@ -90,6 +90,7 @@ def load_replay_bars(
 # A key rather than an index, so that a restart on another set of series (or after bars were
 # added) continues after the same instant instead of at the same list position.
 ReplayState = tuple[str, str] | None
+_WHOLE_REPLAY = "replay"  # the one partition of a replay that is not split by symbol
 
 
 def _replay_key(bar: Bar) -> tuple[str, str]:
@@ -139,8 +140,15 @@ class _ReplayPartition(StatefulSourcePartition[Bar, ReplayState]):
 class ReplaySource(FixedPartitionedSource[Bar, ReplayState]):
     """Stored bars in (ts, symbol) order, as fast as possible or at `speed` bars per second.
 
-    `bars` is a canonical bar frame or a zero-argument loader of one (called when the partition
-    is built, on the worker). `max_bars` stops after that many bars of the whole replay.
+    `bars` is a canonical bar frame or a zero-argument loader of one (called when a partition
+    is built, on the worker; once per process). `max_bars` stops after that many bars of the
+    whole replay.
+
+    `by_symbol` gives one partition per symbol (named by the symbol), so that several workers
+    read, feature and score the symbols in parallel; `symbols` names them when `bars` is a
+    loader. Each partition snapshots the last bar it emitted and resumes after it. Partitions
+    interleave in no fixed order, so the portfolio step must reorder (`StreamConfig.reorder`).
+    Without `by_symbol` one partition ("replay") emits every bar in (ts, symbol) order.
     """
 
     def __init__(
@@ -150,6 +158,8 @@ class ReplaySource(FixedPartitionedSource[Bar, ReplayState]):
         speed: float = 0.0,
         batch_size: int = 1,
         max_bars: int | None = None,
+        by_symbol: bool = False,
+        symbols: Sequence[str] | None = None,
     ) -> None:
         if speed < 0:
             msg = f"speed must be >= 0 (0: as fast as possible), got {speed}"
@@ -157,25 +167,47 @@ class ReplaySource(FixedPartitionedSource[Bar, ReplayState]):
         if batch_size < 1:
             msg = f"batch_size must be >= 1, got {batch_size}"
             raise ValueError(msg)
+        if by_symbol and symbols is None:
+            if callable(bars):
+                msg = "ReplaySource(by_symbol=True) over a loader needs symbols=[...]"
+                raise ValueError(msg)
+            symbols = sorted(bars["symbol"].unique())
         self._bars = bars
         self._speed = float(speed)
         self._batch = int(batch_size)
         self._max = max_bars
+        self._symbols = tuple(sorted(set(symbols))) if by_symbol and symbols else ()
+        self._loaded: list[Bar] | None = None
+        self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
-        return ["replay"]
+        return list(self._symbols) if self._symbols else [_WHOLE_REPLAY]
+
+    def _all_bars(self) -> list[Bar]:
+        # The workers of one process share this source object: load and convert once.
+        with self._lock:
+            if self._loaded is None:
+                frame = self._bars() if callable(self._bars) else self._bars
+                bars = bars_from_frame(frame)
+                self._loaded = bars if self._max is None else bars[: self._max]
+            return self._loaded
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: ReplayState | int
     ) -> _ReplayPartition:
-        frame = self._bars() if callable(self._bars) else self._bars
-        bars = bars_from_frame(frame)
-        limit = len(bars) if self._max is None else min(len(bars), self._max)
+        if for_part == _WHOLE_REPLAY:
+            frame = self._bars() if callable(self._bars) else self._bars
+            bars = bars_from_frame(frame)
+            limit = len(bars) if self._max is None else min(len(bars), self._max)
+        else:
+            bars = [b for b in self._all_bars() if b.symbol == for_part]
+            limit = len(bars)
         position = _resume_position(bars, resume_state)
         if resume_state is not None and not isinstance(resume_state, int):
             logger.info("event=replay_resume after_ts=%s after_symbol=%s", *resume_state)
         logger.info(
-            "event=replay_start bars=%d position=%d limit=%d speed=%s",
+            "event=replay_start part=%s bars=%d position=%d limit=%d speed=%s",
+            for_part,
             len(bars),
             position,
             limit,

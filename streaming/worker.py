@@ -423,7 +423,16 @@ def _source(
 ) -> Any:
     """The Bytewax source for `args.source`; `mt5` None loads the MetaTrader5 package."""
     if args.source == "replay":
-        return ReplaySource(load, speed=args.speed, max_bars=args.max_bars)
+        # Several workers: one partition per symbol, so every worker reads and scores its own
+        # symbols (the portfolio step reorders them, StreamConfig.reorder).
+        split = args.workers > 1 and len(series) > 1
+        return ReplaySource(
+            load,
+            speed=args.speed,
+            max_bars=args.max_bars,
+            by_symbol=split,
+            symbols=[s for s, _ in series] if split else None,
+        )
     symbols = [s for s, _ in series]
     timeframe = series[0][1]
     warmup = _warmup_bars(providers, series)

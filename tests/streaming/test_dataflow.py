@@ -152,7 +152,7 @@ def _three_symbols(n: int) -> pd.DataFrame:
     return pd.concat(frames).sort_values(["ts", "symbol"]).reset_index(drop=True)
 
 
-def _cluster_flow(bars: pd.DataFrame, sink, reorder: bool):
+def _cluster_flow(bars: pd.DataFrame, sink, reorder: bool, by_symbol: bool = False):
     from tests.streaming.conftest import xgb_bundle
 
     # XGBoost: its compiled trees are shared by the worker threads of a process.
@@ -162,7 +162,10 @@ def _cluster_flow(bars: pd.DataFrame, sink, reorder: bool):
         strategy=StrategyConfig(), symbols=symbols, progress_every=0, reorder=reorder
     )
     return build_flow(
-        config, ReplaySource(bars), sink, {s: LocalBundleProvider(bundle) for s in symbols}
+        config,
+        ReplaySource(bars, by_symbol=by_symbol),
+        sink,
+        {s: LocalBundleProvider(bundle) for s in symbols},
     )
 
 
@@ -178,7 +181,7 @@ def _cluster_process(data_dir: str, addresses: list[str], proc_id: int, n: int) 
 
     bars = _three_symbols(n)
     sink = StoreSink(lambda: ParquetBarStore(Path(data_dir)))
-    cluster_main(_cluster_flow(bars, sink, reorder=True), addresses, proc_id)
+    cluster_main(_cluster_flow(bars, sink, reorder=True, by_symbol=True), addresses, proc_id)
 
 
 def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_worker(
@@ -195,12 +198,20 @@ def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_wor
     one: list = []
     run_main(_cluster_flow(bars, TestingSink(one), reorder=False))
     reference = _tables(one)
-    # Act: -w 2 (two worker threads in one process)
+    # Act: -w 2 (two worker threads in one process), the replay read in one partition and
+    # in one partition per symbol (each worker reads its own symbols)
     two: list = []
     cluster_main(
         _cluster_flow(bars, TestingSink(two), reorder=True), [], 0, worker_count_per_proc=2
     )
-    # Act: -p 2 (two processes on localhost), records through the store sink
+    split: list = []
+    cluster_main(
+        _cluster_flow(bars, TestingSink(split), reorder=True, by_symbol=True),
+        [],
+        0,
+        worker_count_per_proc=2,
+    )
+    # Act: -p 2 (two processes on localhost), one partition per symbol, through the store sink
     ports = []
     for _ in range(2):
         with socket.socket() as s:
@@ -219,6 +230,7 @@ def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_wor
     # Assert
     assert [p.exitcode for p in procs] == [0, 0]
     assert _tables(two) == reference
+    assert _tables(split) == reference
     store = ParquetBarStore(tmp_path / "data")
     for table in ("live_orders", "live_fills", "live_equity", "live_predictions"):
         assert len(reference[table]) > 0, table
@@ -231,3 +243,37 @@ def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_wor
             check_dtype=False,
             obj=table,
         )
+
+
+def test_replay_when_split_by_symbol_then_each_partition_resumes_after_its_own_last_bar() -> None:
+    bars = _three_symbols(12)
+    source = ReplaySource(bars, by_symbol=True, batch_size=2)
+    assert source.list_parts() == ["AAA", "BBB", "CCC"]
+    first = source.build_part("input", "BBB", None)
+    emitted = first.next_batch() + first.next_batch()
+    resumed = ReplaySource(bars, by_symbol=True).build_part("input", "BBB", first.snapshot())
+    rest = []
+    while True:
+        try:
+            rest.extend(resumed.next_batch())
+        except StopIteration:
+            break
+    expected = list(bars.loc[bars["symbol"] == "BBB", "ts"])
+    assert {b.symbol for b in emitted + rest} == {"BBB"}
+    assert [b.ts for b in emitted + rest] == expected  # nothing lost, nothing twice
+
+
+def test_replay_when_split_by_symbol_with_max_bars_then_the_whole_replay_stops_there() -> None:
+    bars = _three_symbols(12)
+    source = ReplaySource(bars, by_symbol=True, max_bars=7)
+    counts = {}
+    for part in source.list_parts():
+        p = source.build_part("input", part, None)
+        n = 0
+        while True:
+            try:
+                n += len(p.next_batch())
+            except StopIteration:
+                break
+        counts[part] = n
+    assert counts == {"AAA": 3, "BBB": 2, "CCC": 2}

@@ -6,7 +6,8 @@ Replays real S&P 500 daily bars through the dataflow (paper broker, no store) wi
 bundle over the full feature set, once per run `SYMBOLSxWORKERS` (10 symbols: the S&P bars under
 ten names at ten price scales; two workers: Bytewax's -w 2, the replay split by symbol, with
 the reorder barrier). Measured with time.perf_counter_ns inside the dataflow: `bar`: arrival
-at the first step -> portfolio step done (every bar); `order`: arrival -> order handed to the broker (bars that trade);
+at the first step -> portfolio step done (every bar); `order`: arrival -> order handed to the
+broker (bars that trade);
 `bars_per_s`: bars / (last bar done - first bar arrived), the JIT caches loaded beforehand;
 `wall_s` includes the dataflow's start. The baseline is the batch path the live step replaces,
 `bundle.predict_frame(buffer)` on rolling buffers, timed in the same run. Goals: p99 <= 1 ms

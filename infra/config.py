@@ -34,6 +34,9 @@ CandleflowConfig.from_json(text)         # what Dagster resources carry between 
 example_toml()                           # the commented example `candleflow init` writes
 ```
 
+Import paths (`module:attribute` of a model, feature or rule) also resolve to modules in the
+config file's folder, appended to sys.path when the file is read.
+
 Rules: unknown keys are refused with the allowed ones named; values are type-checked; secrets
 are never written in the file: a key that looks like a secret (password, token, api_key, dsn,
 secret) is refused, and a `*_env` key must hold an environment variable NAME.
@@ -46,6 +49,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -531,6 +535,7 @@ class CandleflowConfig:
         except (tomllib.TOMLDecodeError, ValueError) as exc:
             msg = f"{path} is not valid {'YAML' if path.suffix != '.toml' else 'TOML'}: {exc}"
             raise ConfigFileError(msg) from None
+        _import_root(path.resolve().parent)
         return cls.from_mapping(data, base_dir=path.resolve().parent, path=path.resolve())
 
     def to_dict(self) -> dict[str, Any]:
@@ -559,6 +564,16 @@ class CandleflowConfig:
 
     def with_universe(self, series: tuple[SeriesSpec, ...]) -> CandleflowConfig:
         return dataclasses.replace(self, universe=UniverseSection(series=series))
+
+
+def _import_root(directory: Path) -> None:
+    """Let the file's `module:attribute` references (models, features, rule) name modules beside
+    it, a project's own `features.py` or `mypkg/`, as if run from there. Appended to sys.path,
+    so they never shadow an installed package or candleflow's own; Dagster's step processes and
+    the streaming worker read the same file (CANDLEFLOW_CONFIG) and so import the same way."""
+    root = str(directory)
+    if root not in sys.path:
+        sys.path.append(root)
 
 
 def resolve_config_path(

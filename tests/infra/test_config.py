@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from infra.config import (
 from infra.series import SeriesSpec
 from infra.strategy import strategy_for
 from infra.tracking import ModelTracker, TrackingConfig
+from ml.features import feature_columns
 from ml.pipeline import ResearchConfig
 
 SPX = SeriesSpec("SPX", "1d", "bundled", "equity", {"dataset": "sp500"})
@@ -149,6 +151,42 @@ snapshot_s = 2
     assert strat.costs.spread_bps == 1.0  # untouched keys keep their defaults
     assert strat.stops.kind == "fixed" and strat.stops.atr_mult == 2.0
     assert cfg.live.series == ("SAP@1d",) and cfg.live.snapshot_s == 2.0
+
+
+_BESIDE_FEATURE = """
+import pandas as pd
+
+def gap(bars):
+    return pd.DataFrame({"beside_gap": bars["open"] / bars["close"].shift(1)}, index=bars.index)
+"""
+
+_BESIDE_RULE = """
+def always_long(prediction, config, context):
+    return 1
+"""
+
+
+def test_load_when_file_names_modules_beside_it_then_they_import_without_pythonpath(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    monkeypatch.chdir(tmp_path.parent)  # not the project folder: only the file's folder helps
+    (tmp_path / "beside_feature_mod.py").write_text(_BESIDE_FEATURE)
+    (tmp_path / "beside_rule_mod.py").write_text(_BESIDE_RULE)
+    path = tmp_path / "candleflow.toml"
+    path.write_text(
+        '[research]\nfeatures = ["beside_feature_mod:gap"]\n'
+        '[strategy]\nrule = "beside_rule_mod:always_long"\n'
+    )
+    try:
+        cfg = load_config(path)
+
+        assert "beside_gap" in feature_columns(cfg.research.recipe.feature_config)
+        assert cfg.strategy.for_series(SeriesSpec("X", "1d", "file", "equity", {"path": "-"})).rule
+        assert sys.path[-1] == str(tmp_path)  # appended: never shadows an installed package
+    finally:
+        sys.modules.pop("beside_feature_mod", None)
+        sys.modules.pop("beside_rule_mod", None)
 
 
 def test_config_when_round_tripped_through_json_then_same_hash_and_frozen(tmp_path):

@@ -12,16 +12,18 @@ functions the reference runs (`ledger.apply_to_position` / `closing_quantity` / 
 and the trade accounting, `stops.atr_step` / `trail_stop` / `trigger_code` / `distance_of` /
 `levels_of`, `costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` /
 `volume_cap`, `sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
-`instruments.round_units`, `paper.affordable_units`). What lives here is only the sequencing:
-the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
-tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills, trades, equity
-and the final engine state equal to the reference's, bit for bit.
+`instruments.round_units`, `paper.affordable_units` / `cash_limited_quantity` /
+`end_of_bar_step`, `ledger.in_flight_units` / `committed_direction`). What lives here is only
+the sequencing: the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar`
+over arrays. tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills,
+trades, equity and the final engine state equal to the reference's, bit for bit.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import types
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -69,8 +71,8 @@ _N_FLOAT_PARAMS = 24
 # Indices into the int parameter vector.
 _I_NEXTCLOSE, _I_METHOD, _I_STOPKIND, _I_HASTP = range(4)
 _I_ATRPERIOD, _I_MAXTRADES, _I_SHORT, _I_VOLWIN = range(4, 8)
-_I_MARGIN_OK, _I_ENTRY_BARS, _I_VWINDOW = range(8, 11)
-_N_INT_PARAMS = 11
+_I_MARGIN_OK, _I_KEEP, _I_KEEP_BARS, _I_VWINDOW = range(8, 12)
+_N_INT_PARAMS = 12
 # Columns of the per-symbol (instrument) parameters: quantity step, min, max, volume share.
 _N_SYMBOL_PARAMS = 4
 
@@ -431,7 +433,8 @@ def _params(config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
     pi[_I_SHORT] = 1 if d.allow_short else 0
     pi[_I_VOLWIN] = config.vol_window
     pi[_I_MARGIN_OK] = 1 if config.allow_margin else 0
-    pi[_I_ENTRY_BARS] = 1 if config.partial_fill == "cancel" else config.partial_fill_bars
+    pi[_I_KEEP] = 1 if config.partial_fill == "keep" else 0
+    pi[_I_KEEP_BARS] = config.partial_fill_bars
     pi[_I_VWINDOW] = c.volume_window
     return pf, pi
 
@@ -543,6 +546,7 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 # functions, compiled below.
 
 _DUST = 1e-9
+_END_OF_BAR_WORKING = _paper.END_OF_BAR_WORKING
 _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 
 
@@ -579,7 +583,8 @@ def _py_kernel(
     margin = pf[_P_MARGIN]
     max_trades = pi[_I_MAXTRADES]
     margin_ok = pi[_I_MARGIN_OK] != 0
-    entry_bars = pi[_I_ENTRY_BARS]
+    keep_policy = pi[_I_KEEP] != 0
+    keep_bars = pi[_I_KEEP_BARS]
     vwindow = pi[_I_VWINDOW]
 
     cash = gf[GF_CASH]
@@ -712,14 +717,9 @@ def _py_kernel(
                     q = budget if budget < rem else rem
                     sgn = orders_i[k, 1]
                     price = _fill_price(sgn, ref, frac)
-                    short_of_cash = False
-                    if sgn > 0 and not margin_ok:
-                        closing = _closing_quantity(pos_q, sgn, q)
-                        if q > closing:
-                            afford = _afford(cash - closing * price, price, cbps, cmin, step)
-                            if closing + afford < q:
-                                q = closing + afford
-                                short_of_cash = True
+                    q, short_of_cash = _cash_limited(
+                        sgn, q, pos_q, cash, price, margin_ok, cbps, cmin, step
+                    )
                     if q > _DUST:
                         qty = pos_q
                         cash, n_trade, pos_q, pos_avg, n_open = _fill(
@@ -856,9 +856,11 @@ def _py_kernel(
                 qhead = n_ord
         # PaperBroker._end_of_bar: entries that had their bars stop working
         for kk in range(qhead, n_ord):
-            if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s and orders_i[kk, 2] == 1:
-                orders_i[kk, 7] += 1
-                if orders_i[kk, 7] >= entry_bars:
+            if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s:
+                orders_i[kk, 7], outcome = _end_of_bar_step(
+                    orders_i[kk, 2] == 1, orders_i[kk, 7], keep_policy, keep_bars
+                )
+                if outcome != _END_OF_BAR_WORKING:
                     orders_i[kk, 6] = 0
                     if orders_i[kk, 5] != 0:
                         orders_i[kk, 5] = 0
@@ -918,12 +920,9 @@ def _py_kernel(
                         n_ev += 1
                     else:
                         j += 1
-                expected = pos_q
-                for j in range(n_pend):
-                    kk = pe[j]
-                    if kk >= 0:
-                        expected += orders_i[kk, 1] * orders_f[kk, 4]
-                if abs(expected) > _DUST:
+                expected = _expected(pos_q, pe, n_pend, orders_i, orders_f)
+                held = _committed_direction(expected)
+                if held != 0:
                     aexp = abs(expected)
                     if aexp > max_q:
                         status = STATUS_UNSUPPORTED
@@ -934,7 +933,7 @@ def _py_kernel(
                     orders_f[n_ord, 3] = aexp
                     orders_f[n_ord, 4] = aexp
                     orders_i[n_ord, 0] = i
-                    orders_i[n_ord, 1] = -1 if expected > 0 else 1
+                    orders_i[n_ord, 1] = -held
                     orders_i[n_ord, 2] = 0
                     orders_i[n_ord, 3] = 0
                     orders_i[n_ord, 4] = 0
@@ -983,11 +982,7 @@ def _py_kernel(
                         for t in range(n_sym):
                             if t == s:
                                 continue
-                            qt = posq[t]
-                            for j in range(syi[t, YI_N_PEND]):
-                                kk = pend[t, j]
-                                if kk >= 0:
-                                    qt += orders_i[kk, 1] * orders_f[kk, 4]
+                            qt = _expected(posq[t], pend[t], syi[t, YI_N_PEND], orders_i, orders_f)
                             if qt != 0.0:
                                 gross_other += abs(qt) * marks[t]
                         allowed, code = _risk_allowed(
@@ -1119,16 +1114,21 @@ def _py_store_symbol(
     ci[YI_E_HAS_PROT_TS] = 1 if e_has_prot_ts else 0
 
 
-def _py_committed(pos_q, pend, n_pend, orders_i, orders_f):
-    """engine._settle: the sign of position plus the non-protective orders in flight."""
+def _py_expected(pos_q, pend, n_pend, orders_i, orders_f):
+    """engine._expected over a pending list: position plus the orders in flight. Every order
+    in the list is accepted and none has a cancel requested (the broker answers a cancel at
+    once); the protective orders, -1 / -2, have no row to read."""
     qty = pos_q
     for j in range(n_pend):
         k = pend[j]
         if k >= 0:
-            qty += orders_i[k, 1] * orders_f[k, 4]
-    if abs(qty) <= _DUST:
-        return 0
-    return 1 if qty > 0 else -1
+            qty += _in_flight_units(orders_i[k, 1], orders_f[k, 4], False, False)
+    return qty
+
+
+def _py_committed(pos_q, pend, n_pend, orders_i, orders_f):
+    """engine._settle: the sign of position plus the non-protective orders in flight."""
+    return _committed_direction(_expected(pos_q, pend, n_pend, orders_i, orders_f))
 
 
 def _py_scan_bars(ts, o, h, lo, c, v):
@@ -1295,6 +1295,20 @@ def _py_remove(pend, n_pend, k):
     return n_pend - 1
 
 
+def _jit_calling(func, **compiled):
+    """Compile a shared rule that calls other shared rules: numba compiles leaf functions from
+    their globals, so the clone compiled here sees the compiled forms of those rules under their
+    own names (the reference keeps calling the plain functions)."""
+    scope = dict(func.__globals__)
+    scope.update(compiled)
+    clone = types.FunctionType(
+        func.__code__, scope, func.__name__, func.__defaults__, func.__closure__
+    )
+    clone.__qualname__ = func.__qualname__
+    clone.__module__ = func.__module__
+    return _jit(clone)
+
+
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
     # The shared rules, compiled from the functions the reference path runs.
@@ -1319,7 +1333,16 @@ if numba is not None:
     _decide = _jit(_decision.decide_direction)
     _round_units = _jit(_instruments.round_units)
     _afford = _jit(_paper.affordable_units)
+    _cash_limited = _jit_calling(
+        _paper.cash_limited_quantity,
+        closing_quantity=_closing_quantity,
+        affordable_units=_afford,
+    )
+    _end_of_bar_step = _jit(_paper.end_of_bar_step)
+    _in_flight_units = _jit(_ledger.in_flight_units)
+    _committed_direction = _jit(_ledger.committed_direction)
     # The sequencing and bookkeeping of this module.
+    _expected = _jit(_py_expected)
     _committed = _jit(_py_committed)
     _check_proba = _jit(_py_check_proba)
     _scan_bars = _jit(_py_scan_bars)

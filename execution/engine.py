@@ -39,7 +39,9 @@ from execution.ledger import (
     add_exit_part,
     apply_to_position,
     closing_quantity,
+    committed_direction,
     crosses_zero,
+    in_flight_units,
 )
 from execution.orders import (
     Cancel,
@@ -168,10 +170,11 @@ def _settle(state: EngineState, sym: str, ss: SymbolState) -> None:
     """direction = sign of position + the (non-protective) orders still meant to fill."""
     pos = state.positions.get(sym)
     qty = pos.quantity if pos is not None else 0.0
-    for o in ss.orders.values():
-        if not o.cancel_requested and o.intent not in PROTECTIVE_INTENTS:
-            qty += o.sign * o.remaining
-    ss.direction = 0 if abs(qty) <= _DUST else (1 if qty > 0 else -1)
+    for o in ss.orders.values():  # from the moment it is sent, not only once accepted
+        qty += in_flight_units(
+            o.sign, o.remaining, o.cancel_requested, o.intent in PROTECTIVE_INTENTS
+        )
+    ss.direction = committed_direction(qty)
 
 
 def on_event(
@@ -308,8 +311,10 @@ def _expected(state: EngineState, sym: str) -> float:
     ss = state.symbols.get(sym)
     if ss is not None:
         for o in ss.orders.values():
-            if o.state in _LIVE and not o.cancel_requested and o.intent not in PROTECTIVE_INTENTS:
-                qty += o.sign * o.remaining
+            if o.state in _LIVE:
+                qty += in_flight_units(
+                    o.sign, o.remaining, o.cancel_requested, o.intent in PROTECTIVE_INTENTS
+                )
     return qty
 
 
@@ -377,8 +382,9 @@ def on_bar(
             w.cancel_requested = True
             commands.append(Cancel(w.client_id, sym, decided_at, "superseded"))
     expected = _expected(state, sym)
-    if abs(expected) > _DUST:
-        side = Side.SELL if expected > 0 else Side.BUY
+    held = committed_direction(expected)
+    if held != 0:
+        side = Side.SELL if held > 0 else Side.BUY
         commands.append(
             _order(config, ss, bar, decided_at, side, abs(expected), "exit", None, None)
         )

@@ -1,7 +1,8 @@
 """Position arithmetic and round-trip trade records, shared by the engine and the paper broker.
 
 The rules are scalar functions (apply_to_position, closing_quantity, add_exit_part,
-add_entry_part, trade_close_values), so the compiled backtest path runs these very functions.
+add_entry_part, trade_close_values, in_flight_units, committed_direction), so the compiled
+backtest path runs these very functions.
 
 Positions use average cost: adding to a position moves its average price, reducing it realises
 P&L against that average and leaves the average unchanged. A trade is a round trip from flat to
@@ -13,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# Remainders below this many units are dust from float arithmetic, not quantities to trade.
+_DUST = 1e-9
+
 __all__ = [
     "OpenTrade",
     "TradeRecord",
@@ -20,7 +24,9 @@ __all__ = [
     "add_exit_part",
     "apply_to_position",
     "closing_quantity",
+    "committed_direction",
     "crosses_zero",
+    "in_flight_units",
     "trade_close_values",
 ]
 
@@ -42,6 +48,24 @@ def apply_to_position(
 def crosses_zero(qty: float, new_qty: float) -> bool:
     """True when a fill took the position `qty` to flat or through zero: its protection ends."""
     return new_qty == 0.0 or (qty != 0.0 and new_qty * qty < 0.0)
+
+
+def in_flight_units(sign: int, remaining: float, cancel_requested: bool, protective: bool) -> float:
+    """Signed units an order still working adds to the position its sender expects: its
+    remaining units, unless a cancel was requested or it only protects the position (a stop or
+    take profit is contingent). Summed over the orders onto the position, by the engine's
+    committed direction and exits, and by the risk governor's exposure."""
+    if cancel_requested or protective:
+        return 0.0
+    return sign * remaining
+
+
+def committed_direction(expected: float) -> int:
+    """Sign of the position plus the orders in flight (-1, 0, +1; dust counts as flat). An exit
+    of abs(expected) units on the other side flattens it."""
+    if abs(expected) <= _DUST:
+        return 0
+    return 1 if expected > 0 else -1
 
 
 def closing_quantity(qty: float, sign: int, q: float) -> float:

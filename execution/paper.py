@@ -66,7 +66,16 @@ from execution.orders import (
 from execution.signal import Bar
 from execution.stops import check_trigger, trail
 
-__all__ = ["PaperBroker", "affordable_units", "protective_client_id"]
+__all__ = [
+    "END_OF_BAR_CANCELLED",
+    "END_OF_BAR_EXPIRED",
+    "END_OF_BAR_WORKING",
+    "PaperBroker",
+    "affordable_units",
+    "cash_limited_quantity",
+    "end_of_bar_step",
+    "protective_client_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +106,54 @@ def affordable_units(
     while q > 0.0 and q * price + max(q * price * rate, commission_min) > cash:
         q = q - step if step > 0.0 else q * (1.0 - 1e-12)
     return max(q, 0.0)
+
+
+def cash_limited_quantity(
+    sign: int,
+    q: float,
+    position: float,
+    cash: float,
+    price: float,
+    allow_margin: bool,
+    commission_bps: float,
+    commission_min: float,
+    step: float,
+) -> tuple[float, bool]:
+    """(units that fill, short of cash) of a fill of `q` units on side `sign` at `price`.
+
+    Without margin a buy fills what closes a short in full and, of the units that open or add to
+    a long, only what the cash left after the closing part pays for (`affordable_units`); short
+    of cash means the rest is cancelled. Sells and margin accounts fill `q`. Scalar, shared with
+    the compiled backtest."""
+    if sign > 0 and not allow_margin:
+        closing = closing_quantity(position, sign, q)
+        if q > closing:
+            afford = affordable_units(
+                cash - closing * price, price, commission_bps, commission_min, step
+            )
+            if closing + afford < q:
+                return closing + afford, True
+    return q, False
+
+
+# What the partial-fill policy makes of an order at the end of a bar (end_of_bar_step).
+END_OF_BAR_WORKING, END_OF_BAR_CANCELLED, END_OF_BAR_EXPIRED = range(3)
+
+
+def end_of_bar_step(
+    is_entry: bool, bars_worked: int, keep: bool, keep_bars: int
+) -> tuple[int, int]:
+    """(bars worked, outcome) of an order still queued at the end of a bar it could fill in.
+
+    Exits work until filled. An entry works one bar under the "cancel" policy (then the rest is
+    cancelled), `keep_bars` bars in all under "keep" (then it expires). Scalar, shared with the
+    compiled backtest."""
+    if not is_entry:
+        return bars_worked, END_OF_BAR_WORKING
+    bars_worked += 1
+    if bars_worked < (keep_bars if keep else 1):
+        return bars_worked, END_OF_BAR_WORKING
+    return bars_worked, END_OF_BAR_EXPIRED if keep else END_OF_BAR_CANCELLED
 
 
 class PaperBroker(Broker):
@@ -258,21 +315,18 @@ class PaperBroker(Broker):
             q = min(remaining, budget)
             sign = order.side.sign
             price = market_fill_price(sign, ref, costs, vol)
-            short_of_cash = False
-            if sign > 0 and not self.config.allow_margin:
-                pos = self._positions.get(bar.symbol, (0.0, 0.0))[0]
-                closing = closing_quantity(pos, sign, q)
-                if q > closing:
-                    afford = affordable_units(
-                        self._cash - closing * price,
-                        price,
-                        costs.commission_bps,
-                        costs.commission_min,
-                        inst.quantity_step,
-                    )
-                    if closing + afford < q:
-                        q = closing + afford
-                        short_of_cash = True
+            pos = self._positions.get(bar.symbol, (0.0, 0.0))[0]
+            q, short_of_cash = cash_limited_quantity(
+                sign,
+                q,
+                pos,
+                self._cash,
+                price,
+                self.config.allow_margin,
+                costs.commission_bps,
+                costs.commission_min,
+                inst.quantity_step,
+            )
             if q > _DUST:
                 self._fill(order.client_id, bar.symbol, order.side, q, price, ref, ts, out, order)
                 budget -= q
@@ -298,17 +352,16 @@ class PaperBroker(Broker):
         if not queue:
             return
         ts = bar_close_ts(bar)
-        limit = 1 if self.config.partial_fill == "cancel" else self.config.partial_fill_bars
+        keep_policy = self.config.partial_fill == "keep"
         keep: list[list[Any]] = []
         for entry in queue:
             order, remaining = entry[0], entry[1]
-            if order.intent != "entry":
+            entry[2], outcome = end_of_bar_step(
+                order.intent == "entry", entry[2], keep_policy, self.config.partial_fill_bars
+            )
+            if outcome == END_OF_BAR_WORKING:
                 keep.append(entry)
-                continue
-            entry[2] += 1
-            if entry[2] < limit:
-                keep.append(entry)
-            elif self.config.partial_fill == "cancel":
+            elif outcome == END_OF_BAR_CANCELLED:
                 out.append(OrderCancelled(order.client_id, bar.symbol, ts, remaining, "end_of_bar"))
             else:
                 out.append(OrderExpired(order.client_id, bar.symbol, ts, remaining))

@@ -362,3 +362,17 @@ def test_client_ids_when_timestamps_have_microseconds_then_match_make_client_id(
         make_client_id("s", "SYM", t.to_pydatetime(), intent, timeframe="1h")
         for t, intent in zip(ts, ["entry", "exit", "stop"], strict=True)
     ]
+
+
+def test_kernel_when_compiled_then_order_lifecycle_rules_are_the_reference_functions() -> None:
+    from execution import ledger, paper
+
+    shared = {
+        "_cash_limited": paper.cash_limited_quantity,
+        "_end_of_bar_step": paper.end_of_bar_step,
+        "_in_flight_units": ledger.in_flight_units,
+        "_committed_direction": ledger.committed_direction,
+    }
+
+    for name, rule in shared.items():
+        assert getattr(_fast, name).py_func.__code__ is rule.__code__, name

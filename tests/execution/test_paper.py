@@ -10,7 +10,15 @@ from execution.config import CostModel, StopConfig, StrategyConfig
 from execution.costs import cost_fraction
 from execution.domain import Fill, Order, Side, make_client_id
 from execution.orders import OrderAccepted, OrderCancelled, OrderExpired, OrderSubmitted
-from execution.paper import PaperBroker, protective_client_id
+from execution.paper import (
+    END_OF_BAR_CANCELLED,
+    END_OF_BAR_EXPIRED,
+    END_OF_BAR_WORKING,
+    PaperBroker,
+    cash_limited_quantity,
+    end_of_bar_step,
+    protective_client_id,
+)
 from execution.signal import Bar
 
 T0 = datetime(2024, 1, 2, 14, tzinfo=UTC)
@@ -251,3 +259,37 @@ def test_on_bar_when_bar_replayed_then_nothing_happens() -> None:
     assert len(broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0))) == 1
 
     assert broker.on_bar(_bar(1, 100.0, 101.0, 99.0, 100.0)) == []
+
+
+def test_cash_limited_quantity_when_buy_closes_short_and_cash_runs_out_then_rest_cut() -> None:
+    # Arrange: short 3 at a fill price of 100, cash 250 (pays for 2.5 more units, no commission)
+    args = (-3.0, 250.0, 100.0, False, 0.0, 0.0, 0.0)
+
+    # Act
+    q, short = cash_limited_quantity(1, 10.0, *args)
+    q_sell, short_sell = cash_limited_quantity(-1, 10.0, *args)
+    q_margin, short_margin = cash_limited_quantity(1, 10.0, -3.0, 250.0, 100.0, True, 0.0, 0.0, 0.0)
+
+    # Assert: the 3 closing units always fill, of the 7 opening ones only what 250 - 300 pays
+    assert (q, short) == (3.0, True)
+    assert (q_sell, short_sell) == (10.0, False)
+    assert (q_margin, short_margin) == (10.0, False)
+
+
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        (False, [(1, END_OF_BAR_CANCELLED)]),
+        (True, [(1, END_OF_BAR_WORKING), (2, END_OF_BAR_WORKING), (3, END_OF_BAR_EXPIRED)]),
+    ],
+)
+def test_end_of_bar_step_when_entry_then_policy_decides_how_long_it_works(
+    keep: bool, expected: list[tuple[int, int]]
+) -> None:
+    steps, bars, outcome = [], 0, END_OF_BAR_WORKING
+    while outcome == END_OF_BAR_WORKING:
+        bars, outcome = end_of_bar_step(True, bars, keep, 3)
+        steps.append((bars, outcome))
+
+    assert steps == expected
+    assert end_of_bar_step(False, 5, keep, 3) == (5, END_OF_BAR_WORKING)  # exits work on

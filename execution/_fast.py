@@ -1306,11 +1306,13 @@ def _jit_calling(func, **compiled):
     )
     clone.__qualname__ = func.__qualname__
     clone.__module__ = func.__module__
-    return _jit(clone)
+    return _jit_inline(clone)
 
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
+    # Inlined into the kernel (numba's IR), for the rules it runs per bar or per queued order.
+    _jit_inline = numba.njit(cache=True, nogil=True, inline="always")
     # The shared rules, compiled from the functions the reference path runs.
     _apply = _jit(_ledger.apply_to_position)
     _closing_quantity = _jit(_ledger.closing_quantity)
@@ -1338,12 +1340,12 @@ if numba is not None:
         closing_quantity=_closing_quantity,
         affordable_units=_afford,
     )
-    _end_of_bar_step = _jit(_paper.end_of_bar_step)
-    _in_flight_units = _jit(_ledger.in_flight_units)
-    _committed_direction = _jit(_ledger.committed_direction)
+    _end_of_bar_step = _jit_inline(_paper.end_of_bar_step)
+    _in_flight_units = _jit_inline(_ledger.in_flight_units)
+    _committed_direction = _jit_inline(_ledger.committed_direction)
     # The sequencing and bookkeeping of this module.
-    _expected = _jit(_py_expected)
-    _committed = _jit(_py_committed)
+    _expected = _jit_inline(_py_expected)
+    _committed = _jit_inline(_py_committed)
     _check_proba = _jit(_py_check_proba)
     _scan_bars = _jit(_py_scan_bars)
     _close_trade = _jit(_py_close_trade)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from execution.broker import LiveTradingNotEnabledError
+from execution.config import ExecutionConfigError
 from infra.config import CONFIG_ENV_VAR, CandleflowConfig, load_config, resolve_config_path
 from infra.series import SeriesRegistry, SeriesSpec, SeriesSpecError
 from infra.settings import Settings, SettingsError
@@ -38,6 +39,7 @@ USER_ERRORS = (
     StoreError,
     UnknownTimeframeError,
     LiveTradingNotEnabledError,
+    ExecutionConfigError,  # a strategy.json or config naming a rule that is not there
 )
 
 BUNDLED_SERIES = (

@@ -247,3 +247,21 @@ def test_quarantine_when_rows_were_quarantined_then_printed_with_their_reason(
     assert sorted(r["reason"] for r in rows) == ["high_below_low", "unparseable_ts"]
     assert any("not-a-date" in r["raw"] for r in rows)
     assert "2 quarantined rows" in out.stderr
+
+
+def test_stream_when_strategy_names_a_rule_that_is_gone_then_one_line_user_error(
+    spx_home, tmp_path
+):
+    from tests.streaming.conftest import sma_bundle
+
+    bundle = sma_bundle().save(tmp_path / "bundle")
+    strategy = tmp_path / "strategy.json"
+    strategy.write_text(json.dumps({"rule": "examples.user_rule:gone"}))
+
+    out = run(spx_home, "stream", "--series", "SPX@1d", "--bundle", str(bundle), "--strategy",
+              str(strategy), "--metrics-port", "0")
+
+    line = _one_line_error(out)
+    assert out.returncode == 2
+    assert "unexpected" not in line
+    assert "examples.user_rule:gone" in line and "has no attribute" in line

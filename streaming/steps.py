@@ -18,6 +18,7 @@ dataclasses and runs without a dataflow, so the steps are tested in microseconds
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -247,7 +248,8 @@ class PortfolioState:
 
     engine: Any  # execution.engine.EngineState
     paper: Any | None  # the simulated venue (PaperBroker) whose fills this ledger has applied
-    pending: list[Scored] = field(default_factory=list)  # reorder buffer (several workers)
+    # reorder buffer (several workers): a heap of (ts ns, symbol, item)
+    pending: list[Any] = field(default_factory=list)
     last_ts: dict[str, int] = field(default_factory=dict)  # per symbol, ns
     flattened_since: datetime | None = None  # the kill-switch engagement already flattened
     bars: int = 0
@@ -377,17 +379,24 @@ def _ready(state: PortfolioState, item: Scored, rt: PortfolioRuntime) -> list[Sc
     """Items to process now, in (ts, symbol) order."""
     if not rt.reorder:
         return [item]
-    state.pending.append(item)
+    pending = state.pending
+    if pending and not isinstance(pending[0], tuple):  # a snapshot from before the heap
+        pending[:] = [(_ts_ns(s.bar.ts), s.bar.symbol, s) for s in pending]
+        heapq.heapify(pending)
+    ts = _ts_ns(item.bar.ts)
+    # (ts, symbol) is unique per bar, so the heap never compares two Scored items.
+    heapq.heappush(pending, (ts, item.bar.symbol, item))
     seen = state.last_ts
-    seen[item.bar.symbol] = max(seen.get(item.bar.symbol, -1), _ts_ns(item.bar.ts))
-    if any(s not in seen for s in rt.symbols):
+    seen[item.bar.symbol] = max(seen.get(item.bar.symbol, -1), ts)
+    if len(seen) < len(rt.symbols) and any(s not in seen for s in rt.symbols):
         return []
     watermark = min(seen[s] for s in rt.symbols)
     # Every symbol has reached `watermark`, and each symbol's bars arrive in order, so nothing
-    # at or before it can still come.
-    state.pending.sort(key=lambda s: (s.bar.ts, s.bar.symbol))
-    ready = [s for s in state.pending if _ts_ns(s.bar.ts) <= watermark]
-    state.pending = state.pending[len(ready) :]
+    # at or before it can still come. A heap: partitions run at different rates, and the
+    # buffer of the fast ones can hold thousands of bars (a sort per bar was quadratic).
+    ready = []
+    while pending and pending[0][0] <= watermark:
+        ready.append(heapq.heappop(pending)[2])
     return ready
 
 

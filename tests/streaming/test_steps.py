@@ -359,3 +359,43 @@ def test_portfolio_step_when_state_is_pickled_then_paper_broker_rolls_back_with_
     assert fills and fills == [r.row for r in again if r.table == "live_fills"]
     assert isinstance(resumed.paper, PaperBroker)
     assert resumed.paper.positions() == state.paper.positions()
+
+
+def _portfolio_records(items: list[Scored], rt: PortfolioRuntime, state=None) -> list:
+    out = []
+    for item in items:
+        state, recs = portfolio_step(state, item, rt)
+        out.extend((r.table, dict(r.row)) for r in recs)
+    return out
+
+
+def test_portfolio_when_one_symbol_runs_far_ahead_then_records_equal_the_ordered_run() -> None:
+    # Arrange: a partitioned source on several workers: all of AAA arrives before any of BBB.
+    symbols = ("AAA", "BBB")
+    ordered = [
+        Scored(_bar(i, 100.0 + i % 7 + 3 * k, s), None, 0)
+        for i in range(300)
+        for k, s in enumerate(symbols)
+    ]
+    ahead = sorted(ordered, key=lambda s: (s.bar.symbol, s.bar.ts))
+    # Act
+    reference = _portfolio_records(ordered, _runtime(StrategyConfig(), symbols=symbols))
+    reordered = _portfolio_records(ahead, _runtime(StrategyConfig(), symbols=symbols, reorder=True))
+    # Assert
+    assert len(reference) >= 600
+    assert reordered == reference
+
+
+def test_portfolio_when_snapshot_holds_a_plain_pending_list_then_it_resumes_in_order() -> None:
+    symbols = ("AAA", "BBB")
+    rt = _runtime(StrategyConfig(), symbols=symbols, reorder=True)
+    items = [Scored(_bar(i, 100.0 + 3 * k, s), None, 0) for i in range(3) for k, s in
+             enumerate(symbols)]  # fmt: skip
+    reference = _portfolio_records(items, _runtime(StrategyConfig(), symbols=symbols))
+    state, first = portfolio_step(None, items[0], rt)
+    state.pending = [it for _, _, it in state.pending]  # as a pre-heap snapshot held it
+
+    rest = _portfolio_records(items[1:], rt, state)
+
+    assert first == []  # BBB has not reached the first ts yet
+    assert rest == reference

@@ -8,15 +8,16 @@ several timeframes, and the two kernel statuses below go to the reference loop o
 PaperBroker, which is the definition of the behaviour.
 
 The trading rules are not repeated here: the kernel calls the compiled forms of the very scalar
-functions the reference runs (`ledger.apply_to_position` / `closing_quantity` / `crosses_zero`
-and the trade accounting, `stops.atr_step` / `trail_stop` / `trigger_code` / `distance_of` /
-`levels_of`, `costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` /
-`volume_cap`, `sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
+functions the reference runs (`ledger.apply_to_position` / `closing_quantity` / `crosses_zero`,
+the trade accounting and `in_flight_units` / `committed_direction`, `stops.atr_step` /
+`trail_stop` / `trigger_code` / `distance_of` / `levels_of` / `opens_protection`,
+`costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` / `volume_cap`,
+`sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
 `instruments.round_units`, `paper.affordable_units` / `cash_limited_quantity` /
-`end_of_bar_step`, `ledger.in_flight_units` / `committed_direction`). What lives here is only
-the sequencing: the order lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar`
-over arrays. tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills,
-trades, equity and the final engine state equal to the reference's, bit for bit.
+`end_of_bar_step`). What lives here is only the sequencing: the order lifecycle of
+`PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
+tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills, trades, equity
+and the final engine state equal to the reference's, bit for bit.
 """
 
 from __future__ import annotations
@@ -737,12 +738,9 @@ def _py_kernel(
                             n_pend = _remove(pe, n_pend, k)
                         ohs = orders_i[k, 3] != 0
                         oht = orders_i[k, 4] != 0
-                        if (
-                            orders_i[k, 2] == 1
-                            and not e_has_stop
-                            and not e_has_tp
-                            and new_q * sgn > 0.0
-                            and (ohs or oht)
+                        is_entry = orders_i[k, 2] == 1
+                        if _opens_protection(
+                            is_entry, e_has_stop or e_has_tp, sgn, new_q, ohs, oht
                         ):
                             e_has_stop = ohs
                             e_stop = orders_f[k, 1]
@@ -767,12 +765,7 @@ def _py_kernel(
                             if b_has_tp:
                                 n_pend = _remove(pe, n_pend, -2)
                                 n_ev += 1
-                        if (
-                            orders_i[k, 2] == 1
-                            and not b_prot
-                            and new_q * sgn > 0.0
-                            and (ohs or oht)
-                        ):
+                        if _opens_protection(is_entry, b_prot, sgn, new_q, ohs, oht):
                             b_prot = True
                             b_dir = sgn
                             b_has_stop = ohs
@@ -1325,6 +1318,7 @@ if numba is not None:
     _trigger_code = _jit(_stops.trigger_code)
     _distance = _jit(_stops.distance_of)
     _levels = _jit(_stops.levels_of)
+    _opens_protection = _jit_inline(_stops.opens_protection)
     _ewma_step = _jit(_costs.ewma_step)
     _commission_of = _jit(_costs.commission_of)
     _cost_fraction = _jit(_costs.cost_fraction_of)

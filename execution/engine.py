@@ -56,7 +56,7 @@ from execution.orders import (
 from execution.risk import OrderIntent, PortfolioView, RiskGovernor
 from execution.signal import Bar, Prediction
 from execution.sizing import target_quantity
-from execution.stops import AtrEstimator, initial_levels, stop_distance, trail
+from execution.stops import AtrEstimator, initial_levels, opens_protection, stop_distance, trail
 from quality.schema import TIMEFRAMES
 
 __all__ = [
@@ -289,12 +289,13 @@ def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRec
         w.remaining -= q
         if w.remaining <= _DUST or w.intent in PROTECTIVE_INTENTS:
             del ss.orders[fill.client_id]
-        if (
-            w.intent == "entry"
-            and ss.stop is None
-            and ss.take_profit is None
-            and new_qty * w.sign > 0.0
-            and (w.stop_loss is not None or w.take_profit is not None)
+        if opens_protection(
+            w.intent == "entry",
+            ss.stop is not None or ss.take_profit is not None,
+            w.sign,
+            new_qty,
+            w.stop_loss is not None,
+            w.take_profit is not None,
         ):
             ss.stop, ss.take_profit = w.stop_loss, w.take_profit
             ss.extreme = price

@@ -64,7 +64,7 @@ from execution.orders import (
     OrderSubmitted,
 )
 from execution.signal import Bar
-from execution.stops import check_trigger, trail
+from execution.stops import check_trigger, opens_protection, trail
 
 __all__ = [
     "END_OF_BAR_CANCELLED",
@@ -444,12 +444,13 @@ class PaperBroker(Broker):
                 for pcid in (prot[5], prot[6]):
                     if pcid is not None:
                         out.append(OrderCancelled(pcid, sym, ts, abs(qty), "position_closed"))
-        if (
-            order is not None
-            and order.intent == "entry"
-            and sym not in self._protect
-            and new_qty * side.sign > 0.0
-            and (order.stop_loss is not None or order.take_profit is not None)
+        if order is not None and opens_protection(
+            order.intent == "entry",
+            sym in self._protect,
+            side.sign,
+            new_qty,
+            order.stop_loss is not None,
+            order.take_profit is not None,
         ):
             self._open_protection(order, side, abs(new_qty), price, ts, out)
 

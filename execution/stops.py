@@ -3,7 +3,7 @@
 The same functions run in the engine (which mirrors the levels in its state), in the paper
 broker (which holds them resting and triggers them) and, compiled, in the fast backtest path
 (`execution._fast`), so all agree on a level. The rules are the scalar functions (`atr_step`,
-`trail_stop`, `trigger_code`); the objects and config-taking helpers wrap them.
+`trail_stop`, `trigger_code`, `opens_protection`); the objects and config-taking helpers wrap them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "distance_of",
     "initial_levels",
     "levels_of",
+    "opens_protection",
     "stop_distance",
     "trail",
     "trail_stop",
@@ -101,6 +102,15 @@ def stop_distance(config: StopConfig, price: float, atr: float | None) -> float 
         config.atr_mult,
         config.stop_pct,
     )
+
+
+def opens_protection(
+    is_entry: bool, protected: bool, sign: int, new_qty: float, has_stop: bool, has_tp: bool
+) -> bool:
+    """True when a fill on side `sign` of an order with a stop and/or take profit opens the
+    position's protection: an entry whose fill leaves the position on its side, while no
+    protection is open yet (the first fill sets the levels, later fills keep them)."""
+    return is_entry and not protected and new_qty * sign > 0.0 and (has_stop or has_tp)
 
 
 def levels_of(

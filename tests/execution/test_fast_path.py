@@ -365,13 +365,14 @@ def test_client_ids_when_timestamps_have_microseconds_then_match_make_client_id(
 
 
 def test_kernel_when_compiled_then_order_lifecycle_rules_are_the_reference_functions() -> None:
-    from execution import ledger, paper
+    from execution import ledger, paper, stops
 
     shared = {
         "_cash_limited": paper.cash_limited_quantity,
         "_end_of_bar_step": paper.end_of_bar_step,
         "_in_flight_units": ledger.in_flight_units,
         "_committed_direction": ledger.committed_direction,
+        "_opens_protection": stops.opens_protection,
     }
 
     for name, rule in shared.items():

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from execution.config import StopConfig
-from execution.stops import AtrEstimator, check_trigger, initial_levels, stop_distance, trail
+from execution.stops import (
+    AtrEstimator,
+    check_trigger,
+    initial_levels,
+    opens_protection,
+    stop_distance,
+    trail,
+)
 
 
 def test_check_trigger_when_gap_through_stop_then_fills_at_open() -> None:
@@ -49,3 +56,20 @@ def test_atr_when_more_bars_than_period_then_wilder_smoothing() -> None:
     atr.update(15.0, 11.0, 14.0)  # tr 4 -> (2 * 1 + 4) / 2
     assert atr.value == pytest.approx(3.0)
     assert stop_distance(StopConfig(kind="atr", atr_mult=2.0), 100.0, atr.value) == 6.0
+
+
+@pytest.mark.parametrize(
+    ("is_entry", "protected", "new_qty", "has_stop", "has_tp", "opens"),
+    [
+        (True, False, 5.0, True, False, True),
+        (True, False, 5.0, False, True, True),
+        (False, False, 5.0, True, True, False),  # an exit never opens protection
+        (True, True, 5.0, True, True, False),  # the first fill set the levels already
+        (True, False, -2.0, True, True, False),  # the buy only reduced a short
+        (True, False, 5.0, False, False, False),  # nothing to protect with
+    ],
+)
+def test_opens_protection_when_fill_then_only_first_entry_fill_on_its_side_opens(
+    is_entry: bool, protected: bool, new_qty: float, has_stop: bool, has_tp: bool, opens: bool
+) -> None:
+    assert opens_protection(is_entry, protected, 1, new_qty, has_stop, has_tp) is opens

@@ -14,8 +14,8 @@ the trade accounting and `in_flight_units` / `committed_direction`, `stops.atr_s
 `costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` / `volume_cap`,
 `sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
 `instruments.round_units`, `paper.affordable_units` / `cash_limited_quantity` /
-`end_of_bar_step`). What lives here is only the sequencing: the order lifecycle of
-`PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
+`end_of_bar_step` / `fill_complete`). What lives here is only the sequencing: the order
+lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
 tests/execution/test_fast_path.py and test_fast_portfolio.py hold orders, fills, trades, equity
 and the final engine state equal to the reference's, bit for bit.
 """
@@ -795,8 +795,7 @@ def _py_kernel(
                         n_ev += 1
                         k += 1
                         continue
-                    oq = orders_f[k, 0]
-                    if rem <= _DUST * (oq if oq > 1.0 else 1.0):
+                    if _fill_complete(rem, orders_f[k, 0]):
                         orders_i[k, 6] = 0
                         if rem > _DUST:
                             # OrderCancelled("dust"): the engine still counted the rest
@@ -1335,6 +1334,7 @@ if numba is not None:
         affordable_units=_afford,
     )
     _end_of_bar_step = _jit_inline(_paper.end_of_bar_step)
+    _fill_complete = _jit_inline(_paper.fill_complete)
     _in_flight_units = _jit_inline(_ledger.in_flight_units)
     _committed_direction = _jit_inline(_ledger.committed_direction)
     # The sequencing and bookkeeping of this module.

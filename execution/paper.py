@@ -74,6 +74,7 @@ __all__ = [
     "affordable_units",
     "cash_limited_quantity",
     "end_of_bar_step",
+    "fill_complete",
     "protective_client_id",
 ]
 
@@ -134,6 +135,13 @@ def cash_limited_quantity(
             if closing + afford < q:
                 return closing + afford, True
     return q, False
+
+
+def fill_complete(remaining: float, quantity: float) -> bool:
+    """True when an order of `quantity` units with `remaining` units left is done at the venue:
+    the rest is float dust relative to its size (a rest above 1e-9 units, which the engine still
+    counts, is then cancelled as "dust"). Scalar, shared with the compiled backtest."""
+    return remaining <= _DUST * max(1.0, quantity)
 
 
 # What the partial-fill policy makes of an order at the end of a bar (end_of_bar_step).
@@ -337,7 +345,7 @@ class PaperBroker(Broker):
                     OrderCancelled(order.client_id, bar.symbol, ts, remaining, "insufficient_cash")
                 )
                 continue
-            if remaining <= _DUST * max(1.0, order.quantity):
+            if fill_complete(remaining, order.quantity):
                 del queue[k]
                 if remaining > _DUST:
                     # A rest too small to trade; say so, since the engine still counts it.

@@ -370,6 +370,7 @@ def test_kernel_when_compiled_then_order_lifecycle_rules_are_the_reference_funct
     shared = {
         "_cash_limited": paper.cash_limited_quantity,
         "_end_of_bar_step": paper.end_of_bar_step,
+        "_fill_complete": paper.fill_complete,
         "_in_flight_units": ledger.in_flight_units,
         "_committed_direction": ledger.committed_direction,
         "_opens_protection": stops.opens_protection,

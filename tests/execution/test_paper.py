@@ -17,6 +17,7 @@ from execution.paper import (
     PaperBroker,
     cash_limited_quantity,
     end_of_bar_step,
+    fill_complete,
     protective_client_id,
 )
 from execution.signal import Bar
@@ -293,3 +294,13 @@ def test_end_of_bar_step_when_entry_then_policy_decides_how_long_it_works(
 
     assert steps == expected
     assert end_of_bar_step(False, 5, keep, 3) == (5, END_OF_BAR_WORKING)  # exits work on
+
+
+@pytest.mark.parametrize(
+    ("remaining", "quantity", "done"),
+    [(0.0, 10.0, True), (5e-9, 10.0, True), (2e-8, 10.0, False), (5e-10, 0.5, True)],
+)
+def test_fill_complete_when_rest_is_dust_relative_to_order_then_done(
+    remaining: float, quantity: float, done: bool
+) -> None:
+    assert fill_complete(remaining, quantity) is done

@@ -12,6 +12,11 @@ time per bar at the largest size within 1.2x of that at the 100k size (or the se
 `--family-workers 2` also times the families of one series (the smallest size) fitted one after
 another and in 2 processes at once ([executor] family_workers), checks both give identical
 predictions, and prints the wall-time ratio with the load average.
+`--series 1,4,5,20 --workers 1,2` adds the multi-series rows: S series of `--series-bars` bars
+each, researched one series per task over a spawned pool of W processes (what the multiprocess
+executor with max_concurrent W does with one step per series; Dagster itself is not in the
+timing), wall time and the peak RSS of the parent and of the largest worker, and prints the
+4-series ratio of 1 worker over 2 (goal >= 1.7). `--series ''` skips them.
 Writes var/bench/growth.json (under CANDLEFLOW_HOME).
 """
 
@@ -30,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 GOAL_PER_BAR_RATIO = 1.2
+GOAL_TWO_WORKER_SPEEDUP = 1.7
 
 
 def _one(n: int, families: list[str]) -> dict[str, float]:
@@ -87,6 +93,42 @@ def _families_parallel(n: int, families: list[str], workers: int) -> dict[str, f
             "speedup": seq_s / par_s, "identical": float(same), "load_avg_1m": os.getloadavg()[0]}
 
 
+def _research_one_series(seed: int, n: int, families: tuple[str, ...]) -> float:
+    """One series' research (features, labels, folds, each family's walk-forward); wall s."""
+    from bench.ingest import synthetic_bars
+    from ml.features import compute_features
+    from ml.pipeline import ResearchConfig, research_folds, research_labels, run_family
+
+    t = time.perf_counter()
+    cfg = ResearchConfig(models=families)
+    bars = synthetic_bars([f"S{seed}"], n, seed=seed)
+    feats = compute_features(bars)
+    labels = research_labels(bars, cfg)
+    folds = research_folds(feats, cfg)
+    for family in families:
+        run_family(family, feats, labels, folds, cfg)
+    return time.perf_counter() - t
+
+
+def _series_run(series: int, n: int, families: list[str], workers: int) -> dict[str, float]:
+    """Run in a child process: `series` series of n bars over `workers` processes."""
+    from functools import partial
+
+    from ml.walkforward import run_in_processes
+
+    task = partial(_research_one_series, n=n, families=tuple(families))
+    t = time.perf_counter()
+    per_series = run_in_processes(task, list(range(series)), workers=workers)
+    wall = time.perf_counter() - t
+    return {
+        "series": series, "bars": n, "workers": workers, "wall_s": wall,
+        "series_s_sum": sum(per_series),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "load_avg_1m": os.getloadavg()[0],
+    }  # fmt: skip
+
+
 def _fit_exponent(rows: list[dict[str, float]]) -> float:
     xs = [math.log(r["bars"]) for r in rows]
     ys = [math.log(r["total_s"]) for r in rows]
@@ -102,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true", help="add 1,000,000 bars")
     parser.add_argument("--family-workers", type=int, default=0,
                         help="also time one series' families in this many processes")
+    parser.add_argument("--series", default="1,4,5,20",
+                        help="series counts for the multi-series rows ('' for none)")
+    parser.add_argument("--workers", default="1,2", help="worker counts for those rows")
+    parser.add_argument("--series-bars", type=int, default=10_000)
+    parser.add_argument("--child-series", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-families", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
@@ -112,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child_families is not None:
         print(json.dumps(_families_parallel(args.child_families, families, args.family_workers)))
+        return 0
+    if args.child_series is not None:
+        row = _series_run(args.child_series, args.series_bars, families, args.child_workers)
+        print(json.dumps(row))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.large:
@@ -143,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fam['load_avg_1m']:.1f}",
             flush=True,
         )
+    series_rows = _series_rows(args, families, env)
     exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
     # The reference: the 100k row when a larger one follows it, else the second largest.
     earlier = rows[:-1] or rows
@@ -163,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         "goal_per_bar_ratio": GOAL_PER_BAR_RATIO,
         "goal_met": ratio <= GOAL_PER_BAR_RATIO,
         "families_parallel": fam,
+        "series_rows": series_rows,
+        "four_series_speedup_2_vs_1": _speedup(series_rows, 4),
+        "goal_two_worker_speedup": GOAL_TWO_WORKER_SPEEDUP,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(payload, indent=2))
@@ -180,7 +236,45 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if payload['goal_met'] else 'NOT met'} at load {payload['load_avg_1m']:.1f}; "
         f"wrote {out_path}"
     )
+    speedup = payload["four_series_speedup_2_vs_1"]
+    if speedup is not None:
+        verdict = "met" if speedup >= GOAL_TWO_WORKER_SPEEDUP else "NOT met"
+        print(
+            f"4 series: 1 worker / 2 workers = {speedup:.2f}x (goal >= "
+            f"{GOAL_TWO_WORKER_SPEEDUP}): {verdict}"
+            f" on {os.cpu_count()} CPUs at load {os.getloadavg()[0]:.1f}"
+        )
     return 0
+
+
+def _series_rows(
+    args: argparse.Namespace, families: list[str], env: dict[str, str]
+) -> list[dict[str, float]]:
+    """The multi-series rows, each (series, workers) in a fresh child process."""
+    rows = []
+    for workers in sorted({int(w) for w in args.workers.split(",") if w}):
+        for series in sorted({int(s) for s in args.series.split(",") if s}):
+            cmd = [sys.executable, "-m", "bench.growth", "--child-series", str(series),
+                   "--child-workers", str(workers), "--series-bars", str(args.series_bars),
+                   "--families", ",".join(families)]  # fmt: skip
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"[bench.growth] {series:>3} series x {args.series_bars:,} bars on {workers} "
+                f"worker(s): {row['wall_s']:7.1f} s (sum of series {row['series_s_sum']:.1f} s), "
+                f"peak RSS {row['peak_rss_mb']:.0f} MB"
+                + (f", largest worker {row['peak_worker_rss_mb']:.0f} MB" if workers > 1 else "")
+                + f" at load {row['load_avg_1m']:.1f}",
+                flush=True,
+            )
+    return rows
+
+
+def _speedup(rows: list[dict[str, float]], series: int) -> float | None:
+    """Wall time of `series` series on 1 worker over that on 2 (None when not both ran)."""
+    wall = {r["workers"]: r["wall_s"] for r in rows if r["series"] == series}
+    return wall[1] / wall[2] if 1 in wall and 2 in wall else None
 
 
 if __name__ == "__main__":

@@ -63,3 +63,39 @@ def test_walk_forward_all_when_families_fit_in_processes_then_equal_to_sequentia
     assert par.accuracy == seq.accuracy
     assert par.trials == seq.trials
     assert (par.oos_rows, par.oos_start, par.oos_end) == (seq.oos_rows, seq.oos_start, seq.oos_end)
+
+
+@pytest.mark.slow
+def test_walk_forward_asset_when_family_workers_2_then_oos_predictions_equal_sequential(tmp_path):
+    # Arrange: one bundled series researched by Dagster twice, family_workers 1 then 2
+    import dagster as dg
+
+    from assets import data_plane, research
+    from infra.config import CandleflowConfig
+    from infra.series import SeriesRegistry
+    from infra.settings import Settings
+    from orchestration.definitions import build_resources
+    from orchestration.resources import ResearchResource
+
+    steps = [data_plane.raw_bars, data_plane.validated_bars, research.bars_snapshot,
+             research.features, research.labels, research.walk_forward]
+    out = {}
+    for workers in (1, 2):
+        settings = Settings(home=tmp_path / f"home{workers}")
+        SeriesRegistry(settings.home / "series.json").put(SPEC)
+        config = CandleflowConfig.from_mapping({"executor": {"family_workers": workers}})
+        resources = build_resources(settings, config)
+        resources["research"] = ResearchResource(
+            config_json=config.to_json(), models=list(CFG.models), n_folds=2,
+            reports_dir=str(settings.reports_dir),
+        )
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("series", [SPEC.key])
+        # Act
+        run = dg.materialize(steps, partition_key=SPEC.key, resources=resources,
+                             instance=instance)
+        out[workers] = run.output_for_node("walk_forward", "oos_predictions")
+    # Assert
+    assert list(out[2]) == list(out[1])
+    for family in out[1]:
+        pd.testing.assert_frame_equal(out[2][family], out[1][family], check_exact=True)

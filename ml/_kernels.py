@@ -145,6 +145,30 @@ def wma_ratio(close, w, row, flags):  # pragma: no cover - jitted
         _mark(v, flags, i)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def bollinger_row(c, middle, half):  # pragma: no cover - jitted
+    """One row of the Bollinger features (batch and live): upper / c - 1, lower / c - 1,
+    width / middle and %b (0.5 where the bands are flat), for the band middle +- half."""
+    upper = middle + half
+    lower = middle - half
+    wd = upper - lower
+    return (
+        upper / c - 1.0,
+        lower / c - 1.0,
+        _safe_div(wd, middle, _NAN),
+        _safe_div(c - lower, wd, 0.5),
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def keltner_row(c, mid, atr, k):  # pragma: no cover - jitted
+    """One row of the Keltner features (batch and live): ATR / c, (mid +- k * ATR) / c - 1 and
+    the close's position in the bands (0.5 where they are flat)."""
+    hi = mid + k * atr
+    lo = mid - k * atr
+    return atr / c, hi / c - 1.0, lo / c - 1.0, _safe_div(c - lo, hi - lo, 0.5)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def bollinger_features(close, middle, w, k, up, dn, width, pctb, flags):  # pragma: no cover
     """Bollinger rows around `middle` (the SMA) with a two-pass deviation of each window.
@@ -161,15 +185,7 @@ def bollinger_features(close, middle, w, k, up, dn, width, pctb, flags):  # prag
             pctb[i] = _NAN
             flags[i] = True
             continue
-        half = window_deviation(close, i, w) * k
-        c = close[i]
-        u = middle[i] + half
-        lo = middle[i] - half
-        wd = u - lo
-        a = u / c - 1.0
-        b = lo / c - 1.0
-        x = _safe_div(wd, middle[i], _NAN)
-        y = _safe_div(c - lo, wd, 0.5)
+        a, b, x, y = bollinger_row(close[i], middle[i], window_deviation(close, i, w) * k)
         up[i] = a
         dn[i] = b
         width[i] = x
@@ -182,14 +198,7 @@ def bollinger_features(close, middle, w, k, up, dn, width, pctb, flags):  # prag
 def keltner_features(close, mid, atr, k, atr_row, up, dn, pos, flags):  # pragma: no cover
     """ATR / close, Keltner bands (mid +- k * ATR) / close - 1 and the close's position in them."""
     for i in range(close.shape[0]):
-        c = close[i]
-        a = atr[i]
-        hi = mid[i] + k * a
-        lo = mid[i] - k * a
-        r = a / c
-        u = hi / c - 1.0
-        d = lo / c - 1.0
-        p = _safe_div(c - lo, hi - lo, 0.5)
+        r, u, d, p = keltner_row(close[i], mid[i], atr[i], k)
         atr_row[i] = r
         up[i] = u
         dn[i] = d

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from ml._kernels import window_deviation, window_wma
+from ml._kernels import bollinger_row, keltner_row, window_deviation, window_wma
 from ml.errors import FeatureInputError
 from ml.features import FeatureConfig, _finite_lookback, _return_pad, builtin_feature_columns
 
@@ -146,13 +146,6 @@ _H, _L, _C, _V, _LP, _RP, _N_ROWS = 0, 1, 2, 3, 4, 5, 6
 @njit(cache=True, inline="always", error_model="numpy")
 def _is_zero(v):  # pragma: no cover - jitted
     return -_TA_EPSILON < v < _TA_EPSILON
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _safe_div(num, den, zero):  # pragma: no cover - jitted
-    if math.isnan(num) or math.isnan(den):
-        return _NAN
-    return num / den if den != 0.0 else zero
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -458,14 +451,7 @@ def _update(
         tmp = fs[_F_BB_TOTAL]
         fs[_F_BB_TOTAL] -= buf[_C, pos - p + 1]
         middle = tmp / p
-        half = window_deviation(buf[_C], pos, p) * bk
-        upper = middle + half
-        lower = middle - half
-        wd = upper - lower
-        a = upper / cl - 1.0
-        b = lower / cl - 1.0
-        x = _safe_div(wd, middle, _NAN)
-        y = _safe_div(cl - lower, wd, 0.5)
+        a, b, x, y = bollinger_row(cl, middle, window_deviation(buf[_C], pos, p) * bk)
     out[k] = a
     out[k + 1] = b
     out[k + 2] = x
@@ -487,13 +473,7 @@ def _update(
         if g >= p:
             atr = fs[_F_ATR]
     fs[_F_KC_EMA], mid = _ema_step(fs[_F_KC_EMA], cl, g, 0, cfg[_I_KC], buf, _C, pos)
-    kk = kcfg[1]
-    hi = mid + kk * atr
-    lw = mid - kk * atr
-    out[k] = atr / cl
-    out[k + 1] = hi / cl - 1.0
-    out[k + 2] = lw / cl - 1.0
-    out[k + 3] = _safe_div(cl - lw, hi - lw, 0.5)
+    out[k], out[k + 1], out[k + 2], out[k + 3] = keltner_row(cl, mid, atr, kcfg[1])
     k += 4
     # --- liquidity: signed-volume flow, VWAP, Amihud, Roll (ml._kernels.liquidity_features) ---
     w_flow = cfg[_I_FLOW]

@@ -16,7 +16,9 @@ predictions, and prints the wall-time ratio with the load average.
 each, researched one series per task over a spawned pool of W processes (what the multiprocess
 executor with max_concurrent W does with one step per series; Dagster itself is not in the
 timing), wall time and the peak RSS of the parent and of the largest worker, and prints the
-4-series ratio of 1 worker over 2 (goal >= 1.7). `--series ''` skips them.
+4-series ratio of 1 worker over 2 (goal >= 1.7). `--series ''` skips them. `--pooled 20` adds
+the pooled walk-forward (ml.pooled) of 20 such series, xgboost only: one fit per fold for all
+of them, timed beside the per-series walk-forwards of the same series, with the fit counts.
 Writes var/bench/growth.json (under CANDLEFLOW_HOME).
 """
 
@@ -129,6 +131,47 @@ def _series_run(series: int, n: int, families: list[str], workers: int) -> dict[
     }  # fmt: skip
 
 
+def _pooled_run(series: int, n: int) -> dict[str, float]:
+    """Run in a child process: `series` series of n bars, the pooled walk-forward (one xgboost
+    fit per fold) against one walk-forward per series, both timed after features and labels."""
+    from bench.ingest import synthetic_bars
+    from ml.features import compute_features
+    from ml.pipeline import (
+        ResearchConfig,
+        make_factory,
+        research_folds,
+        research_labels,
+        run_family,
+    )
+    from ml.pooled import run_pooled_walk_forward
+
+    cfg = ResearchConfig(models=("xgboost",))
+    feats, labels = {}, {}
+    for seed in range(series):
+        bars = synthetic_bars([f"S{seed}"], n, seed=seed)
+        feats[f"S{seed}"] = compute_features(bars)
+        labels[f"S{seed}"] = research_labels(bars, cfg)
+    t = time.perf_counter()
+    pooled = run_pooled_walk_forward(
+        feats, labels, make_factory("xgboost", cfg), n_folds=cfg.n_folds,
+        purge=cfg.horizon + 1, embargo=cfg.embargo,
+    )  # fmt: skip
+    pooled_s = time.perf_counter() - t
+    t = time.perf_counter()
+    folds = 0
+    for key in feats:
+        f = research_folds(feats[key], cfg)
+        folds += len(f)
+        run_family("xgboost", feats[key], labels[key], f, cfg)
+    per_series_s = time.perf_counter() - t
+    return {
+        "series": series, "bars": n, "pooled_s": pooled_s, "pooled_fits": len(pooled.models),
+        "per_series_s": per_series_s, "per_series_fits": folds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_avg_1m": os.getloadavg()[0],
+    }  # fmt: skip
+
+
 def _fit_exponent(rows: list[dict[str, float]]) -> float:
     xs = [math.log(r["bars"]) for r in rows]
     ys = [math.log(r["total_s"]) for r in rows]
@@ -148,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="series counts for the multi-series rows ('' for none)")
     parser.add_argument("--workers", default="1,2", help="worker counts for those rows")
     parser.add_argument("--series-bars", type=int, default=10_000)
+    parser.add_argument("--pooled", type=int, default=0,
+                        help="also time the pooled walk-forward of this many series")
+    parser.add_argument("--child-pooled", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-series", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
@@ -164,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_series is not None:
         row = _series_run(args.child_series, args.series_bars, families, args.child_workers)
         print(json.dumps(row))
+        return 0
+    if args.child_pooled is not None:
+        print(json.dumps(_pooled_run(args.child_pooled, args.series_bars)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.large:
@@ -196,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     series_rows = _series_rows(args, families, env)
+    pooled = _pooled_row(args, env) if args.pooled > 0 else None
     exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
     # The reference: the 100k row when a larger one follows it, else the second largest.
     earlier = rows[:-1] or rows
@@ -217,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": ratio <= GOAL_PER_BAR_RATIO,
         "families_parallel": fam,
         "series_rows": series_rows,
+        "pooled": pooled,
         "four_series_speedup_2_vs_1": _speedup(series_rows, 4),
         "goal_two_worker_speedup": GOAL_TWO_WORKER_SPEEDUP,
     }
@@ -269,6 +320,21 @@ def _series_rows(
                 flush=True,
             )
     return rows
+
+
+def _pooled_row(args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "bench.growth", "--child-pooled", str(args.pooled),
+           "--series-bars", str(args.series_bars)]  # fmt: skip
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"[bench.growth] pooled {row['series']} series x {row['bars']:,} bars: "
+        f"{row['pooled_s']:.1f} s for {row['pooled_fits']} fits; per series "
+        f"{row['per_series_s']:.1f} s for {row['per_series_fits']} fits; peak RSS "
+        f"{row['peak_rss_mb']:.0f} MB at load {row['load_avg_1m']:.1f}",
+        flush=True,
+    )
+    return row
 
 
 def _speedup(rows: list[dict[str, float]], series: int) -> float | None:

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from ml._kernels import bollinger_row, keltner_row, window_deviation, window_wma
+from ml._kernels import (
+    _amihud_row,
+    _flow_row,
+    _vwap_row,
+    bollinger_row,
+    keltner_row,
+    window_deviation,
+    window_wma,
+)
 from ml.errors import FeatureInputError
 from ml.features import FeatureConfig, _finite_lookback, _return_pad, builtin_feature_columns
 
@@ -481,56 +489,17 @@ def _update(
     w_amihud = cfg[_I_AMIHUD]
     w_roll = cfg[_I_ROLL]
     i = g
-    if i >= 1:
-        dc = cl - buf[_C, pos - 1]
-        x0 = float((dc > 0.0) - (dc < 0.0)) * vo
-        x1 = vo
-    else:
-        x0 = 0.0
-        x1 = 0.0
-    t = i - w_flow
-    if t >= 1:
-        q = pos - w_flow
-        dc = buf[_C, q] - buf[_C, q - 1]
-        y0 = float((dc > 0.0) - (dc < 0.0)) * buf[_V, q]
-        y1 = buf[_V, q]
-    else:
-        y0 = 0.0
-        y1 = 0.0
+    c_, h_, l_, v_, r_ = buf[_C], buf[_H], buf[_L], buf[_V], buf[_RP]
+    x0, x1 = _flow_row(c_, v_, pos) if i >= 1 else (0.0, 0.0)
+    y0, y1 = _flow_row(c_, v_, pos - w_flow) if i - w_flow >= 1 else (0.0, 0.0)
     fs[_F_LQ_F0] += x0 - y0
     fs[_F_LQ_F1] += x1 - y1
-    x0 = (h + lo + cl) / 3.0 * vo
-    x1 = vo
-    t = i - w_vwap
-    if t >= 0:
-        q = pos - w_vwap
-        y0 = (buf[_H, q] + buf[_L, q] + buf[_C, q]) / 3.0 * buf[_V, q]
-        y1 = buf[_V, q]
-    else:
-        y0 = 0.0
-        y1 = 0.0
+    x0, x1 = _vwap_row(c_, h_, l_, v_, pos)
+    y0, y1 = _vwap_row(c_, h_, l_, v_, pos - w_vwap) if i - w_vwap >= 0 else (0.0, 0.0)
     fs[_F_LQ_V0] += x0 - y0
     fs[_F_LQ_V1] += x1 - y1
-    dv = cl * vo
-    if dv > 0.0:
-        x0 = abs(buf[_RP, pos]) / dv
-        x1 = 0.0
-    else:
-        x0 = 0.0
-        x1 = 1.0
-    t = i - w_amihud
-    if t >= 0:
-        q = pos - w_amihud
-        dv = buf[_C, q] * buf[_V, q]
-        if dv > 0.0:
-            y0 = abs(buf[_RP, q]) / dv
-            y1 = 0.0
-        else:
-            y0 = 0.0
-            y1 = 1.0
-    else:
-        y0 = 0.0
-        y1 = 0.0
+    x0, x1 = _amihud_row(c_, v_, r_, 0, pos)
+    y0, y1 = _amihud_row(c_, v_, r_, 0, pos - w_amihud) if i - w_amihud >= 0 else (0.0, 0.0)
     fs[_F_LQ_A0] += x0 - y0
     fs[_F_LQ_A1] += x1 - y1
     rp = buf[_RP]

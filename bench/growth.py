@@ -311,11 +311,12 @@ def _series_rows(
             done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
+            worker = row["peak_worker_rss_mb"]
             print(
                 f"[bench.growth] {series:>3} series x {args.series_bars:,} bars on {workers} "
                 f"worker(s): {row['wall_s']:7.1f} s (sum of series {row['series_s_sum']:.1f} s), "
                 f"peak RSS {row['peak_rss_mb']:.0f} MB"
-                + (f", largest worker {row['peak_worker_rss_mb']:.0f} MB" if workers > 1 else "")
+                + (f", largest worker {worker:.0f} MB" if worker else "")
                 + f" at load {row['load_avg_1m']:.1f}",
                 flush=True,
             )

@@ -325,6 +325,42 @@ def walk_forward_all(
     )
 
 
+def pooled_of(
+    features: Mapping[str, pd.DataFrame],
+    labels: Mapping[str, pd.DataFrame],
+    cfg: ResearchConfig,
+) -> dict[str, Any]:
+    """Timeframe -> the pooled walk-forward of the deployable family over that timeframe's
+    series: one model per fold for all of them (ml.pooled), predictions per series."""
+    from infra.series import parse_series_key
+    from ml.pooled import run_pooled_walk_forward
+
+    by_tf: dict[str, list[str]] = {}
+    for key in sorted(features):
+        by_tf.setdefault(parse_series_key(key)[1], []).append(key)
+    out = {}
+    for tf, keys in by_tf.items():
+        labs = {k: _labels_from_frame(labels[k]) for k in keys}
+        result = run_pooled_walk_forward(
+            {k: features[k] for k in keys},
+            labs,
+            make_factory(DEPLOYABLE, cfg),
+            n_folds=cfg.n_folds,
+            purge=max(cfg.horizon + 1, *(lab.horizon for lab in labs.values())),
+            embargo=cfg.embargo,
+            oos_fraction=cfg.oos_fraction,
+            feature_columns=list(feature_columns(cfg.feature_config)),
+        )
+        out[tf] = {
+            "family": DEPLOYABLE,
+            "series": keys,
+            "fits": len(result.models),
+            "predictions": result.predictions,
+            "overall_metrics": result.overall_metrics,
+        }
+    return out
+
+
 # --- combinatorial purged cross-validation ---------------------------------------------------
 
 

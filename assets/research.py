@@ -34,6 +34,7 @@ __all__ = [
     "deployable_model",
     "features",
     "labels",
+    "pooled_predictions",
     "portfolio_backtest",
     "research_report",
     "walk_forward",
@@ -413,6 +414,44 @@ def portfolio_backtest(
         description=f"profit factor vs P&L and equity reconciliation in the portfolios {evaluated}"
         + (f"; {len(consistency)} violations" if consistency else ""),
         metadata={"portfolios": evaluated, "violations": dg.MetadataValue.json(consistency)},
+    )
+
+
+@dg.asset(
+    group_name="pooled",
+    kinds={"python", "xgboost"},
+    ins={"features": _PARTIAL, "labels": _PARTIAL},
+    description="With [research] pooled = true: one deployable-family model per walk-forward "
+    "fold trained across every series of a timeframe, folds on their shared time axis (no "
+    "training label reads a bar of any series' test window); OOS predictions per series, so "
+    "a universe of N series costs n_folds fits, not N * n_folds.",
+)
+def pooled_predictions(
+    context: dg.AssetExecutionContext,
+    features: Any,
+    labels: Any,
+    research: ResearchResource,
+) -> dg.Output[dict[str, Any]]:
+    feats = _by_partition(context, "features", features)
+    labs = _by_partition(context, "labels", labels)
+    keys = sorted(set(feats) & set(labs))
+    if not keys:
+        msg = "no series has features and labels yet; run `candleflow research` first"
+        raise core.ResearchError(msg)
+    out = core.pooled_of(
+        {k: feats[k] for k in keys}, {k: labs[k] for k in keys}, research.config()
+    )
+    return dg.Output(
+        out,
+        metadata={
+            "series": dg.MetadataValue.json({tf: v["series"] for tf, v in out.items()}),
+            "fits": dg.MetadataValue.json({tf: v["fits"] for tf, v in out.items()}),
+            **{
+                f"{tf}.oos_accuracy": float(v["overall_metrics"]["accuracy"])
+                for tf, v in out.items()
+                if "accuracy" in v["overall_metrics"]
+            },
+        },
     )
 
 

@@ -244,6 +244,7 @@ _RESEARCH_EXTRAS: dict[str, Any] = {
     "promotion_margin": float,
     "features": "strs",
     "label_kind": str,
+    "pooled": bool,
 }
 
 
@@ -259,6 +260,8 @@ class ResearchSection:
     promotion_margin: float = 0.0  # challenger must beat the champion's OOS Sharpe by this
     features: tuple[str, ...] = ()  # "module:function" user feature functions, bars -> columns
     label_kind: str = "direction"  # label family; ResearchConfig's own field wins when it has one
+    # also train one model per fold across every series of a timeframe (pooled_predictions)
+    pooled: bool = False
 
     def __post_init__(self) -> None:
         if self.min_trades < 0:

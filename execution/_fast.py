@@ -9,10 +9,10 @@ PaperBroker, which is the definition of the behaviour.
 
 The trading rules are not repeated here: the kernel calls the compiled forms of the very scalar
 functions the reference runs (`ledger.apply_to_position` / `closing_quantity` / `crosses_zero`,
-the trade accounting and `in_flight_units` / `committed_direction`, `stops.atr_step` /
-`trail_stop` / `trigger_code` / `distance_of` / `levels_of` / `opens_protection`,
-`costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` / `volume_cap`,
-`sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
+the trade accounting and `in_flight_units` / `committed_direction` / `fully_filled`,
+`stops.atr_step` / `trail_stop` / `trigger_code` / `distance_of` / `levels_of` /
+`opens_protection`, `costs.ewma_step` / `commission_of` / `cost_fraction_of` / `fill_price_of` /
+`volume_cap`, `sizing.target_units`, `risk.risk_allowed`, `decision.decide_direction`,
 `instruments.round_units`, `paper.affordable_units` / `cash_limited_quantity` /
 `end_of_bar_step` / `fill_complete`). What lives here is only the sequencing: the order
 lifecycle of `PaperBroker.on_bar` and `engine.on_event` / `on_bar` over arrays.
@@ -733,7 +733,7 @@ def _py_kernel(
                         new_q = pos_q
                         orders_i[k, 8] = 2
                         orders_f[k, 4] -= q
-                        if orders_f[k, 4] <= _DUST:
+                        if _fully_filled(orders_f[k, 4]):
                             orders_i[k, 5] = 0
                             n_pend = _remove(pe, n_pend, k)
                         ohs = orders_i[k, 3] != 0
@@ -1337,6 +1337,7 @@ if numba is not None:
     _fill_complete = _jit_inline(_paper.fill_complete)
     _in_flight_units = _jit_inline(_ledger.in_flight_units)
     _committed_direction = _jit_inline(_ledger.committed_direction)
+    _fully_filled = _jit_inline(_ledger.fully_filled)
     # The sequencing and bookkeeping of this module.
     _expected = _jit_inline(_py_expected)
     _committed = _jit_inline(_py_committed)

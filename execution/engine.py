@@ -41,6 +41,7 @@ from execution.ledger import (
     closing_quantity,
     committed_direction,
     crosses_zero,
+    fully_filled,
     in_flight_units,
 )
 from execution.orders import (
@@ -287,7 +288,7 @@ def _book_fill(state: EngineState, ss: SymbolState, fill: Fill) -> list[TradeRec
         if w.state is OrderState.SUBMITTED or w.state is OrderState.ACCEPTED:
             w.state = OrderState.PARTIALLY_FILLED
         w.remaining -= q
-        if w.remaining <= _DUST or w.intent in PROTECTIVE_INTENTS:
+        if fully_filled(w.remaining) or w.intent in PROTECTIVE_INTENTS:
             del ss.orders[fill.client_id]
         if opens_protection(
             w.intent == "entry",

@@ -1,8 +1,8 @@
 """Position arithmetic and round-trip trade records, shared by the engine and the paper broker.
 
 The rules are scalar functions (apply_to_position, closing_quantity, add_exit_part,
-add_entry_part, trade_close_values, in_flight_units, committed_direction), so the compiled
-backtest path runs these very functions.
+add_entry_part, trade_close_values, in_flight_units, committed_direction, fully_filled), so the
+compiled backtest path runs these very functions.
 
 Positions use average cost: adding to a position moves its average price, reducing it realises
 P&L against that average and leaves the average unchanged. A trade is a round trip from flat to
@@ -26,6 +26,7 @@ __all__ = [
     "closing_quantity",
     "committed_direction",
     "crosses_zero",
+    "fully_filled",
     "in_flight_units",
     "trade_close_values",
 ]
@@ -58,6 +59,12 @@ def in_flight_units(sign: int, remaining: float, cancel_requested: bool, protect
     if cancel_requested or protective:
         return 0.0
     return sign * remaining
+
+
+def fully_filled(remaining: float) -> bool:
+    """True when an order in flight with `remaining` units left is filled for its sender: the
+    rest is dust, so it leaves the orders that count toward the position."""
+    return remaining <= _DUST
 
 
 def committed_direction(expected: float) -> int:

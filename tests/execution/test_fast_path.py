@@ -373,6 +373,7 @@ def test_kernel_when_compiled_then_order_lifecycle_rules_are_the_reference_funct
         "_fill_complete": paper.fill_complete,
         "_in_flight_units": ledger.in_flight_units,
         "_committed_direction": ledger.committed_direction,
+        "_fully_filled": ledger.fully_filled,
         "_opens_protection": stops.opens_protection,
     }
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from execution.ledger import committed_direction, in_flight_units
+from execution.ledger import committed_direction, fully_filled, in_flight_units
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,10 @@ def test_committed_direction_when_expected_position_then_its_sign_with_dust_flat
     expected: float, direction: int
 ) -> None:
     assert committed_direction(expected) == direction
+
+
+@pytest.mark.parametrize(
+    ("remaining", "done"), [(0.0, True), (1e-9, True), (-1e-12, True), (2e-9, False)]
+)
+def test_fully_filled_when_rest_is_dust_then_done(remaining: float, done: bool) -> None:
+    assert fully_filled(remaining) is done

@@ -45,9 +45,6 @@ _DSN_ENV_VARS = ("CANDLEFLOW_TIMESCALE_DSN", "MLFLOW_TRACKING_URI", "DATABASE_UR
 # A secret this short would blank out ordinary words; such a value is not redacted as text
 # (URL/DSN passwords still are, by position).
 _MIN_SECRET_LEN = 4
-# Published values that are no secret: the password of the local server that
-# infra/timescale/start_local.sh creates is the product's name, which every log line holds.
-_PUBLIC_VALUES = frozenset({"candleflow"})
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)@")
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
@@ -82,7 +79,7 @@ def secrets_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
 def _forms(secrets: Iterable[str]) -> tuple[str, ...]:
     forms: set[str] = set()
     for s in secrets:
-        if len(s) >= _MIN_SECRET_LEN and s not in _PUBLIC_VALUES:
+        if len(s) >= _MIN_SECRET_LEN:
             forms.update({s, quote(s, safe=""), quote_plus(s)})
     return tuple(sorted(forms, key=len, reverse=True))  # longest first: no partial leftovers
 

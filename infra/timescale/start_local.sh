@@ -22,7 +22,17 @@ PORT="${CANDLEFLOW_TSDB_PORT:-55432}"
 ROOT="${CANDLEFLOW_TSDB_ROOT:-/var/cache/candleflow/tsdb-trixie}"
 PGDATA_IN_ROOT="${CANDLEFLOW_TSDB_PGDATA:-/var/lib/candleflow-pg}"
 MIRROR="${CANDLEFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-DSN="postgresql://candleflow:candleflow@127.0.0.1:${PORT}/candleflow"
+# The password of the local server is random, made once per data directory and kept beside it
+# (mode 600): a fixed, published one would be a secret that is none, and one equal to a common
+# word would make the log redactor blank that word out of every line.
+dsn_for() { echo "postgresql://candleflow:$1@127.0.0.1:${PORT}/candleflow"; }
+password_in() {  # password_in FILE: the password kept in FILE, made on first use
+  if [[ ! -s "$1" ]]; then
+    mkdir -p "$(dirname "$1")"
+    (umask 077; head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1")
+  fi
+  cat "$1"
+}
 
 log() { echo "[timescale] $*" >&2; }
 
@@ -47,16 +57,19 @@ wait_ready() {
 }
 
 if [[ "${ACTION}" == "start" ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  PW="$(password_in "${XDG_CACHE_HOME:-${HOME}/.cache}/candleflow/tsdb-docker-${PORT}.password")"
   pg_isready_cmd() { docker exec candleflow-tsdb pg_isready -U candleflow -d candleflow; }
   if ! docker ps --format '{{.Names}}' | grep -qx candleflow-tsdb; then
     log "starting the official image timescale/timescaledb:latest-pg17 on 127.0.0.1:${PORT}"
     docker rm -f candleflow-tsdb >/dev/null 2>&1 || true
     docker run -d --name candleflow-tsdb -p "127.0.0.1:${PORT}:5432" \
-      -e POSTGRES_USER=candleflow -e POSTGRES_PASSWORD=candleflow -e POSTGRES_DB=candleflow \
+      -e POSTGRES_USER=candleflow -e POSTGRES_PASSWORD="${PW}" -e POSTGRES_DB=candleflow \
       timescale/timescaledb:latest-pg17 >/dev/null
   fi
   wait_ready
-  echo "${DSN}"
+  docker exec candleflow-tsdb psql -qAt -U candleflow -d candleflow \
+    -c "alter role candleflow password '${PW}'" >/dev/null
+  dsn_for "${PW}"
   exit 0
 fi
 
@@ -91,17 +104,12 @@ if [[ "${ACTION}" != "start" ]]; then
   exit 0
 fi
 
-if pg_isready_cmd >/dev/null 2>&1; then
-  log "a server is already answering on 127.0.0.1:${PORT}"
-  echo "${DSN}"
-  exit 0
-fi
-
+start_cluster() {
 if [[ ! -f "${ROOT}${PGDATA_IN_ROOT}/PG_VERSION" ]]; then
   log "initialising a cluster"
   mkdir -p "${ROOT}${PGDATA_IN_ROOT}"
   in_root chown postgres:postgres "${PGDATA_IN_ROOT}"
-  echo candleflow > "${ROOT}/tmp/pwfile"
+  password_in "${ROOT}${PGDATA_IN_ROOT}.superuser" > "${ROOT}/tmp/pwfile"
   in_root chown postgres "/tmp/pwfile"
   as_pg "${BIN}/initdb" -D "${PGDATA_IN_ROOT}" -U postgres --auth-local=trust \
     --auth-host=scram-sha-256 --pwfile=/tmp/pwfile -E UTF8 >&2
@@ -123,14 +131,23 @@ chmod 1777 "${ROOT}/tmp"
 log "starting postgres 17 + timescaledb on 127.0.0.1:${PORT}"
 as_pg "${BIN}/pg_ctl" -D "${PGDATA_IN_ROOT}" -l "${PGDATA_IN_ROOT}/server.log" -w start >&2
 wait_ready
+}
+
+PW="$(password_in "${ROOT}${PGDATA_IN_ROOT}.password")"
+if pg_isready_cmd >/dev/null 2>&1; then
+  log "a server is already answering on 127.0.0.1:${PORT}"
+else
+  start_cluster
+fi
 
 psql_root() { as_pg "${BIN}/../bin/psql" -h /tmp -p "${PORT}" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 if [[ "$(psql_root -c "select 1 from pg_roles where rolname='candleflow'")" != "1" ]]; then
-  psql_root -c "create role candleflow login password 'candleflow'" >&2
+  psql_root -c "create role candleflow login" >&2
 fi
+psql_root -c "alter role candleflow password '${PW}'" >&2
 if [[ "$(psql_root -c "select 1 from pg_database where datname='candleflow'")" != "1" ]]; then
   psql_root -c "create database candleflow owner candleflow" >&2
 fi
 psql_root -d candleflow -c "create extension if not exists timescaledb" >&2
 log "ready: $(psql_root -d candleflow -c "select 'timescaledb ' || extversion from pg_extension where extname='timescaledb'") license=$(psql_root -d candleflow -c 'show timescaledb.license')"
-echo "${DSN}"
+dsn_for "${PW}"

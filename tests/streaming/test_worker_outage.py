@@ -44,16 +44,17 @@ class PrivateServer:
         self.env = {
             k: v for k, v in os.environ.items() if k != "CANDLEFLOW_TIMESCALE_DSN"
         } | {"CANDLEFLOW_TSDB_PORT": str(port), "CANDLEFLOW_TSDB_PGDATA": self.pgdata}
-        self.dsn = f"postgresql://candleflow:candleflow@127.0.0.1:{port}/candleflow"
+        self.dsn = ""  # known once started: the script makes the server's password
 
-    def _script(self, action: str) -> None:
-        subprocess.run(
+    def _script(self, action: str) -> str:
+        done = subprocess.run(
             ["bash", str(ROOT / "infra/timescale/start_local.sh"), action],
-            env=self.env, check=True, capture_output=True, timeout=120,
+            env=self.env, check=True, capture_output=True, text=True, timeout=120,
         )
+        return done.stdout.strip()
 
     def start(self) -> None:
-        self._script("start")
+        self.dsn = self._script("start").splitlines()[-1]
 
     def kill(self) -> None:
         self._script("kill")  # immediate shutdown: what a crash looks like to the client
@@ -64,6 +65,8 @@ class PrivateServer:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(CHROOT / self.pgdata.lstrip("/"), ignore_errors=True)
+        for kept in (".password", ".superuser"):
+            (CHROOT / (self.pgdata.lstrip("/") + kept)).unlink(missing_ok=True)
 
 
 def _free_port() -> int:

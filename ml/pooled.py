@@ -29,7 +29,7 @@ from ml.errors import ModelError, SplitError
 from ml.labels import Labels
 from ml.metrics import classification_metrics
 from ml.models.base import PROBA_COLUMNS, Model
-from ml.walkforward import Fold, ModelFactory, walk_forward_splits
+from ml.walkforward import Fold, ModelFactory, overall_metrics, walk_forward_splits
 
 __all__ = ["PooledResult", "pooled_time_axis", "run_pooled_walk_forward"]
 
@@ -167,15 +167,7 @@ def run_pooled_walk_forward(
                     fold.fold_id, len(X), len(keys), len(pooled))
 
     predictions = {k: pd.concat(v) for k, v in preds.items() if v}
-    everything = pd.concat(list(predictions.values()))
-    scored = everything["label"].notna()
-    overall = (
-        classification_metrics(
-            everything.loc[scored, "label"], everything.loc[scored, list(PROBA_COLUMNS)].to_numpy()
-        )
-        if scored.any()
-        else {"n": 0.0}
-    )
+    overall = overall_metrics(pd.concat(list(predictions.values())))
     return PooledResult(
         predictions=predictions,
         fold_metrics=pd.DataFrame(rows).set_index("fold"),

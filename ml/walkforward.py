@@ -47,6 +47,7 @@ __all__ = [
     "OptunaTuner",
     "TuningResult",
     "WalkForwardResult",
+    "overall_metrics",
     "run_in_processes",
     "run_walk_forward",
     "signal_sharpe",
@@ -395,15 +396,7 @@ def run_walk_forward(
         )
 
     predictions = pd.concat(pred_frames)
-    scored = predictions["label"].notna()
-    overall = (
-        classification_metrics(
-            predictions.loc[scored, "label"],
-            predictions.loc[scored, list(PROBA_COLUMNS)].to_numpy(),
-        )
-        if scored.any()
-        else {"n": 0.0}
-    )
+    overall = overall_metrics(predictions)
     return WalkForwardResult(
         predictions=predictions,
         fold_metrics=pd.DataFrame(fold_rows).set_index("fold"),
@@ -413,4 +406,14 @@ def run_walk_forward(
         train_rows=tuple(trained),
         tuning=tuple(tunings),
         garch=tuple(garch_params),
+    )
+
+
+def overall_metrics(predictions: pd.DataFrame) -> dict[str, float]:
+    """Classification metrics over every labelled OOS row of `predictions` ({"n": 0} if none)."""
+    scored = predictions["label"].notna()
+    if not scored.any():
+        return {"n": 0.0}
+    return classification_metrics(
+        predictions.loc[scored, "label"], predictions.loc[scored, list(PROBA_COLUMNS)].to_numpy()
     )

@@ -256,7 +256,7 @@ def test_stream_when_strategy_names_a_rule_that_is_gone_then_one_line_user_error
 
     bundle = sma_bundle().save(tmp_path / "bundle")
     strategy = tmp_path / "strategy.json"
-    strategy.write_text(json.dumps({"rule": "examples.user_rule:gone"}))
+    strategy.write_text(json.dumps({"rule": "execution.decision:gone"}))
 
     out = run(spx_home, "stream", "--series", "SPX@1d", "--bundle", str(bundle), "--strategy",
               str(strategy), "--metrics-port", "0")
@@ -264,4 +264,4 @@ def test_stream_when_strategy_names_a_rule_that_is_gone_then_one_line_user_error
     line = _one_line_error(out)
     assert out.returncode == 2
     assert "unexpected" not in line
-    assert "examples.user_rule:gone" in line and "has no attribute" in line
+    assert "execution.decision:gone" in line and "has no attribute" in line

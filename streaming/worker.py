@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bytewax.dataflow import Dataflow
 
@@ -57,6 +57,7 @@ __all__ = [
     "NoChampionError",
     "WorkerArgs",
     "WorkerArgsError",
+    "WorkerFlow",
     "WorkerSummary",
     "build_worker_flow",
     "engage_kill_switch",
@@ -485,6 +486,11 @@ class AlertingGovernor(RiskGovernor):
         return decision
 
 
+class WorkerFlow(NamedTuple):
+    flow: Dataflow
+    instance: str  # the strategy instance it trades as (strategy@timeframe)
+
+
 def build_worker_flow(
     settings: Settings,
     args: WorkerArgs,
@@ -494,29 +500,13 @@ def build_worker_flow(
     mt5: Any | None = None,
     klines: Any | None = None,
     clock: Callable[[], datetime] | None = None,
-) -> Dataflow:
-    """The dataflow the worker runs, from settings and worker arguments.
+) -> WorkerFlow:
+    """The dataflow the worker runs, from settings and worker arguments, and its instance.
 
     `mt5` (a terminal module) and `klines` (an infra.sources.BinanceKlinesSource) replace the
     venue clients of the live sources; `clock` (UTC now) is the live sources' clock and the
     start time before which no bar is traded.
     """
-    return _worker_flow(
-        settings, args, metrics=metrics, providers=providers, mt5=mt5, klines=klines, clock=clock
-    )[0]
-
-
-def _worker_flow(
-    settings: Settings,
-    args: WorkerArgs,
-    *,
-    metrics: LiveMetrics | None = None,
-    providers: Mapping[str, ModelProvider] | None = None,
-    mt5: Any | None = None,
-    klines: Any | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> tuple[Dataflow, str]:
-    """build_worker_flow's flow and the strategy instance it trades as."""
     _limit_native_threads()
     now = clock or _utcnow
     venue = _venue_named(settings)  # refuses mt5 without the opt-in, first thing
@@ -571,7 +561,7 @@ def _worker_flow(
     flow = build_flow(
         config, source, sink, provs, governor=governor, live_broker=live, metrics=metrics
     )
-    return flow, instance
+    return WorkerFlow(flow, instance)
 
 
 def _model_version(provider: ModelProvider) -> str:
@@ -809,7 +799,7 @@ class _StopOnSignal:
 
 def _flow_when_champion(
     settings: Settings, args: WorkerArgs, metrics: LiveMetrics
-) -> tuple[Dataflow, str] | None:
+) -> WorkerFlow | None:
     """The flow and its instance; with `wait_for_champion_s`, waits (None if stopped meanwhile)
     while no series has a champion, instead of refusing: a fresh deployment starts before
     research has run."""
@@ -817,7 +807,7 @@ def _flow_when_champion(
 
     while True:
         try:
-            return _worker_flow(settings, args, metrics=metrics)
+            return build_worker_flow(settings, args, metrics=metrics)
         except NoChampionError as exc:
             if args.wait_for_champion_s <= 0:
                 raise
@@ -943,7 +933,7 @@ def get_flow() -> Dataflow:
     install_alert_logging()
     metrics = LiveMetrics.create()
     serve_metrics(metrics, args.metrics_port)
-    flow = build_worker_flow(settings, args, metrics=metrics)
+    flow = build_worker_flow(settings, args, metrics=metrics).flow
     # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too.
     _StopOnSignal().__enter__()
     return flow

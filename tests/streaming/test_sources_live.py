@@ -613,7 +613,7 @@ def test_worker_when_binance_source_then_first_live_prediction_equals_batch(
     settings = Settings(home=tmp_path / "home")
 
     started = clock()
-    flow = build_worker_flow(settings, args, klines=_klines(server, clock, []), clock=clock)
+    flow = build_worker_flow(settings, args, klines=_klines(server, clock, []), clock=clock).flow
     run_main(flow)
 
     from infra.stores import ParquetBarStore

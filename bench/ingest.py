@@ -1,14 +1,15 @@
 """Benchmark: bulk bar ingestion, appends and read-back for each store vs a naive baseline.
 
     python -m bench.ingest [--symbols 1] [--bars 1000000] [--baseline-rows 50000] [--appends 5]
-                           [--repeats 3]
+                           [--repeats 3] [--reads 3]
 
 Writes 1,000,000 synthetic 1m bars (one series by default) with ParquetBarStore.upsert_bars and
 TimescaleBarStore.upsert_bars (binary COPY straight into the hypertable for rows no stored bar
 overlaps), then an overlapping upsert (half the rows re-sent with changed values, half new: staging
 merge plus COPY) and a no-op re-run, each TimescaleDB case the median of `--repeats` runs in fresh
 schemas with this process's CPU share of the wall time (the rest is the server), then appends
-one bar at a time to the 1M-bar series (median of `--appends`) and reads the whole series back;
+one bar at a time to the 1M-bar series (median of `--appends`) and reads the whole series back
+(median of `--reads`; goal: TimescaleDB within 1.2x of Parquet);
 and a naive psycopg `executemany(INSERT ... ON CONFLICT)` on a sample, all in the same run (fresh
 schemas, dropped afterwards). Prints a table and writes var/bench/ingest.json (under
 CANDLEFLOW_HOME). Goals: COPY >= 250k rows/s and >= 20x the baseline. `--bars 100000` for a
@@ -37,6 +38,7 @@ from infra.stores import ParquetBarStore, TimescaleBarStore
 
 GOAL_ROWS_PER_S = 250_000
 GOAL_RATIO = 20.0
+GOAL_READ_VS_PARQUET = 1.2
 
 _INSERT = """
 INSERT INTO bars AS b (symbol, timeframe, ts, open, high, low, close, volume, source,
@@ -104,10 +106,15 @@ def _appends(store, frame: pd.DataFrame, symbol: str, n: int) -> dict[str, float
     return {"rows": 1, "seconds": med, "rows_per_s": 1 / med, "series_bars": len(series)}
 
 
-def _read_back(store, symbol: str, bars: int) -> dict[str, float]:
-    secs, out = _timed(lambda: store.read_bars(symbol, "1m"))
-    assert len(out) >= bars
-    return {"rows": len(out), "seconds": secs, "rows_per_s": len(out) / secs}
+def _read_back(store, symbol: str, bars: int, reads: int) -> dict[str, float]:
+    """Median wall time of `reads` whole-series reads (the first one warms the caches)."""
+    times = []
+    for _ in range(reads):
+        secs, out = _timed(lambda: store.read_bars(symbol, "1m"))
+        assert len(out) >= bars
+        times.append(secs)
+    med = float(np.median(times))
+    return {"rows": len(out), "seconds": med, "rows_per_s": len(out) / med}
 
 
 def _drop(dsn: str, schema: str) -> None:
@@ -147,7 +154,7 @@ def _timescale_run(dsn: str, frame: pd.DataFrame, symbol: str, args) -> dict[str
         store = TimescaleBarStore(dsn, schema=schema)
         out["timescale_copy_upsert"] = _timed_upsert(store, frame, rows)
         assert store.count_bars(symbol, "1m") == args.bars
-        out["timescale_read_series"] = _read_back(store, symbol, args.bars)
+        out["timescale_read_series"] = _read_back(store, symbol, args.bars, args.reads)
         half = rows // 2
         shifted = frame.assign(
             ts=frame["ts"] + (frame["ts"].iloc[half] - frame["ts"].iloc[0]),
@@ -178,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rows", type=int, default=50_000)
     parser.add_argument("--appends", type=int, default=5, help="single-bar appends to time")
     parser.add_argument("--repeats", type=int, default=3, help="TimescaleDB runs (medians)")
+    parser.add_argument("--reads", type=int, default=3, help="read-backs per store (median)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         results["parquet_rerun_noop"] = {"rows": rows, "seconds": secs2, "rows_per_s": rows / secs2}
         assert again == 0
         results["parquet_append_1_bar"] = _appends(store, frame, symbols[0], args.appends)
-        results["parquet_read_series"] = _read_back(store, symbols[0], args.bars)
+        results["parquet_read_series"] = _read_back(store, symbols[0], args.bars, args.reads)
         store.close()
 
     _say(
@@ -248,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     base_rps = results["baseline_executemany"]["rows_per_s"]
     ratio = copy_rps / base_rps
     overlap_rps = results["timescale_overlap_upsert"]["rows_per_s"]
+    read_ratio = (
+        results["timescale_read_series"]["seconds"] / results["parquet_read_series"]["seconds"]
+    )
     summary = {
         "rows": rows,
         "repeats": args.repeats,
@@ -260,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         "goal_ratio": GOAL_RATIO,
         "copy_goal_met": copy_rps >= GOAL_ROWS_PER_S,
         "ratio_goal_met": ratio >= GOAL_RATIO,
+        "read_vs_parquet": read_ratio,
+        "goal_read_vs_parquet": GOAL_READ_VS_PARQUET,
+        "read_goal_met": read_ratio <= GOAL_READ_VS_PARQUET,
     }
 
     print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'client cpu':>12}")
@@ -280,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"overlapping upsert / baseline = {summary['overlap_vs_baseline']:.1f}x")
     print(f"COPY = {copy_rps:,.0f} rows/s (goal >= {GOAL_ROWS_PER_S:,}): "
           f"{'met' if summary['copy_goal_met'] else 'NOT met'}")  # fmt: skip
+    read_verdict = "met" if summary["read_goal_met"] else "NOT met"
+    print(
+        f"read-back TimescaleDB / Parquet = {read_ratio:.2f}x"
+        f" (goal <= {GOAL_READ_VS_PARQUET}x): {read_verdict}"
+    )
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     payload = {

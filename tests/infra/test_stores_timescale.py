@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from infra.stores import StoreError, StoreUnavailableError, TimescaleBarStore
+from quality.schema import to_canonical_frame
 from tests.infra.test_stores_contract import drop_schema, make_bars
 
 
@@ -259,3 +260,44 @@ def test_open_when_server_unreachable_then_unavailable_without_password():
 def test_open_when_schema_name_unsafe_then_store_error():
     with pytest.raises(StoreError, match="schema name"):
         TimescaleBarStore("postgresql://u@127.0.0.1:1/db", schema='x"; drop table bars; --')
+
+
+@pytest.mark.timescale
+def test_read_bars_when_series_spans_pages_and_sources_interleave_then_equal_to_written(
+    timescale_dsn, schema, monkeypatch
+):
+    # Arrange: 23 bars of three sources in turn, read 5 bars a statement (so every page holds
+    # several sources and the last page is short), whole and over a range.
+    from infra.stores import _timescale
+
+    monkeypatch.setattr(_timescale, "_READ_PAGE_ROWS", 5)
+    bars = make_bars("PAGED", n=23, timeframe="1m")
+    bars["source"] = [("a", "bb", "c")[i % 3] for i in range(len(bars))]
+    bars["ingested_at"] = bars["ingested_at"] + pd.to_timedelta(range(len(bars)), unit="us")
+    start, end = bars["ts"].iloc[4].to_pydatetime(), bars["ts"].iloc[17].to_pydatetime()
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        store.upsert_bars(bars)
+        # Act
+        whole = store.read_bars("PAGED", "1m")
+        ranged = store.read_bars("PAGED", "1m", start=start, end=end)
+    # Assert
+    expected = to_canonical_frame(bars)
+    pd.testing.assert_frame_equal(whole, expected, check_exact=True)
+    pd.testing.assert_frame_equal(
+        ranged, expected.iloc[4:17].reset_index(drop=True), check_exact=True
+    )
+
+
+@pytest.mark.timescale
+def test_read_bars_when_a_stored_bar_has_a_null_value_then_store_error_names_nulls(
+    timescale_dsn, schema
+):
+    # Arrange: a bars table whose NOT NULL was dropped by hand, holding one NULL close.
+    with TimescaleBarStore(timescale_dsn, schema=schema) as store:
+        store.upsert_bars(make_bars("HOLE", n=3, timeframe="1m"))
+        with psycopg.connect(timescale_dsn, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE {schema}.bars ALTER COLUMN close DROP NOT NULL")
+            conn.execute(f"UPDATE {schema}.bars SET close = NULL WHERE symbol = 'HOLE'")
+        # Act / Assert
+        with pytest.raises(StoreError, match="NULL values in bars"):
+            store.read_bars("HOLE", "1m")

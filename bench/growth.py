@@ -9,14 +9,18 @@ RSS, and the exponent b of wall ~ bars^b fitted over the sizes (1.0 is linear); 
 time per bar at the largest size within 1.2x of that at the 100k size (or the second largest).
 `--large` adds 1,000,000 bars (about 20 minutes for xgboost on two busy cores); `--sizes
 5000,20000` is the smoke run. `--families xgboost,xgboost_garch,lstm,meta` for the full set.
-`--family-workers 2` also times the families of one series (the smallest size) fitted one after
-another and in 2 processes at once ([executor] family_workers), checks both give identical
-predictions, and prints the wall-time ratio with the load average.
-`--series 1,4,5,20 --workers 1,2` adds the multi-series rows: S series of `--series-bars` bars
-each, researched one series per task over a spawned pool of W processes (what the multiprocess
-executor with max_concurrent W does with one step per series; Dagster itself is not in the
-timing), wall time and the peak RSS of the parent and of the largest worker, and prints the
-4-series ratio of 1 worker over 2 (goal >= 1.7). `--series ''` skips them. `--pooled 20` adds
+`--series 1,4 --workers 1,2` adds the multi-series rows, the real thing: S synthetic 1m series
+of `--series-bars` bars, each written as a Parquet file and ingested by `candleflow ingest` into
+a private CANDLEFLOW_HOME, then `candleflow research` of them all with `[executor] cli_runs =
+"executor"`: one Dagster `research` run per series (`dagster job execute`) on the multiprocess
+executor, W runs at once (max_concurrent_runs) and CPUs / W step processes per run
+(max_concurrent), in a fresh copy of that home per row. Each row gives the time from the
+command's start to the last research run's end (as Dagster recorded it), the command's wall
+time (the portfolio report follows the runs) and the sum of the runs' own durations, with the
+load average before and after; the 4-series ratio of 1 run at a time over 2 at once is checked
+against the goal (>= 1.7). `--start-methods default,spawn` times candleflow's forkserver start
+beside Dagster's spawn. `--series ''` skips them, `--sizes ''` the growth table.
+`--pooled 20` adds
 the pooled walk-forward (ml.pooled) of 20 such series, xgboost only: one fit per fold for all
 of them, timed beside the per-series walk-forwards of the same series, with the fit counts.
 Writes var/bench/growth.json (under CANDLEFLOW_HOME).
@@ -63,71 +67,79 @@ def _one(n: int, families: list[str]) -> dict[str, float]:
     return out
 
 
-def _families_parallel(n: int, families: list[str], workers: int) -> dict[str, float]:
-    """Run in a child process: every family of one series fitted sequentially, then in
-    `workers` processes (as the walk_forward step does); wall times and an identity check."""
-    from functools import partial
-
+def _ingest_series(home: Path, series: int, n: int) -> None:
+    """Run in a child process: `series` synthetic 1m series of n bars, each written as a
+    Parquet file and ingested by `candleflow ingest --file` into the CANDLEFLOW_HOME `home`."""
     from bench.ingest import synthetic_bars
-    from ml.features import compute_features
-    from ml.pipeline import ResearchConfig, research_folds, research_labels, run_family
-    from ml.walkforward import run_in_processes
+    from orchestration.cli import main as candleflow
 
-    cfg = ResearchConfig(models=tuple(families))
-    bars = synthetic_bars(["GROWTH"], n)
-    feats = compute_features(bars)
-    labels = research_labels(bars, cfg)
-    task = partial(
-        run_family, features=feats, labels=labels, folds=research_folds(feats, cfg), config=cfg
-    )
-    items = [*cfg.models, *cfg.baselines]
-    t = time.perf_counter()
-    seq = [task(f) for f in items]
-    seq_s = time.perf_counter() - t
-    t = time.perf_counter()
-    par = run_in_processes(task, items, workers=workers)
-    par_s = time.perf_counter() - t
-    same = all(
-        a.predictions.equals(b.predictions) and a.fold_metrics.equals(b.fold_metrics)
-        for a, b in zip(seq, par, strict=True)
-    )
-    return {"bars": n, "workers": workers, "sequential_s": seq_s, "parallel_s": par_s,
-            "speedup": seq_s / par_s, "identical": float(same), "load_avg_1m": os.getloadavg()[0]}
+    os.environ["CANDLEFLOW_HOME"] = str(home)
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    for seed in range(series):
+        symbol = f"S{seed}"
+        bars = synthetic_bars([symbol], n, seed=seed)
+        path = inbox / f"{symbol}__1m.parquet"
+        bars.loc[:, ["ts", "open", "high", "low", "close", "volume"]].to_parquet(path)
+        code = candleflow(["ingest", "--file", str(path), "--symbol", symbol, "--timeframe", "1m",
+                           "--instrument-class", "crypto"])  # fmt: skip
+        if code != 0:
+            msg = f"candleflow ingest of {path} exited {code}"
+            raise RuntimeError(msg)
 
 
-def _research_one_series(seed: int, n: int, families: tuple[str, ...]) -> float:
-    """One series' research (features, labels, folds, each family's walk-forward); wall s."""
-    from bench.ingest import synthetic_bars
-    from ml.features import compute_features
-    from ml.pipeline import ResearchConfig, research_folds, research_labels, run_family
+_SERIES_CONFIG = """[research]
+models = {models}
+cpcv_series = []
 
-    t = time.perf_counter()
-    cfg = ResearchConfig(models=families)
-    bars = synthetic_bars([f"S{seed}"], n, seed=seed)
-    feats = compute_features(bars)
-    labels = research_labels(bars, cfg)
-    folds = research_folds(feats, cfg)
-    for family in families:
-        run_family(family, feats, labels, folds, cfg)
-    return time.perf_counter() - t
+[executor]
+kind = "multiprocess"
+max_concurrent = {steps}
+max_concurrent_runs = {runs}
+cli_runs = "executor"
+{start_method}"""
 
 
-def _series_run(series: int, n: int, families: list[str], workers: int) -> dict[str, float]:
-    """Run in a child process: `series` series of n bars over `workers` processes."""
-    from functools import partial
+def _series_run(
+    ingested: Path, n: int, families: list[str], workers: int, start_method: str
+) -> dict[str, float]:
+    """`candleflow research` of every series ingested under `ingested`, in a copy of that home:
+    one Dagster research run per series, `workers` at once, each run's steps at most
+    CPUs / workers at once (so runs x steps = the CPU budget). Times the command and the
+    research runs (command start to the last run's end, as Dagster recorded it)."""
+    import shutil
+    import tempfile
 
-    from ml.walkforward import run_in_processes
-
-    task = partial(_research_one_series, n=n, families=tuple(families))
-    t = time.perf_counter()
-    per_series = run_in_processes(task, list(range(series)), workers=workers)
-    wall = time.perf_counter() - t
+    cpus = os.cpu_count() or 1
+    home = Path(tempfile.mkdtemp(prefix=f"growth-w{workers}-", dir=ingested.parent))
+    shutil.copytree(ingested, home, dirs_exist_ok=True)
+    config = home / "candleflow.toml"
+    config.write_text(_SERIES_CONFIG.format(
+        models=json.dumps(families), steps=max(1, cpus // workers), runs=workers,
+        start_method="" if start_method == "default" else
+        f"config = {{ start_method = {{ {start_method} = {{}} }} }}\n",
+    ))  # fmt: skip
+    env = {**os.environ, "CANDLEFLOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env.pop("CANDLEFLOW_CONFIG", None)
+    cmd = [str(Path(sys.executable).parent / "candleflow"), "--config", str(config), "research"]
+    load_before = os.getloadavg()[0]
+    started = time.time()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.time() - started
+    if done.returncode != 0:
+        msg = f"candleflow research exited {done.returncode}: {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    times = json.loads(subprocess.run(
+        [sys.executable, "-m", "bench.growth", "--child-run-times", str(home / "dagster")],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1])  # fmt: skip
+    shutil.rmtree(home, ignore_errors=True)
     return {
-        "series": series, "bars": n, "workers": workers, "wall_s": wall,
-        "series_s_sum": sum(per_series),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "load_avg_1m": os.getloadavg()[0],
+        "series": times["runs"], "bars": n, "workers": workers, "steps_per_run": max(
+            1, cpus // workers), "start_method": start_method,
+        "research_s": times["last_end"] - started, "command_s": wall,
+        "runs_s_sum": times["runs_s_sum"], "succeeded": times["succeeded"],
+        "load_avg_1m_before": load_before, "load_avg_1m": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -182,34 +194,37 @@ def _fit_exponent(rows: list[dict[str, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
-    parser.add_argument("--sizes", default="10000,30000,100000")
+    parser.add_argument("--sizes", default="10000,30000,100000",
+                        help="sizes of the growth table ('' for none)")
     parser.add_argument("--families", default="xgboost")
     parser.add_argument("--large", action="store_true", help="add 1,000,000 bars")
-    parser.add_argument("--family-workers", type=int, default=0,
-                        help="also time one series' families in this many processes")
-    parser.add_argument("--series", default="1,4,5,20",
+    parser.add_argument("--series", default="1,4",
                         help="series counts for the multi-series rows ('' for none)")
-    parser.add_argument("--workers", default="1,2", help="worker counts for those rows")
+    parser.add_argument("--workers", default="1,2", help="concurrent runs for those rows")
     parser.add_argument("--series-bars", type=int, default=10_000)
+    parser.add_argument("--start-methods", default="default",
+                        help="multiprocess start methods of those rows: default (candleflow's: "
+                        "forkserver with preloaded modules), spawn (Dagster's), forkserver "
+                        "(Dagster's preload)")
     parser.add_argument("--pooled", type=int, default=0,
                         help="also time the pooled walk-forward of this many series")
     parser.add_argument("--child-pooled", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-series", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--child-ingest", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-run-times", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child-families", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     families = [f for f in args.families.split(",") if f]
     if args.child is not None:
         print(json.dumps(_one(args.child, families)))
         return 0
-    if args.child_families is not None:
-        print(json.dumps(_families_parallel(args.child_families, families, args.family_workers)))
+    if args.child_ingest is not None:
+        _ingest_series(args.child_ingest, int(args.series), args.series_bars)
         return 0
-    if args.child_series is not None:
-        row = _series_run(args.child_series, args.series_bars, families, args.child_workers)
-        print(json.dumps(row))
+    if args.child_run_times is not None:
+        from orchestration.launch import research_run_times
+
+        print(json.dumps(research_run_times(args.child_run_times)))
         return 0
     if args.child_pooled is not None:
         print(json.dumps(_pooled_run(args.child_pooled, args.series_bars)))
@@ -231,48 +246,56 @@ def main(argv: list[str] | None = None) -> int:
             f"({row['us_per_bar']:7.0f} us/bar), peak RSS {row['peak_rss_mb']:7.0f} MB",
             flush=True,
         )
-    fam: dict[str, float] | None = None
-    if args.family_workers > 1:
-        cmd = [sys.executable, "-m", "bench.growth", "--child-families", str(min(sizes)),
-               "--families", ",".join(families), "--family-workers", str(args.family_workers)]
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-        fam = json.loads(done.stdout.strip().splitlines()[-1])
-        print(
-            f"[bench.growth] families of one {fam['bars']:,}-bar series: sequential "
-            f"{fam['sequential_s']:.1f} s, {args.family_workers} processes {fam['parallel_s']:.1f}"
-            f" s ({fam['speedup']:.2f}x, identical={bool(fam['identical'])}) at load "
-            f"{fam['load_avg_1m']:.1f}",
-            flush=True,
-        )
-    series_rows = _series_rows(args, families, env)
-    pooled = _pooled_row(args, env) if args.pooled > 0 else None
-    exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
-    # The reference: the 100k row when a larger one follows it, else the second largest.
-    earlier = rows[:-1] or rows
-    ref = next((r for r in earlier if r["bars"] == 100_000), earlier[-1])
-    ratio = rows[-1]["us_per_bar"] / ref["us_per_bar"]
     home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    series_rows = _series_rows(args, families, home)
+    pooled = _pooled_row(args, env) if args.pooled > 0 else None
     out_path = args.out or home / "bench" / "growth.json"
-    payload = {
+    payload: dict[str, object] = {
         "benchmark": "growth",
         "when": datetime.now(UTC).isoformat(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "load_avg_1m": os.getloadavg()[0],
         "families": families,
         "rows": rows,
-        "exponent": exponent,
-        "per_bar_ratio_largest_vs_ref": ratio,
-        "ref_bars": ref["bars"],
         "goal_per_bar_ratio": GOAL_PER_BAR_RATIO,
-        "goal_met": ratio <= GOAL_PER_BAR_RATIO,
-        "families_parallel": fam,
         "series_rows": series_rows,
         "pooled": pooled,
-        "four_series_speedup_2_vs_1": _speedup(series_rows, 4),
+        "four_series_speedup_2_vs_1": {
+            m: _speedup(series_rows, 4, m) for m in _start_methods(args)
+        },
         "goal_two_worker_speedup": GOAL_TWO_WORKER_SPEEDUP,
     }
+    if rows:
+        payload.update(_growth_summary(rows))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(payload, indent=2))
+    if rows:
+        _print_growth(rows, families, payload)
+    if series_rows:
+        _print_series(series_rows)
+    for method, speedup in payload["four_series_speedup_2_vs_1"].items():  # type: ignore[attr-defined]
+        if speedup is not None:
+            verdict = "met" if speedup >= GOAL_TWO_WORKER_SPEEDUP else "NOT met"
+            print(
+                f"4 series through Dagster ({method} start): 1 run at a time / 2 at once = "
+                f"{speedup:.2f}x (goal >= {GOAL_TWO_WORKER_SPEEDUP}): {verdict} on "
+                f"{os.cpu_count()} CPUs at load {os.getloadavg()[0]:.1f}"
+            )
+    print(f"wrote {out_path}")
+    return 0
+
+
+def _growth_summary(rows: list[dict[str, float]]) -> dict[str, float | bool]:
+    exponent = _fit_exponent(rows) if len(rows) > 1 else float("nan")
+    # The reference: the 100k row when a larger one follows it, else the second largest.
+    earlier = rows[:-1] or rows
+    ref = next((r for r in earlier if r["bars"] == 100_000), earlier[-1])
+    ratio = rows[-1]["us_per_bar"] / ref["us_per_bar"]
+    return {"exponent": exponent, "per_bar_ratio_largest_vs_ref": ratio,
+            "ref_bars": ref["bars"], "goal_met": ratio <= GOAL_PER_BAR_RATIO}
+
+
+def _print_growth(rows: list[dict[str, float]], families: list[str], payload: dict) -> None:
     cols = ["features_labels_s", *(f"{f}_s" for f in families)]
     print(f"{'bars':>10}{'total s':>10}{'us/bar':>9}{'peak MB':>9}  " + "  ".join(cols))
     for r in rows:
@@ -282,45 +305,72 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_rss_mb']:>9.0f}  {parts}"
         )
     print(
-        f"fitted exponent {exponent:.2f} (1.0 = linear); time per bar at {rows[-1]['bars']:,} is "
-        f"{ratio:.2f}x that at {ref['bars']:,} (goal <= {GOAL_PER_BAR_RATIO}): "
-        f"{'met' if payload['goal_met'] else 'NOT met'} at load {payload['load_avg_1m']:.1f}; "
-        f"wrote {out_path}"
+        f"fitted exponent {payload['exponent']:.2f} (1.0 = linear); time per bar at "
+        f"{rows[-1]['bars']:,} is {payload['per_bar_ratio_largest_vs_ref']:.2f}x that at "
+        f"{payload['ref_bars']:,} (goal <= {GOAL_PER_BAR_RATIO}): "
+        f"{'met' if payload['goal_met'] else 'NOT met'} at load {payload['load_avg_1m']:.1f}"
     )
-    speedup = payload["four_series_speedup_2_vs_1"]
-    if speedup is not None:
-        verdict = "met" if speedup >= GOAL_TWO_WORKER_SPEEDUP else "NOT met"
+
+
+def _print_series(rows: list[dict[str, float]]) -> None:
+    print(f"{'series':>7}{'bars':>8}{'runs':>5}{'steps':>6}  {'start':<11}{'research s':>11}"
+          f"{'command s':>10}{'sum runs s':>11}{'load':>11}")
+    for r in rows:
         print(
-            f"4 series: 1 worker / 2 workers = {speedup:.2f}x (goal >= "
-            f"{GOAL_TWO_WORKER_SPEEDUP}): {verdict}"
-            f" on {os.cpu_count()} CPUs at load {os.getloadavg()[0]:.1f}"
+            f"{r['series']:>7}{r['bars']:>8,}{r['workers']:>5}{r['steps_per_run']:>6}  "
+            f"{r['start_method']:<11}{r['research_s']:>11.1f}{r['command_s']:>10.1f}"
+            f"{r['runs_s_sum']:>11.1f}{r['load_avg_1m_before']:>5.1f}->{r['load_avg_1m']:<4.1f}"
         )
-    return 0
+    print("runs: research runs at once ([executor] max_concurrent_runs); steps: step processes "
+          "per run (max_concurrent); research s: `candleflow research` start to the last "
+          "research run's end (the portfolio report after it is in command s only)")
+
+
+def _start_methods(args: argparse.Namespace) -> list[str]:
+    return [m for m in args.start_methods.split(",") if m]
 
 
 def _series_rows(
-    args: argparse.Namespace, families: list[str], env: dict[str, str]
+    args: argparse.Namespace, families: list[str], home: Path
 ) -> list[dict[str, float]]:
-    """The multi-series rows, each (series, workers) in a fresh child process."""
+    """The multi-series rows: per series count, one home with the series ingested, then per
+    start method and worker count a `candleflow research` of them in a copy of it."""
+    import shutil
+    import tempfile
+
     rows = []
-    for workers in sorted({int(w) for w in args.workers.split(",") if w}):
+    root = Path(tempfile.mkdtemp(prefix="growth-series-", dir=_mkdir(home / "bench")))
+    env = {**os.environ}
+    env.pop("CANDLEFLOW_CONFIG", None)
+    try:
         for series in sorted({int(s) for s in args.series.split(",") if s}):
-            cmd = [sys.executable, "-m", "bench.growth", "--child-series", str(series),
-                   "--child-workers", str(workers), "--series-bars", str(args.series_bars),
-                   "--families", ",".join(families)]  # fmt: skip
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            worker = row["peak_worker_rss_mb"]
-            print(
-                f"[bench.growth] {series:>3} series x {args.series_bars:,} bars on {workers} "
-                f"worker(s): {row['wall_s']:7.1f} s (sum of series {row['series_s_sum']:.1f} s), "
-                f"peak RSS {row['peak_rss_mb']:.0f} MB"
-                + (f", largest worker {worker:.0f} MB" if worker else "")
-                + f" at load {row['load_avg_1m']:.1f}",
-                flush=True,
-            )
+            ingested = root / f"ingested-{series}"
+            subprocess.run(
+                [sys.executable, "-m", "bench.growth", "--child-ingest", str(ingested),
+                 "--series", str(series), "--series-bars", str(args.series_bars)],
+                check=True, capture_output=True, text=True, env=env,
+            )  # fmt: skip
+            for method in _start_methods(args):
+                for workers in sorted({int(w) for w in args.workers.split(",") if w}):
+                    if workers > series:
+                        continue  # more concurrent runs than series times the same as fewer
+                    row = _series_run(ingested, args.series_bars, families, workers, method)
+                    rows.append(row)
+                    print(
+                        f"[bench.growth] {series:>3} series x {args.series_bars:,} bars, "
+                        f"{workers} run(s) at once ({method} start): research "
+                        f"{row['research_s']:.1f} s, command {row['command_s']:.1f} s at load "
+                        f"{row['load_avg_1m']:.1f}",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _pooled_row(args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
@@ -338,9 +388,13 @@ def _pooled_row(args: argparse.Namespace, env: dict[str, str]) -> dict[str, floa
     return row
 
 
-def _speedup(rows: list[dict[str, float]], series: int) -> float | None:
-    """Wall time of `series` series on 1 worker over that on 2 (None when not both ran)."""
-    wall = {r["workers"]: r["wall_s"] for r in rows if r["series"] == series}
+def _speedup(rows: list[dict[str, float]], series: int, method: str) -> float | None:
+    """Research time of `series` series 1 run at a time over 2 at once (None unless both ran)."""
+    wall = {
+        r["workers"]: r["research_s"]
+        for r in rows
+        if r["series"] == series and r["start_method"] == method
+    }
     return wall[1] / wall[2] if 1 in wall and 2 in wall else None
 
 

@@ -14,7 +14,7 @@ if [[ "${CANDLEFLOW_BENCH_SMOKE:-}" == "1" ]]; then
   ARGS[features]="--rows 100000 --repeats 2"
   ARGS[backtest]="--rows 100000 --repeat 1"
   ARGS[latency]="--bars 1500 --runs 1x1,10x1"
-  ARGS[growth]="--sizes 5000,20000 --series 1,4 --series-bars 3000"
+  ARGS[growth]="--sizes 5000,20000 --series 2 --series-bars 2000"
 elif [[ "${CANDLEFLOW_BENCH_LARGE:-}" == "1" ]]; then
   ARGS[growth]="--large"
 fi

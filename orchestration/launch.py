@@ -11,7 +11,8 @@ run-launcher subprocess, no multiprocess executor).
 `research` job by Dagster's own `dagster job execute`, in its own process, on the job's executor
 (multiprocess: each step its own process), `max_concurrent_runs` at a time. Those processes
 rebuild the code location from the environment, which `export_for_step_processes` points at
-this home and config.
+this home and config, with the thread limits of `thread_limits` (the CPU budget shared by the
+step processes that run at once).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from infra.config import CONFIG_ENV_VAR, CandleflowConfig
+from infra.config import CONFIG_ENV_VAR, CandleflowConfig, ExecutorSection
 from infra.settings import Settings
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "execute_research_runs",
     "export_for_step_processes",
     "research_job",
+    "thread_limits",
 ]
 
 CODE_LOCATION = "orchestration.definitions"  # the location name `dagster dev -m` gives it
@@ -96,8 +98,23 @@ def research_job() -> dg.JobDefinition:
     return defs.resolve_job_def(RESEARCH_JOB)
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_limits(section: ExecutorSection, cpus: int | None = None) -> dict[str, str]:
+    """Native threads per step process: the CPUs over the steps that run at once (runs at once
+    times steps per run, a run's steps being one per CPU unless `max_concurrent` says), at least
+    one, so concurrent steps do not oversubscribe the cores with OpenMP and BLAS pools."""
+    cpus = cpus or os.cpu_count() or 1
+    steps = section.max_concurrent_runs * (section.max_concurrent or cpus)
+    return dict.fromkeys(_THREAD_VARS, str(max(1, cpus // steps)))
+
+
 def export_for_step_processes(settings: Settings, config: CandleflowConfig) -> None:
-    """Point the environment the run and step processes inherit at this home and this config."""
+    """Point the environment the run and step processes inherit at this home and this config,
+    and limit their threads (`thread_limits`; a limit already in the environment is kept)."""
+    for var, value in thread_limits(config.executor).items():
+        os.environ.setdefault(var, value)
     os.environ["CANDLEFLOW_HOME"] = str(settings.home)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     if config.path is not None:
@@ -172,3 +189,21 @@ def execute_research_runs(
 def resolved_path(settings: Settings) -> Path:
     """Where a config built in code is written for the run processes (JSON, every default)."""
     return settings.dagster_home / "candleflow.resolved.json"
+
+
+def research_run_times(dagster_home: Path) -> dict[str, float]:
+    """The research runs recorded in the instance at `dagster_home`: how many, how many
+    succeeded, the first start and the last end (Unix seconds) and the sum of their durations,
+    as Dagster recorded them."""
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    from orchestration.jobs import RESEARCH_JOB
+
+    records = instance.get_run_records(dg.RunsFilter(job_name=RESEARCH_JOB))
+    timed = [r for r in records if r.start_time is not None and r.end_time is not None]
+    ok = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
+    return {
+        "runs": len(records), "succeeded": len(ok),
+        "first_start": min((r.start_time for r in timed), default=float("nan")),
+        "last_end": max((r.end_time for r in timed), default=float("nan")),
+        "runs_s_sum": sum(r.end_time - r.start_time for r in timed),
+    }  # fmt: skip

@@ -29,10 +29,12 @@ from numba import njit
 __all__ = [
     "acf_features",
     "any_nan_columns",
+    "bar_looks_valid",
     "bars_look_valid",
     "bollinger_features",
     "copy_row",
     "divide_row",
+    "has_nan",
     "hurst_feature",
     "keltner_features",
     "lag_difference",
@@ -738,13 +740,29 @@ def bars_look_valid(ts, open_, high, low, close, volume):  # pragma: no cover - 
         if ts[i] <= ts[i - 1]:
             return False
     for i in range(close.shape[0]):
-        o = open_[i]
-        h = high[i]
-        lo = low[i]
-        c = close[i]
-        v = volume[i]
-        if not (o > 0.0 and h > 0.0 and lo > 0.0 and c > 0.0 and v >= 0.0 and h >= lo):
-            return False  # also catches NaN, which fails every comparison
-        if not (math.isfinite(o + h + lo + c) and math.isfinite(v)):
+        if not bar_looks_valid(open_[i], high[i], low[i], close[i], volume[i]):
             return False
     return True
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def bar_looks_valid(o, h, lo, c, v):  # pragma: no cover - jitted
+    """Finite values, prices > 0, volume >= 0 and high >= low (one bar of bars_look_valid)."""
+    if not (o > 0.0 and h > 0.0 and lo > 0.0 and c > 0.0 and v >= 0.0 and h >= lo):
+        return False  # also catches NaN, which fails every comparison
+    return (
+        math.isfinite(o)
+        and math.isfinite(h)
+        and math.isfinite(lo)
+        and math.isfinite(c)
+        and math.isfinite(v)
+    )
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def has_nan(x):  # pragma: no cover - jitted
+    """any(isnan(x)) of a 1-d array, without numpy's temporaries (a tenth of their cost)."""
+    for i in range(x.shape[0]):
+        if math.isnan(x[i]):
+            return True
+    return False

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml._kernels import has_nan
 from ml.errors import ModelError
 from ml.features import FeatureConfig, compute_features, feature_columns, required_history
 from ml.models.base import PROBA_COLUMNS, BaseModel, load_model
@@ -97,7 +98,7 @@ class ModelBundle:
         if not self.row_wise:
             msg = f"{self.name} reads sequences of rows; use predict_last on a bar buffer"
             raise ModelError(msg)
-        if np.isnan(features).any():  # warm-up: some feature is still undefined
+        if has_nan(features):  # warm-up: some feature is still undefined
             return None
         idx = self._row_index
         if idx is None:  # a column the features lack: let the model name it

@@ -29,6 +29,7 @@ from ml._kernels import (
     _amihud_row,
     _flow_row,
     _vwap_row,
+    bar_looks_valid,
     bollinger_row,
     keltner_row,
     window_deviation,
@@ -251,7 +252,11 @@ def _update(
     sd_ring,
     out,
 ):  # pragma: no cover - jitted
-    """Fold one bar (o, h, l, c, v) into the state; write its feature row into `out`."""
+    """Fold one bar (o, h, l, c, v) into the state; write its feature row into `out`.
+
+    Returns the columns written, or -1 (state untouched) for a bar that is not valid."""
+    if not bar_looks_valid(bar[0], bar[1], bar[2], bar[3], bar[4]):
+        return -1
     g = ist[_S_G]
     keep = buf.shape[1] // 2
     pos = ist[_S_POS] + 1
@@ -989,9 +994,6 @@ class OnlineFeatures:
         The returned array is reused by the next call: copy it to keep it. A row with a NaN is
         in warm-up, as in compute_features.
         """
-        problem = _bad_bar(open_, high, low, close, volume)
-        if problem is not None:
-            raise FeatureInputError(problem)
         bar = self._bar
         bar[0] = open_
         bar[1] = high
@@ -1005,6 +1007,8 @@ class OnlineFeatures:
             self._hurst_var, self._acf_s, self._acf_tmp, self._hl2_ring, self._sk_ring,
             self._sd_ring, self._out,
         )  # fmt: skip
+        if written < 0:  # checked in the kernel: the message is worth its cost only here
+            raise FeatureInputError(_bad_bar(open_, high, low, close, volume) or "invalid bar")
         if written != len(self.columns):  # pragma: no cover - a layout bug, not an input error
             msg = f"online features wrote {written} of {len(self.columns)} columns"
             raise RuntimeError(msg)

@@ -94,3 +94,20 @@ def test_online_features_when_pickled_mid_replay_then_resumes_identically():
 def test_online_features_when_bar_is_invalid_then_feature_input_error(bar, match):
     with pytest.raises(FeatureInputError, match=match):
         OnlineFeatures().update(*bar)
+
+
+def test_online_features_when_invalid_bar_mid_replay_then_state_is_untouched():
+    # Arrange: the bar check runs inside the kernel, which must return before folding anything.
+    bars = synthetic_bars(400, seed=5)[["open", "high", "low", "close", "volume"]].to_numpy()
+    clean = OnlineFeatures()
+    hit = OnlineFeatures()
+    for row in bars[:300]:
+        clean.update(*row)
+        hit.update(*row)
+    # Act
+    with pytest.raises(FeatureInputError, match="infinite"):
+        hit.update(100.0, float("inf"), 99.0, 100.0, 1.0)
+    # Assert: the rest of the replay is the same as if the bad bar never came
+    for row in bars[300:]:
+        np.testing.assert_array_equal(hit.update(*row), clean.update(*row))
+    assert hit.bars == clean.bars == 400

@@ -325,21 +325,39 @@ def walk_forward_all(
     )
 
 
+POOLED_PREFIX = "pooled_"  # the portfolio strategy of a pooled family: "pooled_xgboost"
+
+
+def pooled_name(family: str) -> str:
+    """The strategy name the portfolio report gives the pooled model of `family`."""
+    return f"{POOLED_PREFIX}{family}"
+
+
 def pooled_of(
     features: Mapping[str, pd.DataFrame],
     labels: Mapping[str, pd.DataFrame],
     cfg: ResearchConfig,
+    tracker: ModelTracker,
+    *,
+    dagster_run_id: str,
+    versions: Mapping[str, str | None] | None = None,
+    log: Log = logger.info,
 ) -> dict[str, Any]:
     """Timeframe -> the pooled walk-forward of the deployable family over that timeframe's
-    series: one model per fold for all of them (ml.pooled), predictions per series."""
+    series: one model per fold for all of them (ml.pooled), predictions per series, and one
+    MLflow run per timeframe (parameters, per-fold metrics as steps, the fold models).
+    `versions` (series -> the data version its features were computed on) travels with the
+    predictions so the portfolio trades them only beside the same bars."""
     from infra.series import parse_series_key
     from ml.pooled import run_pooled_walk_forward
 
     by_tf: dict[str, list[str]] = {}
     for key in sorted(features):
         by_tf.setdefault(parse_series_key(key)[1], []).append(key)
+    columns = list(feature_columns(cfg.feature_config))
     out = {}
     for tf, keys in by_tf.items():
+        t0 = datetime.now(UTC)
         labs = {k: _labels_from_frame(labels[k]) for k in keys}
         result = run_pooled_walk_forward(
             {k: features[k] for k in keys},
@@ -349,14 +367,62 @@ def pooled_of(
             purge=max(cfg.horizon + 1, *(lab.horizon for lab in labs.values())),
             embargo=cfg.embargo,
             oos_fraction=cfg.oos_fraction,
-            feature_columns=list(feature_columns(cfg.feature_config)),
+            feature_columns=columns,
         )
+        rows = [
+            {k: float(v) for k, v in r.items() if isinstance(v, (int, float, np.number))}
+            for r in result.fold_metrics.to_dict("records")
+        ]
+        strategy = pooled_name(DEPLOYABLE)
+        fp = data_fingerprint(
+            pd.DataFrame({"fingerprint": [
+                data_fingerprint(features[k].drop(columns=["warmup"])) for k in keys
+            ]}, index=keys)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            for fold, model in zip(result.folds, result.models, strict=True):
+                model.save(Path(tmp) / "model" / f"fold_{fold.fold_id}")
+            (Path(tmp) / "series.json").write_text(json.dumps(keys))
+            run_id = tracker.log_training(
+                run_name=f"pooled {tf} {DEPLOYABLE} walk-forward",
+                params={
+                    "timeframe": tf,
+                    "family": DEPLOYABLE,
+                    "kind": "pooled",
+                    "n_series": len(keys),
+                    "model_params": json.dumps(result.models[0].params, default=str),
+                    **{f"research.{k}": v for k, v in cfg.to_dict().items()},
+                },
+                fold_metrics=rows,
+                summary_metrics={
+                    **{f"oos_{k}": v for k, v in result.overall_metrics.items()},
+                    "n_trials": 1.0,
+                    "fits": float(len(result.models)),
+                },
+                model_dir=Path(tmp) / "model",
+                features=columns,
+                fingerprint=fp,
+                tags={
+                    "candleflow.role": "pooled",
+                    "candleflow.timeframe": tf,
+                    "candleflow.family": DEPLOYABLE,
+                    "dagster.run_id": dagster_run_id,
+                },
+                artifacts={"pooled": Path(tmp) / "series.json"},
+            )
+        secs = (datetime.now(UTC) - t0).total_seconds()
+        log(f"pooled {tf} {DEPLOYABLE}: {len(result.models)} fits over {len(keys)} series, "
+            f"{secs:.1f}s, MLflow run {run_id}")
         out[tf] = {
             "family": DEPLOYABLE,
+            "strategy": strategy,
             "series": keys,
             "fits": len(result.models),
             "predictions": result.predictions,
             "overall_metrics": result.overall_metrics,
+            "fold_metrics": rows,
+            "mlflow_run": run_id,
+            "data_versions": {k: (versions or {}).get(k) for k in result.predictions},
         }
     return out
 
@@ -688,6 +754,7 @@ def trial_pool(
         tuned = [
             float(x)
             for key in keys
+            if family in oos_predictions[key]
             for x in oos_predictions[key][family].attrs.get("trial_sharpes", [])
         ]
         if tuned:
@@ -737,8 +804,13 @@ def portfolio_backtests(
     research: Any,
     *,
     log: Log,
+    pooled_left_out: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One shared-cash portfolio per timeframe, for every family, baseline and benchmark."""
+    """One shared-cash portfolio per timeframe, for every family, baseline and benchmark, and
+    for each pooled model (a `pooled_<family>` entry in the predictions, see pooled_of). A pooled
+    model is a model like the others (its trial counted in the DSR, its returns in the PBO); it
+    trades the series that have its predictions, and its row warns of each one that does not
+    (`pooled_left_out`: strategy -> series -> why, else "no pooled predictions")."""
     cfg: ResearchConfig = research.config()
     # The family whose OOS rows date the portfolio (every family has the same rows).
     ref = DEPLOYABLE if DEPLOYABLE in cfg.models else [*cfg.models, *cfg.baselines][0]
@@ -751,12 +823,20 @@ def portfolio_backtests(
         bars = {s.symbol: store.read_bars(s.symbol, s.timeframe) for s in specs}
         strategy = research.strategy(specs[0])
         keys = [s.key for s in specs]
+        pooled = sorted(
+            {f for s in specs for f in oos_predictions[s.key] if f.startswith(POOLED_PREFIX)}
+        )
+        models = (*cfg.models, *pooled)
         results: dict[str, Any] = {}
         kinds: dict[str, str] = {}
-        for family in [*cfg.models, *cfg.baselines]:
+        for family in [*models, *cfg.baselines]:
             if family == _ALWAYS_LONG_FAMILY:
                 continue
-            preds = {s.symbol: oos_predictions[s.key][family] for s in specs}
+            preds = {
+                s.symbol: oos_predictions[s.key][family]
+                for s in specs
+                if family in oos_predictions[s.key]
+            }
             results[family] = _run_series(bars, preds, strategy)
             kinds[family] = "baseline" if family in BASELINES else "model"
             log(f"portfolio {tf} {family}: {len(results[family]['trades'])} trades")
@@ -772,11 +852,11 @@ def portfolio_backtests(
         # across the model families. Degenerate cases (a family that never trades, fewer than
         # two that do) give NaN with a reason in the metrics' notes, never an exception.
         rets = pd.DataFrame(
-            {f: results[f]["equity"].pct_change() for f in cfg.models}
+            {f: results[f]["equity"].pct_change() for f in models}
         ).iloc[1:].fillna(0.0)
-        pool, trial_counts = trial_pool(oos_predictions, keys, cfg.models, rets)
+        pool, trial_counts = trial_pool(oos_predictions, keys, models, rets)
         for name in results:
-            model = name in cfg.models
+            model = name in models
             with_trials(
                 results[name],
                 strategy,
@@ -784,13 +864,19 @@ def portfolio_backtests(
                 trial_returns=rets if model else None,
                 trial_sharpes=pool if model else None,
             )
+        warnings = _warnings_by_family(oos_predictions, specs, models)
+        for name, lines in _pooled_warnings(
+            oos_predictions, specs, pooled, pooled_left_out or {}
+        ).items():
+            warnings.setdefault(name, []).extend(lines)
         books[tf] = {
             "series": keys,
             "strategies": results,
             "kinds": kinds,
-            "descriptions": dict(BENCHMARK_DESCRIPTIONS),
+            "descriptions": BENCHMARK_DESCRIPTIONS
+            | {p: _pooled_description(p, oos_predictions, specs) for p in pooled},
             "trials": trial_counts,
-            "warnings": _warnings_by_family(oos_predictions, specs, cfg.models),
+            "warnings": warnings,
             "strategy_config": strategy.to_dict(),
             "research_config": cfg.to_dict(),
             "oos_start": str(first),
@@ -849,10 +935,43 @@ def _warnings_by_family(
     out: dict[str, list[str]] = {}
     for family in models:
         for spec in specs:
+            if family not in oos_predictions[spec.key]:
+                continue
             flag = single_class_warning(oos_predictions[spec.key][family][PROBA].to_numpy())
             if flag:
                 out.setdefault(family, []).append(f"{spec.key}: {flag}")
     return out
+
+
+def _pooled_warnings(
+    oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]],
+    specs: list[SeriesSpec],
+    pooled: list[str],
+    left_out: Mapping[str, Mapping[str, str]],
+) -> dict[str, list[str]]:
+    """Pooled strategy -> one line per series of the portfolio it does not trade, and why."""
+    from execution.report import left_out_warning
+
+    out: dict[str, list[str]] = {}
+    for name in pooled:
+        why = left_out.get(name, {})
+        missing = [s.key for s in specs if name not in oos_predictions[s.key]]
+        if missing:
+            out[name] = [
+                left_out_warning(k, why.get(k, "no pooled predictions")) for k in missing
+            ]
+    return out
+
+
+def _pooled_description(
+    name: str, oos_predictions: Mapping[str, Mapping[str, pd.DataFrame]], specs: list[SeriesSpec]
+) -> str:
+    traded = [s.key for s in specs if name in oos_predictions[s.key]]
+    family = name.removeprefix(POOLED_PREFIX)
+    return (
+        f"pooled {family}: one model per walk-forward fold trained across {len(traded)} series "
+        f"({', '.join(traded)}) on their shared time axis, traded through the same rules"
+    )
 
 
 def consistency(books: Mapping[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ assets._research_core), and returns the value with metadata that makes the linea
 
 import hashlib
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ from orchestration.resources import (
 )
 
 __all__ = [
+    "assets_for",
     "bars_snapshot",
+    "build_portfolio_backtest",
     "cpcv",
     "deployable_model",
     "features",
@@ -311,32 +314,63 @@ def deployable_model(
 _PARTIAL = dg.AssetIn(metadata={"allow_missing_partitions": True})
 
 
-@dg.asset(
-    group_name="report",
-    kinds={"python"},
-    ins={"oos_predictions": _PARTIAL, "bars_snapshot": _PARTIAL},
-    description="One portfolio backtest per timeframe: every series of that timeframe shares "
-    "one cash balance; each model family and baseline trades its OOS predictions through the "
-    "same decision, sizing, risk and cost code the live plane uses.",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "min_trades",
-            asset="portfolio_backtest",
-            description="every model family made enough trades for its metrics to mean much",
-        ),
-        dg.AssetCheckSpec(
-            "metric_consistency",
-            asset="portfolio_backtest",
-            blocking=True,
-            description="profit factor > 1 exactly when summed trade P&L > 0; equity reconciles "
-            "with cash, trades and open positions",
-        ),
-    ],
-)
-def portfolio_backtest(
+def build_portfolio_backtest(*, pooled: bool) -> dg.AssetsDefinition:
+    """The portfolio_backtest asset; with `pooled` it also reads pooled_predictions (so the
+    pooled model is upstream of the report) and trades it as one more model."""
+    ins = {"oos_predictions": _PARTIAL, "bars_snapshot": _PARTIAL}
+    if pooled:
+        ins["pooled_predictions"] = dg.AssetIn()
+
+    @dg.asset(
+        name="portfolio_backtest",
+        group_name="report",
+        kinds={"python"},
+        ins=ins,
+        description="One portfolio backtest per timeframe: every series of that timeframe "
+        "shares one cash balance; each model family and baseline (and, with [research] pooled "
+        "= true, the pooled model) trades its OOS predictions through the same decision, "
+        "sizing, risk and cost code the live plane uses.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "min_trades",
+                asset="portfolio_backtest",
+                description="every model family made enough trades for its metrics to mean much",
+            ),
+            dg.AssetCheckSpec(
+                "metric_consistency",
+                asset="portfolio_backtest",
+                blocking=True,
+                description="profit factor > 1 exactly when summed trade P&L > 0; equity "
+                "reconciles with cash, trades and open positions",
+            ),
+        ],
+    )
+    def portfolio_backtest(
+        context: dg.AssetExecutionContext,
+        series_registry: SeriesRegistryResource,
+        research: ResearchResource,
+        **inputs: Any,
+    ) -> Any:
+        yield from _portfolio_backtest(
+            context,
+            inputs["oos_predictions"],
+            inputs["bars_snapshot"],
+            inputs.get("pooled_predictions"),
+            series_registry,
+            research,
+        )
+
+    return portfolio_backtest
+
+
+portfolio_backtest = build_portfolio_backtest(pooled=False)
+
+
+def _portfolio_backtest(
     context: dg.AssetExecutionContext,
     oos_predictions: Any,
     bars_snapshot: Any,
+    pooled: dict[str, Any] | None,
     series_registry: SeriesRegistryResource,
     research: ResearchResource,
 ) -> Any:
@@ -348,9 +382,15 @@ def portfolio_backtest(
     bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
     usable, left_out = usable_series(oos_predictions, bars_snapshot, known)
     usable, left_out = same_version_only(
-        usable, left_out, _predictions_versions(context, usable),
+        usable, left_out, _recorded_versions(context, "oos_predictions", usable),
         {k: bars_version(bars_snapshot[k]) for k in usable},
     )
+    predictions = {k: oos_predictions[k] for k in usable}
+    pooled_left_out: dict[str, dict[str, str]] = {}
+    if pooled is not None:
+        predictions, pooled_left_out = with_pooled(
+            predictions, pooled, {k: bars_version(bars_snapshot[k]) for k in usable}
+        )
     warnings = list(left_out.values())
     for warning in warnings:
         context.log.warning(warning)
@@ -359,7 +399,8 @@ def portfolio_backtest(
         raise core.ResearchError(msg)
     store = SnapshotStore({parse_series_key(k): bars_snapshot[k] for k in usable})
     books = core.portfolio_backtests(
-        {k: oos_predictions[k] for k in usable}, registry, store, research, log=context.log.info
+        predictions, registry, store, research, log=context.log.info,
+        pooled_left_out=pooled_left_out,
     )
     cfg = research.app_config()
     for tf, book in books.items():
@@ -369,7 +410,7 @@ def portfolio_backtest(
         # What this backtest traded, kept so `candleflow reproduce` can rebuild it exactly.
         book["inputs"] = archive_inputs(
             Path(research.reports_dir) / f"portfolio_{tf}",
-            {k: oos_predictions[k] for k in book["series"]},
+            {k: predictions[k] for k in book["series"]},
             {k: bars_snapshot[k] for k in book["series"]},
             {k: registry.get(k) for k in book["series"]},
             cfg.to_json(),
@@ -424,12 +465,15 @@ def portfolio_backtest(
     description="With [research] pooled = true: one deployable-family model per walk-forward "
     "fold trained across every series of a timeframe, folds on their shared time axis (no "
     "training label reads a bar of any series' test window); OOS predictions per series, so "
-    "a universe of N series costs n_folds fits, not N * n_folds.",
+    "a universe of N series costs n_folds fits, not N * n_folds. One MLflow run per timeframe "
+    "holds its parameters, per-fold metrics and fold models; the portfolio report trades it "
+    "as `pooled_<family>`.",
 )
 def pooled_predictions(
     context: dg.AssetExecutionContext,
     features: Any,
     labels: Any,
+    mlflow: MlflowResource,
     research: ResearchResource,
 ) -> dg.Output[dict[str, Any]]:
     feats = _by_partition(context, "features", features)
@@ -439,13 +483,20 @@ def pooled_predictions(
         msg = "no series has features and labels yet; run `candleflow research` first"
         raise core.ResearchError(msg)
     out = core.pooled_of(
-        {k: feats[k] for k in keys}, {k: labs[k] for k in keys}, research.config()
+        {k: feats[k] for k in keys},
+        {k: labs[k] for k in keys},
+        research.config(),
+        mlflow.tracker(),
+        dagster_run_id=context.run.run_id,
+        versions=_recorded_versions(context, "features", keys),
+        log=context.log.info,
     )
     return dg.Output(
         out,
         metadata={
             "series": dg.MetadataValue.json({tf: v["series"] for tf, v in out.items()}),
             "fits": dg.MetadataValue.json({tf: v["fits"] for tf, v in out.items()}),
+            "mlflow_runs": dg.MetadataValue.json({tf: v["mlflow_run"] for tf, v in out.items()}),
             **{
                 f"{tf}.oos_accuracy": float(v["overall_metrics"]["accuracy"])
                 for tf, v in out.items()
@@ -528,13 +579,40 @@ def same_version_only(
     return keep, out
 
 
-def _predictions_versions(context: dg.AssetExecutionContext, keys: list[str]) -> dict[str, Any]:
-    """The data version each series' latest oos_predictions materialization recorded."""
+def with_pooled(
+    predictions: dict[str, Any], pooled: dict[str, Any], snapshot: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """Each series' predictions with its pooled model's beside its families (as
+    `pooled_<family>`), and why each series is not traded by a pooled model: no pooled
+    prediction, or pooled predictions made on features of another data version than the bars
+    snapshot (features recorded without a version are taken as they are)."""
+    out = {k: dict(v) for k, v in predictions.items()}
+    left_out: dict[str, dict[str, str]] = {}
+    for tf, entry in pooled.items():
+        name = entry["strategy"]
+        for key in predictions:
+            if parse_series_key(key)[1] != tf:
+                continue
+            made = entry["data_versions"].get(key)
+            if key not in entry["predictions"]:
+                left_out.setdefault(name, {})[key] = "no pooled predictions"
+            elif made is not None and made != snapshot[key]:
+                left_out.setdefault(name, {})[key] = (
+                    f"pooled predictions of data version {made}, bars snapshot {snapshot[key]}"
+                )
+            else:
+                out[key][name] = entry["predictions"][key]
+    return out, left_out
+
+
+def _recorded_versions(
+    context: dg.AssetExecutionContext, asset: str, keys: list[str]
+) -> dict[str, Any]:
+    """The data version each series' latest materialization of `asset` recorded."""
     out: dict[str, Any] = {}
     for key in keys:
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("oos_predictions"),
-                                  asset_partitions=[key]),
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]),
             limit=1,
         ).records
         meta = records[0].asset_materialization.metadata if records else {}
@@ -645,3 +723,17 @@ def research_report(
             "reports": dg.MetadataValue.json(json.loads(json.dumps(paths))),
         }
     )
+
+
+def assets_for(*, pooled: bool) -> list[dg.AssetsDefinition]:
+    """This module's assets for a config: with [research] pooled = true, pooled_predictions and
+    a portfolio_backtest that trades it; without, neither."""
+    pooled_only = {pooled_predictions.key, portfolio_backtest.key}
+    base = [
+        a
+        for a in dg.load_assets_from_modules([sys.modules[__name__]])
+        if not pooled_only & set(getattr(a, "keys", ()))
+    ]
+    if pooled:
+        return [*base, pooled_predictions, build_portfolio_backtest(pooled=True)]
+    return [*base, portfolio_backtest]

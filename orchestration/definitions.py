@@ -65,12 +65,8 @@ def build_resources(
 def build_defs(settings: Settings, config: CandleflowConfig | None = None) -> dg.Definitions:
     pooled = (config or CandleflowConfig()).research.pooled
     return dg.Definitions(
-        # [research] pooled = true adds the pooled_predictions asset
-        assets=[
-            a
-            for a in dg.load_assets_from_modules([data_plane, research])
-            if pooled or research.pooled_predictions.key not in getattr(a, "keys", ())
-        ],
+        # [research] pooled = true adds pooled_predictions, traded by the portfolio backtest
+        assets=[*dg.load_assets_from_modules([data_plane]), *research.assets_for(pooled=pooled)],
         asset_checks=dg.load_asset_checks_from_modules([data_plane, research]),
         jobs=[ingest_job, research_job, retrain_job, report_job],
         schedules=[daily_ingest_schedule, weekly_retrain_schedule],

@@ -33,6 +33,8 @@ retrain_job = dg.define_asset_job(
 
 report_job = dg.define_asset_job(
     REPORT_JOB,
-    selection=dg.AssetSelection.groups("report"),
-    description="Portfolio backtests (one per timeframe, shared cash) and their HTML reports.",
+    # with [research] pooled = true the pooled model is retrained here, upstream of the report
+    selection=dg.AssetSelection.groups("report", "pooled"),
+    description="Portfolio backtests (one per timeframe, shared cash) and their HTML reports; "
+    "with [research] pooled = true, first the pooled walk-forward they trade.",
 )

@@ -10,7 +10,6 @@ sequence, so the same bars and predictions give the same orders, fills and equit
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from execution import _fast
 from execution.broker import submit_order
@@ -367,32 +367,55 @@ def _try_fast(
 
 
 def _iso_utc(ns: np.ndarray) -> np.ndarray:
-    """datetime.isoformat() of UTC instants given in whole microseconds as ns since the epoch."""
+    """datetime.isoformat() of UTC instants given in whole microseconds as ns since the epoch,
+    as bytes (an "S" array)."""
     us = ns // 1000
     secs = np.datetime_as_string(us.astype("datetime64[us]").astype("datetime64[s]"), unit="s")
+    secs = secs.astype("S")
     frac = us % 1_000_000
-    iso = secs.astype(object) + "+00:00"
     has_frac = frac != 0
-    if has_frac.any():
-        iso[has_frac] = (
-            secs[has_frac].astype(object)
-            + "."
-            + np.char.zfill(frac[has_frac].astype(str), 6).astype(object)
-            + "+00:00"
-        )
-    return iso
+    if not has_frac.any():
+        return np.char.add(secs, b"+00:00")
+    digits = np.char.zfill(frac.astype("S6"), 6)
+    with_frac = np.char.add(np.char.add(np.char.add(secs, b"."), digits), b"+00:00")
+    return np.where(has_frac, with_frac, np.char.add(secs, b"+00:00"))
 
 
 def _client_ids(
     strategy: str, symbol: str, timeframe: str, bar_ns: np.ndarray, intents: np.ndarray
-) -> list[str]:
-    """make_client_id for many (bar ts, intent) pairs at once."""
-    prefix = f"{strategy}|{symbol}|{timeframe}|"
-    sha = hashlib.sha256
-    return [
-        "cf" + sha(f"{prefix}{iso}|{intent}".encode()).hexdigest()[:16]
-        for iso, intent in zip(_iso_utc(bar_ns), intents, strict=True)
-    ]
+) -> np.ndarray:
+    """make_client_id for many (bar ts, intent) pairs at once, as bytes (an "S18" array)."""
+    prefix = f"{strategy}|{symbol}|{timeframe}|".encode()
+    suffix = np.char.add(b"|", np.asarray(intents).astype("S"))
+    return _fast.client_ids(np.char.add(np.char.add(prefix, _iso_utc(bar_ns)), suffix))
+
+
+def _protective_client_ids(entry_ids: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """protective_client_id of many entries' ids ("S18"), of their stop where `stop`, else of
+    their take profit."""
+    kinds = np.where(stop, b"|stop", b"|take_profit")
+    return _fast.client_ids(np.char.add(entry_ids, kinds))
+
+
+# A frame built from Python strs holds this dtype (Arrow-backed from pandas 3, object before).
+_STR_DTYPE = pd.DataFrame({"x": ["x"]})["x"].dtype
+
+
+def _strings(values: pa.Array) -> Any:
+    """A text column as a frame built from Python strs holds it, from Arrow strings."""
+    if isinstance(_STR_DTYPE, pd.StringDtype):
+        return pd.array(values, dtype=_STR_DTYPE)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _taken(names: tuple[str, ...] | list[str], codes: np.ndarray) -> Any:
+    """The text column names[codes]."""
+    return _strings(pa.array(names, type=pa.string()).take(pa.array(codes)))
+
+
+def _decoded(values: np.ndarray) -> Any:
+    """The text column of ASCII bytes values (an "S" array)."""
+    return _strings(pa.array(values, type=pa.binary()).cast(pa.string()))
 
 
 def _utc_us(ns: np.ndarray) -> pd.DatetimeIndex:
@@ -410,11 +433,11 @@ def _levels(values: np.ndarray, present: np.ndarray) -> np.ndarray:
 def _order_client_ids(
     inputs: _fast.FastInputs, out: _fast.FastOutputs, config: StrategyConfig
 ) -> np.ndarray:
-    """make_client_id of every order the kernel sent, symbol by symbol."""
+    """make_client_id of every order the kernel sent, symbol by symbol ("S18")."""
     n_ord = len(out.orders_f)
-    cids = np.empty(n_ord, dtype=object)
+    cids = np.empty(n_ord, dtype=f"S{_fast.CLIENT_ID_LENGTH}")
     order_sym = out.orders_i[:, 9]
-    intents = np.where(out.orders_i[:, 2] == 1, "entry", "exit").astype(object)
+    intents = np.where(out.orders_i[:, 2] == 1, b"entry", b"exit")
     for s, (sym, tf) in enumerate(zip(inputs.symbols, inputs.timeframes, strict=True)):
         mine = np.flatnonzero(order_sym == s) if len(inputs.symbols) > 1 else np.arange(n_ord)
         if len(mine):
@@ -428,20 +451,19 @@ def _fast_result(
 ) -> BacktestResult:
     ts = inputs.ts
     n_ord, n_fill, n_trade = len(out.orders_f), len(out.fills_f), len(out.trades_f)
-    sides = np.array(["sell", "buy"], dtype=object)
-    names = np.array(inputs.symbols, dtype=object)
+    sides = ["sell", "buy"]
 
     order_bar = out.orders_i[:, 0]
     order_cids = _order_client_ids(inputs, out, config)
     if n_ord:
         orders = pd.DataFrame(
             {
-                "client_id": order_cids.tolist(),
-                "symbol": names[out.orders_i[:, 9]].tolist(),
-                "side": sides[(out.orders_i[:, 1] > 0).astype(np.int64)].tolist(),
+                "client_id": _decoded(order_cids),
+                "symbol": _taken(inputs.symbols, out.orders_i[:, 9]),
+                "side": _taken(sides, (out.orders_i[:, 1] > 0).astype(np.int64)),
                 "quantity": out.orders_f[:, 0],
                 "ts": _utc_us(inputs.close_ts[order_bar]),
-                "intent": np.where(out.orders_i[:, 2] == 1, "entry", "exit").tolist(),
+                "intent": _taken(["exit", "entry"], out.orders_i[:, 2]),
                 "stop_loss": _levels(out.orders_f[:, 1], out.orders_i[:, 3] == 1),
                 "take_profit": _levels(out.orders_f[:, 2], out.orders_i[:, 4] == 1),
             },
@@ -452,23 +474,26 @@ def _fast_result(
 
     if n_fill:
         source = out.fills_i[:, 2]
-        fill_cids = np.empty(n_fill, dtype=object)
+        fill_cids = np.empty(n_fill, dtype=order_cids.dtype)
         mine = source >= 0
         fill_cids[mine] = order_cids[source[mine]]
-        for row in np.flatnonzero(~mine).tolist():
-            kind = "stop" if source[row] == _fast.SOURCE_STOP else "take_profit"
-            fill_cids[row] = protective_client_id(order_cids[out.fills_i[row, 4]], kind)
+        protective = ~mine
+        if protective.any():
+            fill_cids[protective] = _protective_client_ids(
+                order_cids[out.fills_i[protective, 4]], source[protective] == _fast.SOURCE_STOP
+            )
+        fill_numbers = np.arange(1, n_fill + 1).astype(f"S{len(str(n_fill))}")
         fills = pd.DataFrame(
             {
-                "client_id": fill_cids.tolist(),
-                "symbol": names[out.fills_i[:, 5]].tolist(),
-                "side": sides[(out.fills_i[:, 1] > 0).astype(np.int64)].tolist(),
+                "client_id": _decoded(fill_cids),
+                "symbol": _taken(inputs.symbols, out.fills_i[:, 5]),
+                "side": _taken(sides, (out.fills_i[:, 1] > 0).astype(np.int64)),
                 "quantity": out.fills_f[:, 0],
                 "price": out.fills_f[:, 1],
                 "commission": out.fills_f[:, 2],
                 "slippage_cost": out.fills_f[:, 3],
                 "ts": _utc_us(out.fills_i[:, 3]),
-                "venue_fill_id": [f"paper-{k}" for k in range(1, n_fill + 1)],
+                "venue_fill_id": _decoded(np.char.add(b"paper-", fill_numbers)),
             },
             columns=list(FILL_COLUMNS),
         )
@@ -478,8 +503,8 @@ def _fast_result(
     if n_trade:
         trades = pd.DataFrame(
             {
-                "symbol": names[out.trades_i[:, 3]].tolist(),
-                "side": np.where(out.trades_i[:, 0] > 0, "long", "short").tolist(),
+                "symbol": _taken(inputs.symbols, out.trades_i[:, 3]),
+                "side": _taken(["short", "long"], (out.trades_i[:, 0] > 0).astype(np.int64)),
                 "quantity": out.trades_f[:, 0],
                 "entry_ts": _utc_us(out.trades_i[:, 1]),
                 "exit_ts": _utc_us(out.trades_i[:, 2]),
@@ -585,7 +610,7 @@ def _fast_symbol_state(
     for k in out.pending[s].tolist():
         if k < 0:  # a protective order the broker opened for entry order YI_PROT_K
             kind = "stop" if k == f.SOURCE_STOP else "take_profit"
-            cid = protective_client_id(order_cids[int(si[f.YI_PROT_K])], kind)
+            cid = protective_client_id(order_cids[int(si[f.YI_PROT_K])].decode(), kind)
             ss.orders[cid] = WorkingOrder(
                 cid,
                 -int(si[f.YI_B_DIR]),
@@ -595,8 +620,9 @@ def _fast_symbol_state(
             )
             continue
         entry = out.orders_i[k, 2] == 1
-        ss.orders[order_cids[k]] = WorkingOrder(
-            order_cids[k],
+        cid = order_cids[k].decode()
+        ss.orders[cid] = WorkingOrder(
+            cid,
             int(out.orders_i[k, 1]),
             float(out.orders_f[k, 4]),
             "entry" if entry else "exit",

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execution import _fast
-from execution.backtest import BacktestError, BacktestResult, run_backtest
+from execution.backtest import BacktestError, BacktestResult, _client_ids, run_backtest
 from execution.config import (
     CostModel,
     DecisionConfig,
@@ -348,7 +348,6 @@ def test_run_backtest_when_inputs_invalid_then_reference_errors_raised() -> None
 
 
 def test_client_ids_when_timestamps_have_microseconds_then_match_make_client_id() -> None:
-    from execution.backtest import _client_ids
     from execution.domain import make_client_id
 
     ts = pd.DatetimeIndex(
@@ -358,7 +357,7 @@ def test_client_ids_when_timestamps_have_microseconds_then_match_make_client_id(
 
     ids = _client_ids("s", "SYM", "1h", ns, np.array(["entry", "exit", "stop"], dtype=object))
 
-    assert ids == [
+    assert [x.decode() for x in ids] == [
         make_client_id("s", "SYM", t.to_pydatetime(), intent, timeframe="1h")
         for t, intent in zip(ts, ["entry", "exit", "stop"], strict=True)
     ]
@@ -379,3 +378,39 @@ def test_kernel_when_compiled_then_order_lifecycle_rules_are_the_reference_funct
 
     for name, rule in shared.items():
         assert getattr(_fast, name).py_func.__code__ is rule.__code__, name
+
+
+def test_client_ids_when_messages_straddle_sha256_blocks_then_equal_hashlib() -> None:
+    import hashlib
+
+    from execution.domain import make_client_id
+
+    messages = [("m" * size).encode() for size in range(0, 200)]
+    messages.append("stratégie|SYM|1h|2021-01-04T00:00:00+00:00|entry".encode())
+
+    ids = _fast.client_ids(np.array(messages, dtype=object).astype("S"))
+
+    assert [x.decode() for x in ids] == [
+        "cf" + hashlib.sha256(m).hexdigest()[:16] for m in messages
+    ]
+    long_name = "a-strategy-name-long-enough-to-need-a-second-sha256-block"
+    bar_ts = pd.Timestamp("2021-01-04", tz="UTC")
+    got = _client_ids(long_name, "SYM", "", np.array([bar_ts.value]), np.array(["entry"]))
+    assert got[0].decode() == make_client_id(long_name, "SYM", bar_ts.to_pydatetime(), "entry")
+
+
+def test_protective_client_ids_when_many_entries_then_match_protective_client_id() -> None:
+    from execution.backtest import _protective_client_ids
+    from execution.paper import protective_client_id
+
+    entries = _client_ids(
+        "s", "SYM", "1m", np.arange(4) * 60_000_000_000, np.array(["entry"] * 4, dtype=object)
+    )
+    stop = np.array([True, False, True, False])
+
+    ids = _protective_client_ids(entries, stop)
+
+    assert [x.decode() for x in ids] == [
+        protective_client_id(e.decode(), "stop" if k else "take_profit")
+        for e, k in zip(entries, stop, strict=True)
+    ]

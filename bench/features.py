@@ -83,7 +83,8 @@ def bare_talib(bars: pd.DataFrame, config: FeatureConfig) -> None:
 
 
 def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) -> dict[str, float]:
-    """Median seconds of each statistical numba kernel alone, writing into pre-touched rows."""
+    """Median seconds of each statistical numba kernel alone, writing into pre-touched rows (and
+    of the EMA/RSI/ATR recurrences beside the TA-Lib calls they replaced)."""
     c = config
     h = bars["high"].to_numpy(np.float64)
     lo = bars["low"].to_numpy(np.float64)
@@ -130,6 +131,17 @@ def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) ->
             _kernels.shifted_zscore(cl, c.zscore_window, one, flags),
             _kernels.shifted_zscore(v, c.volume_z_window, two, flags),
         ),
+        # the recurrences ml.features and ml.online share, against the TA-Lib calls they replace
+        "ema_rsi_atr": lambda: (
+            [_kernels.ema(cl, p) for p in (*c.ema_periods, c.keltner_period)],
+            _kernels.rsi(cl, c.rsi_period),
+            _kernels.atr(h, lo, cl, c.atr_period),
+        ),
+        "ema_rsi_atr_talib": lambda: (
+            [talib.EMA(cl, timeperiod=p) for p in (*c.ema_periods, c.keltner_period)],
+            talib.RSI(cl, timeperiod=c.rsi_period),
+            talib.ATR(h, lo, cl, timeperiod=c.atr_period),
+        ),
     }
     return {name: round(statistics.median(_time(fn, repeats)), 4) for name, fn in calls.items()}
 
@@ -159,10 +171,10 @@ def group_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) -> 
         rp = _kernels.padded_returns(lp, features._return_pad(c))
         timings.setdefault("log_returns", []).append(time.perf_counter() - start)
         groups: dict[str, Callable[[], object]] = {
-            "close_indicators (talib)": partial(
+            "close_indicators": partial(
                 features._close_indicators, c, arrays, rows.__getitem__, flags
             ),
-            "range_indicators (talib)": partial(
+            "range_indicators": partial(
                 features._range_indicators, c, arrays, rows.__getitem__, flags
             ),
             "return_features": partial(features._return_features, c, arrays, lp, rp, rows, flags),

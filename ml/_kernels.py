@@ -29,11 +29,15 @@ from numba import njit
 __all__ = [
     "acf_features",
     "any_nan_columns",
+    "atr",
     "bar_looks_valid",
     "bars_look_valid",
     "bollinger_features",
     "copy_row",
     "divide_row",
+    "ema",
+    "ema_k",
+    "ema_step",
     "has_nan",
     "hurst_feature",
     "keltner_features",
@@ -42,8 +46,14 @@ __all__ = [
     "padded_returns",
     "ratio_minus_one",
     "return_moments",
+    "rsi",
+    "rsi_fold",
+    "rsi_value",
     "shifted_zscore",
+    "ta_is_zero",
+    "true_range",
     "volatility_features",
+    "wilder_step",
     "window_deviation",
     "window_wma",
     "wma_ratio",
@@ -766,3 +776,116 @@ def has_nan(x):  # pragma: no cover - jitted
         if math.isnan(x[i]):
             return True
     return False
+
+
+# --- TA-Lib's recursive indicators (EMA, RSI, ATR), one row at a time ---------------------------
+# ml.features runs them over whole series and ml.online one bar at a time; both call these steps,
+# so the two planes share each recurrence (they equal TA-Lib's EMA, RSI and ATR, which the
+# feature tests check on long series).
+
+_TA_EPSILON = 1e-14  # TA-Lib's TA_IS_ZERO band
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def ta_is_zero(v):  # pragma: no cover - jitted
+    return -_TA_EPSILON < v < _TA_EPSILON
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def ema_k(period):  # pragma: no cover - jitted
+    return 2.0 / (period + 1)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def ema_step(prev, x, k):  # pragma: no cover - jitted
+    """TA-Lib's EMA recurrence past its seed (the SMA of the first `period` values)."""
+    return ((x - prev) * k) + prev
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def true_range(h, lo, prev_close):  # pragma: no cover - jitted
+    return max(h - lo, abs(prev_close - h), abs(prev_close - lo))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def wilder_step(prev, x, p):  # pragma: no cover - jitted
+    """Wilder's smoothing past the seed: (prev * (p - 1) + x) / p, as prev * (1 - 1/p) + x / p
+    so that a series' dependent chain is one multiply and one add, not a division (TA-Lib's
+    build shortens it the same way; the two differ by rounding, ~1e-16 relative)."""
+    return prev * ((p - 1) / p) + x * (1.0 / p)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def rsi_fold(gain, loss, d, n, p):  # pragma: no cover - jitted
+    """Fold the n-th close change d (n = 1, 2, ...) into RSI's (gain, loss), as TA-Lib does:
+    summed over the first p changes and divided by p at the p-th, Wilder-smoothed after."""
+    up = max(d, 0.0)  # branch-free: a close change's sign is a coin flip to the predictor
+    down = -min(d, 0.0)
+    if n <= p:
+        gain += up
+        loss += down
+        if n == p:
+            loss /= p
+            gain /= p
+        return gain, loss
+    return wilder_step(gain, up, p), wilder_step(loss, down, p)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def rsi_value(gain, loss):  # pragma: no cover - jitted
+    tot = gain + loss
+    return 100.0 * (gain / tot) if not ta_is_zero(tot) else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ema(x, period):  # pragma: no cover - jitted
+    """TA-Lib EMA(x, period): NaN for the first period-1 rows, then the SMA seed and ema_step."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if period > n:
+        return out
+    total = 0.0
+    for t in range(period):
+        total += x[t]
+    v = total / period
+    out[period - 1] = v
+    k = ema_k(period)
+    for t in range(period, n):
+        v = ema_step(v, x[t], k)
+        out[t] = v
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rsi(close, p):  # pragma: no cover - jitted
+    """TA-Lib RSI(close, p): NaN for the first p rows."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    gain = 0.0
+    loss = 0.0
+    for t in range(1, n):
+        gain, loss = rsi_fold(gain, loss, close[t] - close[t - 1], t, p)
+        if t >= p:
+            out[t] = rsi_value(gain, loss)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def atr(high, low, close, p):  # pragma: no cover - jitted
+    """TA-Lib ATR(high, low, close, p): NaN for the first p rows; the seed is the mean true range
+    of rows 1..p, Wilder-smoothed after."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    total = 0.0
+    v = 0.0
+    for t in range(1, n):
+        tr = true_range(high[t], low[t], close[t - 1])
+        if t < p:
+            total += tr
+        elif t == p:
+            v = (total + tr) / p
+            out[t] = v
+        else:
+            v = wilder_step(v, tr, p)
+            out[t] = v
+    return out

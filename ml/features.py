@@ -37,9 +37,11 @@ from ml._bars import validated_bar_arrays
 from ml._config import config_from_mapping
 from ml._kernels import (
     acf_features,
+    atr,
     bollinger_features,
     copy_row,
     divide_row,
+    ema,
     hurst_feature,
     keltner_features,
     lag_difference,
@@ -47,6 +49,7 @@ from ml._kernels import (
     padded_returns,
     ratio_minus_one,
     return_moments,
+    rsi,
     shifted_zscore,
     volatility_features,
     wma_ratio,
@@ -382,12 +385,15 @@ def _close_indicators(
     row: Callable[[str], np.ndarray],
     flags: np.ndarray,
 ) -> None:
-    """Write the TA-Lib rows read from the close alone, made scale-free; mark NaN rows."""
+    """Write the rows read from the close alone, made scale-free; mark NaN rows.
+
+    EMA and RSI run ml._kernels' recurrences, the ones ml.online steps bar by bar (equal to
+    TA-Lib's); the other indicators are TA-Lib's."""
     cl = bars["close"]
     for p in c.sma_periods:
         ratio_minus_one(cl, talib.SMA(cl, timeperiod=p), row(f"sma_{p}_ratio"), flags)
     for p in c.ema_periods:
-        ratio_minus_one(cl, talib.EMA(cl, timeperiod=p), row(f"ema_{p}_ratio"), flags)
+        ratio_minus_one(cl, ema(cl, p), row(f"ema_{p}_ratio"), flags)
     wma_ratio(cl, c.wma_period, row(f"wma_{c.wma_period}_ratio"), flags)
     macd, signal, hist = talib.MACD(
         cl, fastperiod=c.macd_fast, slowperiod=c.macd_slow, signalperiod=c.macd_signal
@@ -395,7 +401,7 @@ def _close_indicators(
     divide_row(macd, cl, row("macd"), flags)
     divide_row(signal, cl, row("macd_signal"), flags)
     divide_row(hist, cl, row("macd_hist"), flags)
-    copy_row(talib.RSI(cl, timeperiod=c.rsi_period), row(f"rsi_{c.rsi_period}"), flags)
+    copy_row(rsi(cl, c.rsi_period), row(f"rsi_{c.rsi_period}"), flags)
     copy_row(talib.ROC(cl, timeperiod=c.roc_period), row(f"roc_{c.roc_period}"), flags)
     bollinger_features(
         cl,
@@ -418,7 +424,8 @@ def _range_indicators(
     row: Callable[[str], np.ndarray],
     flags: np.ndarray,
 ) -> None:
-    """Write the TA-Lib rows that read the high-low range; mark NaN rows in `flags`."""
+    """Write the rows that read the high-low range; mark NaN rows in `flags` (ATR and the
+    Keltner EMA: ml._kernels' recurrences, shared with ml.online; the rest TA-Lib's)."""
     h, lo, cl = bars["high"], bars["low"], bars["close"]
     slowk, slowd = talib.STOCH(
         h,
@@ -436,8 +443,8 @@ def _range_indicators(
     copy_row(adx, row(f"adx_{c.adx_period}"), flags)
     keltner_features(
         cl,
-        talib.EMA(cl, timeperiod=c.keltner_period),
-        talib.ATR(h, lo, cl, timeperiod=c.atr_period),
+        ema(cl, c.keltner_period),
+        atr(h, lo, cl, c.atr_period),
         float(c.keltner_k),
         row(f"atr_{c.atr_period}_ratio"),
         row("kc_upper_ratio"),

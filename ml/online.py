@@ -8,7 +8,8 @@ algorithm carries from row to row, and this module repeats that algorithm one ro
 - TA-Lib's recursions as TA-Lib runs them: SMA and WMA as running totals from the first bar,
   EMA seeded with the SMA of its first period (MACD's fast EMA seeded where TA-Lib seeds it,
   `macd_slow - macd_fast` bars in), RSI, ATR and ADX with Wilder's smoothing after a summed seed,
-  the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K.
+  the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The EMA,
+  RSI and ATR steps are ml._kernels' recurrences, the ones ml.features runs over whole series.
 - ml._kernels' rolling sums, with the same exact recompute every `w` rows counted from the first
   bar, so that add/subtract rounding is the batch kernels' own.
 
@@ -31,7 +32,14 @@ from ml._kernels import (
     _vwap_row,
     bar_looks_valid,
     bollinger_row,
+    ema_k,
+    ema_step,
     keltner_row,
+    rsi_fold,
+    rsi_value,
+    ta_is_zero,
+    true_range,
+    wilder_step,
     window_deviation,
     window_wma,
 )
@@ -41,7 +49,6 @@ from ml.features import FeatureConfig, _finite_lookback, _return_pad, builtin_fe
 __all__ = ["OnlineFeatures"]
 
 _NAN = np.nan
-_TA_EPSILON = 1e-14  # TA-Lib's TA_IS_ZERO band
 
 # buffer rows
 _H, _L, _C, _V, _LP, _RP, _N_ROWS = 0, 1, 2, 3, 4, 5, 6
@@ -153,23 +160,6 @@ _H, _L, _C, _V, _LP, _RP, _N_ROWS = 0, 1, 2, 3, 4, 5, 6
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _is_zero(v):  # pragma: no cover - jitted
-    return -_TA_EPSILON < v < _TA_EPSILON
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _true_range(h, lo, prev_close):  # pragma: no cover - jitted
-    greatest = h - lo
-    v = abs(prev_close - h)
-    if v > greatest:
-        greatest = v
-    v = abs(prev_close - lo)
-    if v > greatest:
-        greatest = v
-    return greatest
-
-
-@njit(cache=True, inline="always", error_model="numpy")
 def _ema_step(prev, x, g, first, period, buf, col, pos):  # pragma: no cover - jitted
     """TA-Lib's EMA of the series that starts at global row `first`: (state, output)."""
     seed_at = first + period - 1
@@ -181,8 +171,7 @@ def _ema_step(prev, x, g, first, period, buf, col, pos):  # pragma: no cover - j
             total += buf[col, t]
         v = total / period
         return v, v
-    k = 2.0 / (period + 1)
-    v = ((x - prev) * k) + prev
+    v = ema_step(prev, x, ema_k(period))
     return v, v
 
 
@@ -331,27 +320,11 @@ def _update(
     p = cfg[_I_RSI]
     v = _NAN
     if g >= 1:
-        d = cl - buf[_C, pos - 1]
-        if g <= p:
-            if d < 0.0:
-                fs[_F_RSI_LOSS] -= d
-            else:
-                fs[_F_RSI_GAIN] += d
-            if g == p:
-                fs[_F_RSI_LOSS] /= p
-                fs[_F_RSI_GAIN] /= p
-        else:
-            fs[_F_RSI_LOSS] *= p - 1
-            fs[_F_RSI_GAIN] *= p - 1
-            if d < 0.0:
-                fs[_F_RSI_LOSS] -= d
-            else:
-                fs[_F_RSI_GAIN] += d
-            fs[_F_RSI_LOSS] /= p
-            fs[_F_RSI_GAIN] /= p
+        fs[_F_RSI_GAIN], fs[_F_RSI_LOSS] = rsi_fold(
+            fs[_F_RSI_GAIN], fs[_F_RSI_LOSS], cl - buf[_C, pos - 1], g, p
+        )
         if g >= p:
-            tot = fs[_F_RSI_GAIN] + fs[_F_RSI_LOSS]
-            v = 100.0 * (fs[_F_RSI_GAIN] / tot) if not _is_zero(tot) else 0.0
+            v = rsi_value(fs[_F_RSI_GAIN], fs[_F_RSI_LOSS])
     rsi_v = v
     # --- STOCH (fast %K over sk, then SMA sk_slow, then SMA sd_slow) ---
     pk = cfg[_I_SK]
@@ -393,7 +366,7 @@ def _update(
     if g >= 1:
         dp = h - buf[_H, pos - 1]
         dm = buf[_L, pos - 1] - lo
-        tr = _true_range(h, lo, buf[_C, pos - 1])
+        tr = true_range(h, lo, buf[_C, pos - 1])
         if g <= p - 1:
             if dm > 0 and dp < dm:
                 fs[_F_ADX_MDM] += dm
@@ -409,11 +382,11 @@ def _update(
                 fs[_F_ADX_PDM] += dp
             fs[_F_ADX_TR] = fs[_F_ADX_TR] - fs[_F_ADX_TR] / p + tr
             dx = _NAN
-            if not _is_zero(fs[_F_ADX_TR]):
+            if not ta_is_zero(fs[_F_ADX_TR]):
                 mdi = 100.0 * (fs[_F_ADX_MDM] / fs[_F_ADX_TR])
                 pdi = 100.0 * (fs[_F_ADX_PDM] / fs[_F_ADX_TR])
                 tot = mdi + pdi
-                if not _is_zero(tot):
+                if not ta_is_zero(tot):
                     dx = 100.0 * (abs(mdi - pdi) / tot)
             if g <= 2 * p - 1:
                 if not math.isnan(dx):
@@ -474,15 +447,13 @@ def _update(
     p = cfg[_I_ATR]
     atr = _NAN
     if g >= 1:
-        tr = _true_range(h, lo, buf[_C, pos - 1])
+        tr = true_range(h, lo, buf[_C, pos - 1])
         if g < p:
             fs[_F_ATR_TOTAL] += tr
         elif g == p:
             fs[_F_ATR] = (fs[_F_ATR_TOTAL] + tr) / p
         else:
-            fs[_F_ATR] *= p - 1
-            fs[_F_ATR] += tr
-            fs[_F_ATR] /= p
+            fs[_F_ATR] = wilder_step(fs[_F_ATR], tr, p)
         if g >= p:
             atr = fs[_F_ATR]
     fs[_F_KC_EMA], mid = _ema_step(fs[_F_KC_EMA], cl, g, 0, cfg[_I_KC], buf, _C, pos)

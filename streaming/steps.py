@@ -33,12 +33,20 @@ import pandas as pd
 from execution.broker import Broker, BrokerUnavailableError
 from execution.config import StrategyConfig
 from execution.domain import Fill, Order, Position, Side, make_client_id, strategy_instance
-from execution.engine import bar_close_ts
+from execution.engine import bar_close_ts, equity, on_bar, on_event
+from execution.orders import (
+    Cancel,
+    OrderAccepted,
+    OrderRejected,
+    OrderSubmitted,
+    events_from_ack,
+)
 from execution.reconcile import ReconcileConfig
 from execution.signal import Bar, Prediction
 from ml.bundle import ModelBundle
 from ml.online import OnlineFeatures
 from ml.user_features import live_user_row
+from quality.schema import timeframe_to_timedelta
 from streaming.killswitch import read_kill_switch
 from streaming.metrics import LiveMetrics
 from streaming.models import ModelProvider
@@ -330,7 +338,6 @@ def _protection(engine: Any, symbol: str) -> tuple[float | None, float | None]:
 
 def _route_events(routed: Any, order: Order) -> list[Any]:
     """What the router's outcome means for the order's lifecycle (execution.orders)."""
-    from execution.orders import OrderAccepted, OrderRejected, events_from_ack
 
     at_venue = routed.outcome.at_venue
     if at_venue is None:
@@ -403,25 +410,14 @@ def _ready(state: PortfolioState, item: Scored, rt: PortfolioRuntime) -> list[Sc
 def portfolio_step(
     state: PortfolioState | None, item: Scored, rt: PortfolioRuntime
 ) -> tuple[PortfolioState, list[Record]]:
-    from execution.engine import equity, on_bar, on_event
-
     st = state if state is not None else _new_portfolio(rt)
     records: list[Record] = []
     for scored in _ready(st, item, rt):
-        records.extend(_process(st, scored, rt, on_bar, on_event, equity))
+        records.extend(_process(st, scored, rt))
     return st, records
 
 
-def _process(
-    st: PortfolioState,
-    scored: Scored,
-    rt: PortfolioRuntime,
-    on_bar: Any,
-    on_event: Any,
-    equity: Any,
-) -> list[Record]:
-    from execution.orders import Cancel, OrderSubmitted
-
+def _process(st: PortfolioState, scored: Scored, rt: PortfolioRuntime) -> list[Record]:
     bar, prediction = scored.bar, scored.prediction
     broker = _broker(st, rt)
     records: list[Record] = []
@@ -638,7 +634,6 @@ def aggregate_ticks(
     produce no bar). A tick older than the newest one is late and dropped with a warning: its
     bar may already be out, and an out-of-order close would be wrong.
     """
-    from quality.schema import timeframe_to_timedelta
 
     width = timeframe_to_timedelta(timeframe)
     st = state if state is not None else TickBarState(symbol=tick.symbol, timeframe=timeframe)

@@ -1177,14 +1177,22 @@ def _py_scan_bars(ts, o, h, lo, c, v):
 def _py_same_strings(offsets, data, want):
     """Every string of an Arrow string array (its offsets and bytes) is the bytes `want`."""
     size = want.shape[0]
-    for i in range(offsets.shape[0] - 1):
-        start = offsets[i]
-        if offsets[i + 1] - start != size:
-            return False
-        for j in range(size):
-            if data[start + j] != want[j]:
-                return False
-    return True
+    n = offsets.shape[0] - 1
+    base = offsets[0]
+    # Branch-free passes (numba vectorises them): the offsets step by `size`, and the bytes
+    # repeat with period `size` after a first copy of `want`.
+    bad = 0
+    for i in range(n + 1):
+        bad |= offsets[i] - (base + i * size)
+    if bad != 0:
+        return False
+    for j in range(min(size, n * size)):
+        bad |= data[base + j] ^ want[j]
+    later = data[base + size : base + n * size]
+    earlier = data[base : base + (n - 1) * size]
+    for k in range(later.shape[0]):
+        bad |= later[k] ^ earlier[k]
+    return bad == 0
 
 
 def _py_check_proba(proba, has_pred, tolerance):

@@ -414,3 +414,27 @@ def test_protective_client_ids_when_many_entries_then_match_protective_client_id
         protective_client_id(e.decode(), "stop" if k else "take_profit")
         for e, k in zip(entries, stop, strict=True)
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["SYN"] * 1000, "SYN"),
+        (["SYN"] * 999 + ["SYM"], None),
+        (["SYN", "SYNX"], None),
+        (["SYNX", "SYN"], None),
+        (["SYN", None], None),
+        (["é", "é"], "é"),
+        (["", ""], ""),
+        (["", "a"], None),
+        (["ab", "ba"], None),
+    ],
+)
+def test_single_value_when_arrow_strings_then_as_comparing_every_row(
+    values: list[str | None], expected: str | None
+) -> None:
+    col = pd.Series(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+
+    assert _fast._single_value(col) == expected
+    assert _fast._single_value(col.iloc[1:]) == (values[1] if len(set(values[1:])) == 1 else None)
+    assert _fast._single_value(col.astype(object)) == expected

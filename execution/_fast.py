@@ -1379,26 +1379,25 @@ def _py_client_id_digests(data, lengths, out):
     """out[r] = b"cf" + the first 16 hex digits of SHA-256(data[r, :lengths[r]])."""
     mask = 0xFFFFFFFF
     w = np.empty(64, dtype=np.int64)
+    h = np.empty(8, dtype=np.int64)
+    padded = np.zeros(((data.shape[1] + 8) // 64 + 1) * 64, dtype=np.int64)
     for r in range(data.shape[0]):
         size = lengths[r]
-        bits = size * 8
         total = ((size + 8) // 64 + 1) * 64  # the message, 0x80, zeros, its 64-bit length
-        h = _SHA_H.copy()
+        for p in range(size):
+            padded[p] = data[r, p]
+        padded[size] = 0x80
+        for p in range(size + 1, total - 8):
+            padded[p] = 0
+        for p in range(8):
+            padded[total - 1 - p] = ((size * 8) >> (8 * p)) & 0xFF
+        h[:] = _SHA_H
         for off in range(0, total, 64):
             for t in range(16):
-                word = 0
-                for b in range(4):
-                    p = off + 4 * t + b
-                    if p < size:
-                        byte = np.int64(data[r, p])
-                    elif p == size:
-                        byte = 0x80
-                    elif p >= total - 8:
-                        byte = (bits >> (8 * (total - 1 - p))) & 0xFF
-                    else:
-                        byte = 0
-                    word = (word << 8) | byte
-                w[t] = word
+                p = off + 4 * t
+                w[t] = (
+                    (padded[p] << 24) | (padded[p + 1] << 16) | (padded[p + 2] << 8) | padded[p + 3]
+                )
             for t in range(16, 64):
                 x = w[t - 15]
                 y = w[t - 2]

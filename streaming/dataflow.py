@@ -3,7 +3,7 @@
 ```
 input -> stamp -> key_by_symbol -> features (stateful, per symbol)
       -> to_portfolio (one key) -> portfolio (stateful: venue events, on_event, on_bar, router)
-      -> records -> store (upserts on each table's key)
+      -> records -> store (one sink partition per live table, upserts on the table's key)
 ```
 
 The portfolio step needs the bars of all symbols in (ts, symbol) order. A replay source on one
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zlib import adler32
 
 import bytewax.operators as op
 import pandas as pd
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 LIVE_TABLES = ("live_orders", "live_fills", "live_equity", "live_predictions", "live_positions")
 PORTFOLIO_KEY = "portfolio"
-STORE_PART = "store"
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,7 @@ class _StorePartition(StatefulSinkPartition[Record, None]):
         metrics: LiveMetrics | None,
         name: str = "store",
         *,
+        part: str = "store",
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -135,6 +136,7 @@ class _StorePartition(StatefulSinkPartition[Record, None]):
         self._retry = retry
         self._metrics = metrics
         self._name = name
+        self._part = part
         self._sleep = sleep
         self._clock = clock
         self._buffer: list[Record] = []
@@ -179,9 +181,10 @@ class _StorePartition(StatefulSinkPartition[Record, None]):
                 delay = self._retry.delay_s(attempt)
                 self._set_up(False)
                 logger.warning(
-                    "event=store_unavailable database=%s attempt=%d retry_in_s=%.1f "
+                    "event=store_unavailable database=%s part=%s attempt=%d retry_in_s=%.1f "
                     "held_records=%d trading=paused error=%s",
                     self._name,
+                    self._part,
                     attempt,
                     delay,
                     len(self._buffer),
@@ -196,9 +199,10 @@ class _StorePartition(StatefulSinkPartition[Record, None]):
                 raise
             if down_since is not None:
                 logger.warning(
-                    "event=store_recovered database=%s attempts=%d outage_s=%.1f "
+                    "event=store_recovered database=%s part=%s attempts=%d outage_s=%.1f "
                     "written_records=%d",
                     self._name,
+                    self._part,
                     attempt,
                     self._clock() - down_since,
                     len(self._buffer),
@@ -238,10 +242,19 @@ class _StorePartition(StatefulSinkPartition[Record, None]):
 class StoreSink(FixedPartitionedSink[Record, None]):
     """Upserts records into a BarStore (`upsert_records`); a re-emitted record changes nothing.
 
+    One partition per live table (records arrive keyed by their table, see `build_flow`), so
+    with several workers Bytewax spreads the tables' writes over them instead of funnelling
+    every write through one worker (with -w 2 it was the portfolio step's own worker). Each
+    partition holds its own store (a Parquet table's own lock, a TimescaleDB connection of its
+    own) and writes only its table, one upsert per flush: a table's rows still change in one
+    transaction, and two partitions never write the same table.
+
     Records are buffered and written at each epoch end (the snapshot interval) or when
-    `max_buffer` records are waiting: one upsert per table per flush instead of per bar.
-    `open_store` is called on the worker that owns the single partition, again after an outage
-    when the store could not be opened. An unavailable store is waited out (`StoreRetry`).
+    `max_buffer` records of the table are waiting. Every partition flushes at every epoch end,
+    before the epoch's snapshot is committed, so the resume point is what it was with one
+    partition: whatever the committed state produced is stored. `open_store` is called on the
+    worker that owns a partition, again after an outage when the store could not be opened; an
+    unavailable store is waited out (`StoreRetry`) by each partition, which logs its own lines.
     """
 
     def __init__(
@@ -260,10 +273,18 @@ class StoreSink(FixedPartitionedSink[Record, None]):
         self._metrics = metrics
 
     def list_parts(self) -> list[str]:
-        return [STORE_PART]
+        return list(LIVE_TABLES)
+
+    def part_fn(self, item_key: str) -> int:
+        """A live table's own partition (adler32, the default, puts two tables in one)."""
+        if item_key in LIVE_TABLES:
+            return LIVE_TABLES.index(item_key)
+        return adler32(item_key.encode())
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
-        return _StorePartition(self._open, self._max, self._retry, self._metrics, self._name)
+        return _StorePartition(
+            self._open, self._max, self._retry, self._metrics, self._name, part=for_part
+        )
 
 
 def _stamp(bar: Bar) -> Arrival:
@@ -289,7 +310,7 @@ def _history_guard(
 
 
 def _records(item: tuple[str, list[Record]]) -> list[tuple[str, Record]]:
-    return [(STORE_PART, rec) for rec in item[1]]
+    return [(rec.table, rec) for rec in item[1]]
 
 
 def build_flow(
@@ -304,7 +325,7 @@ def build_flow(
     router: OrderRouter | None = None,
     on_bar_done: Callable[[Scored, int], None] | None = None,
 ) -> Dataflow:
-    """The live dataflow; `sink` gets ("store", Record) pairs (StoreSink, or a TestingSink).
+    """The live dataflow; `sink` gets (table, Record) pairs (StoreSink, or a TestingSink).
 
     `live_broker` None trades on the paper broker (held in the snapshot
     state with the ledger); otherwise the given venue, already connected."""

@@ -231,7 +231,12 @@ def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_wor
     assert [p.exitcode for p in procs] == [0, 0]
     assert _tables(two) == reference
     assert _tables(split) == reference
-    store = ParquetBarStore(tmp_path / "data")
+    _assert_stored_equal(ParquetBarStore(tmp_path / "data"), one)
+
+
+def _assert_stored_equal(store, one: list) -> None:
+    """The live tables in `store` hold exactly the records of the one-worker run `one`."""
+    reference = _tables(one)
     for table in ("live_orders", "live_fills", "live_equity", "live_predictions"):
         assert len(reference[table]) > 0, table
         stored = store.read_records(table)
@@ -243,6 +248,54 @@ def test_flow_when_run_on_two_workers_or_two_processes_then_tables_equal_one_wor
             check_dtype=False,
             obj=table,
         )
+
+
+@pytest.mark.parametrize(
+    "kind", ["parquet", pytest.param("timescale", marks=pytest.mark.timescale)]
+)
+def test_store_sink_when_two_workers_then_tables_written_from_both_and_equal_one_worker(
+    sma, tmp_path: Path, request, kind: str
+) -> None:
+    import threading
+    import uuid
+
+    from bytewax.testing import cluster_main
+
+    from infra.stores import TimescaleBarStore
+    from streaming.dataflow import LIVE_TABLES
+    from tests.infra.test_stores_contract import drop_schema
+
+    # Arrange: a three-symbol replay, the reference from one worker
+    bars = _three_symbols(sma.history + 120)
+    one: list = []
+    run_main(_cluster_flow(bars, TestingSink(one), reorder=False))
+    schema = f"cf_test_{uuid.uuid4().hex[:10]}"
+    dsn = request.getfixturevalue("timescale_dsn") if kind == "timescale" else ""
+    opened_on: list[int] = []
+
+    def open_store():
+        opened_on.append(threading.get_ident())
+        if kind == "parquet":
+            return ParquetBarStore(tmp_path / "data")
+        return TimescaleBarStore(dsn, schema=schema)
+
+    try:
+        # Act: -w 2, the replay split by symbol, every write through the store sink
+        cluster_main(
+            _cluster_flow(bars, StoreSink(open_store), reorder=True, by_symbol=True),
+            [],
+            0,
+            worker_count_per_proc=2,
+        )
+        # Assert: a store (partition) per live table, on both workers; the tables as one
+        # worker leaves them
+        assert len(opened_on) == len(LIVE_TABLES)
+        assert len(set(opened_on)) == 2
+        with open_store() as store:
+            _assert_stored_equal(store, one)
+    finally:
+        if kind == "timescale":
+            drop_schema(dsn, schema)
 
 
 def test_replay_when_split_by_symbol_then_each_partition_resumes_after_its_own_last_bar() -> None:

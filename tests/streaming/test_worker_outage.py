@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from streaming.dataflow import LIVE_TABLES
 from tests.streaming.conftest import sma_bundle, spx_bars
 
 pytestmark = [pytest.mark.timescale, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -154,13 +155,14 @@ def test_stream_when_timescale_restarts_twice_mid_replay_then_run_completes_tabl
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "the worker did not start"
         time.sleep(0.1)
-    for outage in range(1, OUTAGES + 1):
+    for _ in range(OUTAGES):
         time.sleep(1.0)
         assert proc.poll() is None, "the replay ended before the outage; slow it down"
+        before = log.read_text().count("event=store_recovered")
         server.kill()
         time.sleep(3.0)  # longer than a snapshot interval: the worker must wait it out
         server.start()
-        while log.read_text().count("event=store_recovered") < outage:
+        while log.read_text().count("event=store_recovered") == before:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline + 120, "the worker never wrote again"
             time.sleep(0.1)
@@ -168,7 +170,9 @@ def test_stream_when_timescale_restarts_twice_mid_replay_then_run_completes_tabl
     text = log.read_text()
 
     assert rc == 0, text[-3000:]
-    assert text.count("event=store_recovered") == OUTAGES, text[-3000:]
+    # Each outage was waited out and ended: one store_recovered per sink partition that waited.
+    recovered = text.count("event=store_recovered")
+    assert OUTAGES <= recovered <= OUTAGES * len(LIVE_TABLES), text[-3000:]
     assert "database=timescale 127.0.0.1:" in text
     got = _read(server.dsn)
     bars_ts = set(spx_bars(N_BARS)["ts"])

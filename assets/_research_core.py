@@ -10,7 +10,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from ml.pipeline import (
     research_labels,
     run_family,
 )
-from ml.walkforward import run_in_processes
+from ml.walkforward import WalkForwardResult
 
 __all__ = ["ResearchError"]
 
@@ -207,51 +206,53 @@ def trading_summary(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def walk_forward_all(
+def families_of(cfg: ResearchConfig) -> list[str]:
+    """The families one series' walk-forward fits, in the order their MLflow runs are logged."""
+    return [*cfg.models, *cfg.baselines]
+
+
+def fit_family(
+    family: str, features: pd.DataFrame, labels: pd.DataFrame, cfg: ResearchConfig
+) -> WalkForwardResult:
+    """Purged walk-forward of one family on one series. The families share nothing, so each is
+    one step of the walk_forward graph and the executor decides how many run at once."""
+    folds = research_folds(features, cfg)
+    return run_family(family, features, _labels_from_frame(labels), folds, cfg)
+
+
+def record_walk_forward(
     spec: SeriesSpec,
     features: pd.DataFrame,
-    labels: pd.DataFrame,
     cfg: ResearchConfig,
     tracker: ModelTracker,
+    fitted: Mapping[str, WalkForwardResult],
     *,
     log: Log,
     dagster_run_id: str,
     bars: pd.DataFrame | None = None,
     strategy: StrategyConfig | None = None,
-    workers: int = 1,
 ) -> WalkForwardAll:
-    """Walk-forward of every family on one series, one MLflow run each. With `bars` and
-    `strategy`, each family's OOS predictions are also backtested alone on this series and the
-    run logs their Sharpe, return, drawdown and trades beside the classification metrics.
-
-    workers > 1 fits the families (they share no state) in that many processes at once; the
-    MLflow runs are then logged here in the configured order, so runs, predictions and metrics
-    are those of the sequential run."""
-    lab = _labels_from_frame(labels)
-    folds = research_folds(features, cfg)
+    """Everything after the fits of one series: one MLflow run per family under one parent run,
+    logged in the configured order whatever order the fits finished in, so runs, predictions
+    and metrics do not depend on how the executor spread them. With `bars` and `strategy`, each
+    family's OOS predictions are also backtested alone on this series and the run logs their
+    Sharpe, return, drawdown and trades beside the classification metrics."""
+    families = families_of(cfg)
+    if sorted(fitted) != sorted(families):
+        msg = (
+            f"{spec.key}: walk-forward fits of {sorted(fitted)} do not match the configured "
+            f"families {families}"
+        )
+        raise ResearchError(msg)
     fp = data_fingerprint(features.drop(columns=["warmup"]))
     predictions, run_ids, accuracy, fold_metrics = {}, {}, {}, {}
     single_class: dict[str, str] = {}
     trials: dict[str, int] = {}
     trading: dict[str, dict[str, float]] = {}
-    families = [*cfg.models, *cfg.baselines]
-    fitted = None
-    if workers > 1 and len(families) > 1:
-        t_fit = datetime.now(UTC)
-        fitted = run_in_processes(
-            partial(run_family, features=features, labels=lab, folds=folds, config=cfg),
-            families,
-            workers=workers,
-        )
-        secs = (datetime.now(UTC) - t_fit).total_seconds()
-        log(f"{spec.key}: {len(families)} families fitted in {min(workers, len(families))} "
-            f"processes at once, {secs:.1f}s")
     parent = tracker.research_run(spec.key, dagster_run_id)
     for i, family in enumerate(families, start=1):
         t0 = datetime.now(UTC)
-        result = (
-            fitted[i - 1] if fitted is not None else run_family(family, features, lab, folds, cfg)
-        )
+        result = fitted[family]
         predictions[family] = result.predictions
         importance = feature_importance(result, list(feature_columns(cfg.feature_config)))
         if importance is not None:
@@ -306,8 +307,8 @@ def walk_forward_all(
             )
         secs = (datetime.now(UTC) - t0).total_seconds()
         log(
-            f"[{i}/{len(families)}] {spec.key} {family}: {len(folds)} folds, OOS accuracy "
-            f"{accuracy[family]:.3f}, {secs:.1f}s, MLflow run {run_ids[family]}"
+            f"[{i}/{len(families)}] {spec.key} {family}: {len(result.folds)} folds, OOS "
+            f"accuracy {accuracy[family]:.3f}, logged in {secs:.1f}s, MLflow run {run_ids[family]}"
         )
     tracker.finish_run(parent, {f"{f}.oos_accuracy": a for f, a in accuracy.items()})
     any_pred = next(iter(predictions.values()))

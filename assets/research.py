@@ -7,8 +7,10 @@ assets._research_core), and returns the value with metadata that makes the linea
 
 import hashlib
 import json
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,27 +177,58 @@ def labels(
     )
 
 
-@dg.multi_asset(
-    partitions_def=SERIES,
-    group_name="research",
-    outs={
-        "fold_models": dg.AssetOut(
-            description="One fitted model per walk-forward fold and family, logged to MLflow "
-            "with its parameters, per-fold metrics, feature list, data fingerprint and git rev. "
-            "The value maps each family to its MLflow run id.",
-            kinds={"mlflow", "xgboost", "pytorch"},
-        ),
-        "oos_predictions": dg.AssetOut(
-            description="Out-of-sample class probabilities of every family and baseline: only "
-            "rows no model of that fold trained on (purge >= label horizon, plus embargo).",
-            kinds={"pandas"},
-        ),
-    },
+# walk_forward is a graph: one step lists the configured families, one step per family fits it
+# (they share nothing, so the run's executor decides how many run at once: in_process one after
+# another, multiprocess up to max_concurrent, k8s/celery a pod/task each), and one step logs
+# them all to MLflow in the configured order and yields the two assets.
+
+
+@dg.op(
+    out=dg.DynamicOut(str),
+    description="The configured model families and baselines, one dynamic output each.",
 )
-def walk_forward(
-    context: dg.AssetExecutionContext,
+def walk_forward_families(research: ResearchResource) -> Any:
+    keys: set[str] = set()
+    for family in core.families_of(research.config()):
+        yield dg.DynamicOutput(family, mapping_key=_mapping_key(family, keys))
+
+
+def _mapping_key(family: str, taken: set[str]) -> str:
+    """A step-key-safe name for a family (`examples.user_model:LogisticModel` has `.` and `:`),
+    unique within the run."""
+    key = re.sub(r"[^A-Za-z0-9_]", "_", family)
+    while key in taken:
+        key += "_"
+    taken.add(key)
+    return key
+
+
+@dg.op(description="Purged walk-forward of one family on one series: a fresh model per fold.")
+def fit_family(
+    context: dg.OpExecutionContext,
+    family: str,
     features: pd.DataFrame,
     labels: pd.DataFrame,
+    research: ResearchResource,
+) -> tuple[str, Any]:
+    t0 = time.monotonic()
+    result = core.fit_family(family, features, labels, research.config())
+    context.log.info(
+        f"{context.partition_key} {family}: {len(result.folds)} folds fitted in "
+        f"{time.monotonic() - t0:.1f}s"
+    )
+    return family, result
+
+
+@dg.op(
+    out={"fold_models": dg.Out(), "oos_predictions": dg.Out()},
+    description="Log every family's walk-forward to MLflow (one parent run, a nested run per "
+    "family, in the configured order) and yield the run ids and the OOS predictions.",
+)
+def record_walk_forward(
+    context: dg.OpExecutionContext,
+    fitted: list[tuple[str, Any]],
+    features: pd.DataFrame,
     bars_snapshot: pd.DataFrame,
     series_registry: SeriesRegistryResource,
     mlflow: MlflowResource,
@@ -205,12 +238,9 @@ def walk_forward(
     cfg = research.config()
     version = bars_version(bars_snapshot)
     tracker = mlflow.tracker({"candleflow.data_version": version})
-    result = core.walk_forward_all(
-        spec, features, labels, cfg, tracker, log=context.log.info,
-        dagster_run_id=context.run.run_id, bars=bars, strategy=research.strategy(spec),
-        workers=research.app_config().executor.family_processes(
-            len(cfg.models) + len(cfg.baselines)
-        ),
+    result = core.record_walk_forward(
+        spec, features, cfg, tracker, dict(fitted), log=context.log.info,
+        dagster_run_id=context.run_id, bars=bars, strategy=research.strategy(spec),
     )
     # Each family backtested alone on this series: numbers the Plots tab charts per partition.
     card = core.series_scorecard(spec, bars, result.predictions, cfg, research.strategy(spec))
@@ -246,6 +276,30 @@ def walk_forward(
             **core.numeric_metadata(card),
         },
     )
+
+
+@dg.graph_multi_asset(
+    partitions_def=SERIES,
+    group_name="research",
+    outs={
+        "fold_models": dg.AssetOut(
+            description="One fitted model per walk-forward fold and family, logged to MLflow "
+            "with its parameters, per-fold metrics, feature list, data fingerprint and git rev. "
+            "The value maps each family to its MLflow run id.",
+            kinds={"mlflow", "xgboost", "pytorch"},
+        ),
+        "oos_predictions": dg.AssetOut(
+            description="Out-of-sample class probabilities of every family and baseline: only "
+            "rows no model of that fold trained on (purge >= label horizon, plus embargo). "
+            "Each family is fitted in its own step.",
+            kinds={"pandas"},
+        ),
+    },
+)
+def walk_forward(features: pd.DataFrame, labels: pd.DataFrame, bars_snapshot: pd.DataFrame) -> Any:
+    fitted = walk_forward_families().map(lambda family: fit_family(family, features, labels))
+    fold_models, oos_predictions = record_walk_forward(fitted.collect(), features, bars_snapshot)
+    return {"fold_models": fold_models, "oos_predictions": oos_predictions}
 
 
 @dg.asset(

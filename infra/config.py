@@ -442,16 +442,13 @@ class ExecutorSection:
     `multiprocess` default, `in_process`, or the `k8s` / `celery` executors, `config` being the
     executor's own config), and how `candleflow research` runs several series (`cli_runs`:
     `in_process`, one after another in the CLI process as before, or `executor`: each series a
-    run on that executor, `max_concurrent_runs` at a time). `family_workers` fits the model
-    families of one series in that many processes inside its walk_forward step."""
+    run on that executor, `max_concurrent_runs` at a time). Within a run each model family of a
+    series is a step of its own, so the executor spreads the families too."""
 
     kind: str = "multiprocess"
     max_concurrent: int = 0  # steps at once within a run (0: Dagster's default, one per CPU)
     max_concurrent_runs: int = 2  # runs at once: Dagster's run queue and `candleflow research`
     cli_runs: str = "in_process"
-    # processes fitting one series' families at once (1: one after another; 0: the CPU budget,
-    # max_concurrent or else one per CPU)
-    family_workers: int = 1
     config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -460,20 +457,16 @@ class ExecutorSection:
         if self.cli_runs not in CLI_RUNS:
             _fail("[executor]", f"cli_runs must be one of {', '.join(CLI_RUNS)}, "
                   f"got {self.cli_runs!r}")
-        if self.max_concurrent < 0 or self.max_concurrent_runs < 1 or self.family_workers < 0:
-            _fail("[executor]", "max_concurrent and family_workers must be >= 0 and "
-                  "max_concurrent_runs >= 1")
-
-    def family_processes(self, n_families: int) -> int:
-        """Processes for one series' families: family_workers (0: the CPU budget), at most one
-        per family."""
-        budget = self.max_concurrent or os.cpu_count() or 1
-        return max(1, min(n_families, self.family_workers or budget))
+        if self.max_concurrent < 0 or self.max_concurrent_runs < 1:
+            _fail("[executor]", "max_concurrent must be >= 0 and max_concurrent_runs >= 1")
 
     @classmethod
     def from_mapping(cls, data: Any) -> ExecutorSection:
         kinds = {"kind": str, "max_concurrent": int, "max_concurrent_runs": int,
-                 "cli_runs": str, "family_workers": int, "config": "mapping"}
+                 "cli_runs": str, "config": "mapping"}
+        if isinstance(data, Mapping) and "family_workers" in data:
+            _fail("[executor]", "family_workers was removed: each model family is its own step "
+                  "of walk_forward now, spread by the executor (max_concurrent steps at once)")
         d = _check_keys("[executor]", data, set(kinds))
         if "config" in d:
             _guard_secrets("[executor].config", d["config"])
@@ -482,7 +475,6 @@ class ExecutorSection:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "max_concurrent": self.max_concurrent,
                 "max_concurrent_runs": self.max_concurrent_runs, "cli_runs": self.cli_runs,
-                "family_workers": self.family_workers,
                 "config": _plain(self.config)}
 
 
@@ -712,9 +704,8 @@ metrics_port = 9464     # 0 turns the Prometheus endpoint off
 
 [executor]
 kind = "multiprocess"   # multiprocess | in_process | k8s | celery: the executor of every run
-max_concurrent = 0      # steps at once within a run (0: one per CPU)
+max_concurrent = 0      # steps at once within a run, e.g. model families (0: one per CPU)
 max_concurrent_runs = 2 # runs at once (Dagster's run queue; `candleflow research`)
 cli_runs = "in_process" # `research`: in_process (series one after another) | executor
-family_workers = 1      # processes fitting one series' model families at once (0: CPU budget)
 # config = {}           # the executor's own config (see examples/executor_k8s.toml)
 '''

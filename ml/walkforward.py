@@ -18,9 +18,10 @@ Optuna on an inner walk-forward split of those rows only), refits GARCH(1,1) on 
 training returns and filters it forward through the test rows as an extra feature, and collects
 the OOS probabilities and per-fold metrics.
 
-`run_in_processes` runs independent tasks (the model families of one series) in spawned worker
-processes: each task sees exactly the inputs a sequential run gives it and seeds its own model,
-so the results are identical to running them one after another.
+`run_in_processes` runs independent tasks in spawned worker processes: each task sees exactly
+the inputs a sequential run gives it and seeds its own model, so the results are identical to
+running them one after another. Only bench/growth.py uses it; the product spreads the model
+families of a series as steps of the walk_forward graph, on the Dagster executor.
 """
 
 from __future__ import annotations

@@ -17,21 +17,14 @@ test labels read, and their features are serially correlated with the test rows.
 Optuna on an inner walk-forward split of those rows only), refits GARCH(1,1) on the fold's
 training returns and filters it forward through the test rows as an extra feature, and collects
 the OOS probabilities and per-fold metrics.
-
-`run_in_processes` runs independent tasks in spawned worker processes: each task sees exactly
-the inputs a sequential run gives it and seeds its own model, so the results are identical to
-running them one after another. Only bench/growth.py uses it; the product spreads the model
-families of a series as steps of the walk_forward graph, on the Dagster executor.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import optuna
@@ -49,7 +42,6 @@ __all__ = [
     "TuningResult",
     "WalkForwardResult",
     "overall_metrics",
-    "run_in_processes",
     "run_walk_forward",
     "signal_sharpe",
     "walk_forward_splits",
@@ -59,24 +51,6 @@ logger = logging.getLogger(__name__)
 
 ModelFactory = Callable[[dict[str, Any]], Model]
 GARCH_COLUMN = "garch_vol"
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def run_in_processes(
-    task: Callable[[_T], _R], items: Sequence[_T], *, workers: int
-) -> list[_R]:
-    """task(item) for each item, results in the order of items. workers <= 1 (or one item) runs
-    them here one after another; otherwise in min(workers, len(items)) spawned processes.
-
-    task and items must pickle (a module-level function or a functools.partial of one). Spawn,
-    not fork: the caller may be a Dagster step process with threads, and a forked child inherits
-    their locks (and torch's thread pool) mid-state. A task's exception is raised here."""
-    if workers <= 1 or len(items) <= 1:
-        return [task(item) for item in items]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
-        return list(pool.map(task, items))
 
 
 @dataclass(frozen=True, eq=False)

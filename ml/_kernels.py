@@ -43,6 +43,8 @@ __all__ = [
     "keltner_features",
     "lag_difference",
     "liquidity_features",
+    "macd",
+    "macd_signal_fold",
     "padded_returns",
     "ratio_minus_one",
     "return_moments",
@@ -889,3 +891,50 @@ def atr(high, low, close, p):  # pragma: no cover - jitted
             v = wilder_step(v, tr, p)
             out[t] = v
     return out
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def macd_signal_fold(signal, macd, n, sig):  # pragma: no cover - jitted
+    """Fold the n-th MACD value (n = 0, 1, ...) into the signal EMA, as TA-Lib's MACD does:
+    summed over the first `sig` values and divided at the last of them, ema_step after."""
+    if n < sig - 1:
+        return signal + macd
+    if n == sig - 1:
+        return (signal + macd) / sig
+    return ema_step(signal, macd, ema_k(sig))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def macd(close, fast, slow, sig):  # pragma: no cover - jitted
+    """TA-Lib MACD(close, fast, slow, sig) for fast < slow: (macd, signal, hist), NaN for the
+    first slow + sig - 2 rows. Both EMAs start at row slow - 1, the fast one seeded with the SMA
+    of the `fast` closes up to there (where TA-Lib seeds it), the slow one with all `slow`."""
+    n = close.shape[0]
+    m = np.full(n, np.nan)
+    s = np.full(n, np.nan)
+    hist = np.full(n, np.nan)
+    start = slow - 1
+    if start + sig - 1 >= n:
+        return m, s, hist
+    e_slow = 0.0
+    for t in range(slow):
+        e_slow += close[t]
+    e_slow /= slow
+    e_fast = 0.0
+    for t in range(slow - fast, slow):
+        e_fast += close[t]
+    e_fast /= fast
+    k_fast = ema_k(fast)
+    k_slow = ema_k(slow)
+    signal = 0.0
+    for t in range(start, n):
+        if t > start:
+            e_slow = ema_step(e_slow, close[t], k_slow)
+            e_fast = ema_step(e_fast, close[t], k_fast)
+        value = e_fast - e_slow
+        signal = macd_signal_fold(signal, value, t - start, sig)
+        if t - start >= sig - 1:
+            m[t] = value
+            s[t] = signal
+            hist[t] = value - signal
+    return m, s, hist

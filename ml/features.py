@@ -46,6 +46,7 @@ from ml._kernels import (
     keltner_features,
     lag_difference,
     liquidity_features,
+    macd,
     padded_returns,
     ratio_minus_one,
     return_moments,
@@ -387,7 +388,7 @@ def _close_indicators(
 ) -> None:
     """Write the rows read from the close alone, made scale-free; mark NaN rows.
 
-    EMA and RSI run ml._kernels' recurrences, the ones ml.online steps bar by bar (equal to
+    EMA, MACD and RSI run ml._kernels' recurrences, the ones ml.online steps bar by bar (equal to
     TA-Lib's); the other indicators are TA-Lib's."""
     cl = bars["close"]
     for p in c.sma_periods:
@@ -395,10 +396,8 @@ def _close_indicators(
     for p in c.ema_periods:
         ratio_minus_one(cl, ema(cl, p), row(f"ema_{p}_ratio"), flags)
     wma_ratio(cl, c.wma_period, row(f"wma_{c.wma_period}_ratio"), flags)
-    macd, signal, hist = talib.MACD(
-        cl, fastperiod=c.macd_fast, slowperiod=c.macd_slow, signalperiod=c.macd_signal
-    )
-    divide_row(macd, cl, row("macd"), flags)
+    m, signal, hist = macd(cl, c.macd_fast, c.macd_slow, c.macd_signal)
+    divide_row(m, cl, row("macd"), flags)
     divide_row(signal, cl, row("macd_signal"), flags)
     divide_row(hist, cl, row("macd_hist"), flags)
     copy_row(rsi(cl, c.rsi_period), row(f"rsi_{c.rsi_period}"), flags)

@@ -9,7 +9,8 @@ algorithm carries from row to row, and this module repeats that algorithm one ro
   EMA seeded with the SMA of its first period (MACD's fast EMA seeded where TA-Lib seeds it,
   `macd_slow - macd_fast` bars in), RSI, ATR and ADX with Wilder's smoothing after a summed seed,
   the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The EMA,
-  RSI and ATR steps are ml._kernels' recurrences, the ones ml.features runs over whole series.
+  MACD, RSI and ATR steps are ml._kernels' recurrences, the ones ml.features runs over whole
+  series.
 - ml._kernels' rolling sums, with the same exact recompute every `w` rows counted from the first
   bar, so that add/subtract rounding is the batch kernels' own.
 
@@ -35,6 +36,7 @@ from ml._kernels import (
     ema_k,
     ema_step,
     keltner_row,
+    macd_signal_fold,
     rsi_fold,
     rsi_value,
     ta_is_zero,
@@ -301,13 +303,7 @@ def _update(
     if g >= slow - 1:
         # the signal EMA seeds on the first `sig` MACD values, kept in sk_ring's tail slots
         m0 = slow - 1
-        if g < m0 + sig - 1:
-            fs[_F_M_SIG] += macd
-        elif g == m0 + sig - 1:
-            fs[_F_M_SIG] = (fs[_F_M_SIG] + macd) / sig
-        else:
-            kk = 2.0 / (sig + 1)
-            fs[_F_M_SIG] = ((macd - fs[_F_M_SIG]) * kk) + fs[_F_M_SIG]
+        fs[_F_M_SIG] = macd_signal_fold(fs[_F_M_SIG], macd, g - m0, sig)
         if g >= m0 + sig - 1:
             macd_v = macd
             sig_v = fs[_F_M_SIG]

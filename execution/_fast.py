@@ -372,7 +372,9 @@ def _prepare_portfolio(
         return _inputs(layout, ts, close_ts, cols, proba, 0, vsym=cols[4][by_symbol])
     if predictions.duplicated(["symbol", "ts"]).any():
         return None, "duplicate predictions"
-    pcodes = pd.Index(names).get_indexer(predictions["symbol"].astype(str))
+    # Each prediction's symbol code (-1: no such symbol), looked up once per distinct symbol.
+    raw, distinct = pd.factorize(predictions["symbol"].astype(str))
+    pcodes = np.append(pd.Index(names).get_indexer(distinct), -1)[raw]  # raw -1 (NaN): -1
     pts = _utc_ns(predictions["ts"])
     values = predictions[["p_down", "p_flat", "p_up"]].to_numpy(np.float64)
     sym_ts = ts[by_symbol]

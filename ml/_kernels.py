@@ -28,6 +28,8 @@ from numba import njit
 
 __all__ = [
     "acf_features",
+    "adx",
+    "adx_fold",
     "any_nan_columns",
     "atr",
     "bar_looks_valid",
@@ -938,3 +940,57 @@ def macd(close, fast, slow, sig):  # pragma: no cover - jitted
             s[t] = signal
             hist[t] = value - signal
     return m, s, hist
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def adx_fold(mdm, pdm, trs, sumdx, adx, dp, dm, tr, n, p):  # pragma: no cover - jitted
+    """Fold the n-th bar (n = 1, 2, ...; dp/dm its up/down moves, tr its true range) into
+    TA-Lib's ADX state (-DM, +DM, TR sums, the DX seed sum, ADX): the sums seeded over bars
+    1..p-1 and Wilder-smoothed after, ADX the mean DX of bars p..2p-1, then smoothed.
+    Returns the new state and the ADX of the bar (NaN before bar 2p-1)."""
+    if n <= p - 1:
+        if dm > 0 and dp < dm:
+            mdm += dm
+        elif dp > 0 and dp > dm:
+            pdm += dp
+        return mdm, pdm, trs + tr, sumdx, adx, np.nan
+    mdm -= mdm / p
+    pdm -= pdm / p
+    if dm > 0 and dp < dm:
+        mdm += dm
+    elif dp > 0 and dp > dm:
+        pdm += dp
+    trs = trs - trs / p + tr
+    dx = np.nan
+    if not ta_is_zero(trs):
+        mdi = 100.0 * (mdm / trs)
+        pdi = 100.0 * (pdm / trs)
+        tot = mdi + pdi
+        if not ta_is_zero(tot):
+            dx = 100.0 * (abs(mdi - pdi) / tot)
+    if n <= 2 * p - 1:
+        if not math.isnan(dx):
+            sumdx += dx
+        if n == 2 * p - 1:
+            adx = sumdx / p
+    elif not math.isnan(dx):
+        adx = (adx * (p - 1) + dx) / p
+    return mdm, pdm, trs, sumdx, adx, adx if n >= 2 * p - 1 else np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adx(high, low, close, p):  # pragma: no cover - jitted
+    """TA-Lib ADX(high, low, close, p): NaN for the first 2p - 1 rows."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    mdm = 0.0
+    pdm = 0.0
+    trs = 0.0
+    sumdx = 0.0
+    value = 0.0
+    for t in range(1, n):
+        mdm, pdm, trs, sumdx, value, out[t] = adx_fold(
+            mdm, pdm, trs, sumdx, value, high[t] - high[t - 1], low[t - 1] - low[t],
+            true_range(high[t], low[t], close[t - 1]), t, p,
+        )  # fmt: skip
+    return out

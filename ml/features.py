@@ -37,6 +37,7 @@ from ml._bars import validated_bar_arrays
 from ml._config import config_from_mapping
 from ml._kernels import (
     acf_features,
+    adx,
     atr,
     bollinger_features,
     copy_row,
@@ -423,7 +424,7 @@ def _range_indicators(
     row: Callable[[str], np.ndarray],
     flags: np.ndarray,
 ) -> None:
-    """Write the rows that read the high-low range; mark NaN rows in `flags` (ATR and the
+    """Write the rows that read the high-low range; mark NaN rows in `flags` (ADX, ATR and the
     Keltner EMA: ml._kernels' recurrences, shared with ml.online; the rest TA-Lib's)."""
     h, lo, cl = bars["high"], bars["low"], bars["close"]
     slowk, slowd = talib.STOCH(
@@ -438,8 +439,7 @@ def _range_indicators(
     )
     copy_row(slowk, row("stoch_k"), flags)
     copy_row(slowd, row("stoch_d"), flags)
-    adx = talib.ADX(h, lo, cl, timeperiod=c.adx_period)
-    copy_row(adx, row(f"adx_{c.adx_period}"), flags)
+    copy_row(adx(h, lo, cl, c.adx_period), row(f"adx_{c.adx_period}"), flags)
     keltner_features(
         cl,
         ema(cl, c.keltner_period),

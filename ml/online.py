@@ -9,7 +9,7 @@ algorithm carries from row to row, and this module repeats that algorithm one ro
   EMA seeded with the SMA of its first period (MACD's fast EMA seeded where TA-Lib seeds it,
   `macd_slow - macd_fast` bars in), RSI, ATR and ADX with Wilder's smoothing after a summed seed,
   the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The EMA,
-  MACD, RSI and ATR steps are ml._kernels' recurrences, the ones ml.features runs over whole
+  MACD, RSI, ATR and ADX steps are ml._kernels' recurrences, the ones ml.features runs over whole
   series.
 - ml._kernels' rolling sums, with the same exact recompute every `w` rows counted from the first
   bar, so that add/subtract rounding is the batch kernels' own.
@@ -31,6 +31,7 @@ from ml._kernels import (
     _amihud_row,
     _flow_row,
     _vwap_row,
+    adx_fold,
     bar_looks_valid,
     bollinger_row,
     ema_k,
@@ -39,7 +40,6 @@ from ml._kernels import (
     macd_signal_fold,
     rsi_fold,
     rsi_value,
-    ta_is_zero,
     true_range,
     wilder_step,
     window_deviation,
@@ -357,42 +357,15 @@ def _update(
                 stoch_k = slow_k
                 stoch_d = tmp2 / psd
     # --- ADX (Wilder) ---
-    p = cfg[_I_ADX]
     adx_v = _NAN
     if g >= 1:
-        dp = h - buf[_H, pos - 1]
-        dm = buf[_L, pos - 1] - lo
-        tr = true_range(h, lo, buf[_C, pos - 1])
-        if g <= p - 1:
-            if dm > 0 and dp < dm:
-                fs[_F_ADX_MDM] += dm
-            elif dp > 0 and dp > dm:
-                fs[_F_ADX_PDM] += dp
-            fs[_F_ADX_TR] += tr
-        else:
-            fs[_F_ADX_MDM] -= fs[_F_ADX_MDM] / p
-            fs[_F_ADX_PDM] -= fs[_F_ADX_PDM] / p
-            if dm > 0 and dp < dm:
-                fs[_F_ADX_MDM] += dm
-            elif dp > 0 and dp > dm:
-                fs[_F_ADX_PDM] += dp
-            fs[_F_ADX_TR] = fs[_F_ADX_TR] - fs[_F_ADX_TR] / p + tr
-            dx = _NAN
-            if not ta_is_zero(fs[_F_ADX_TR]):
-                mdi = 100.0 * (fs[_F_ADX_MDM] / fs[_F_ADX_TR])
-                pdi = 100.0 * (fs[_F_ADX_PDM] / fs[_F_ADX_TR])
-                tot = mdi + pdi
-                if not ta_is_zero(tot):
-                    dx = 100.0 * (abs(mdi - pdi) / tot)
-            if g <= 2 * p - 1:
-                if not math.isnan(dx):
-                    fs[_F_ADX_SUMDX] += dx
-                if g == 2 * p - 1:
-                    fs[_F_ADX] = fs[_F_ADX_SUMDX] / p
-            elif not math.isnan(dx):
-                fs[_F_ADX] = (fs[_F_ADX] * (p - 1) + dx) / p
-            if g >= 2 * p - 1:
-                adx_v = fs[_F_ADX]
+        (
+            fs[_F_ADX_MDM], fs[_F_ADX_PDM], fs[_F_ADX_TR], fs[_F_ADX_SUMDX], fs[_F_ADX], adx_v
+        ) = adx_fold(
+            fs[_F_ADX_MDM], fs[_F_ADX_PDM], fs[_F_ADX_TR], fs[_F_ADX_SUMDX], fs[_F_ADX],
+            h - buf[_H, pos - 1], buf[_L, pos - 1] - lo, true_range(h, lo, buf[_C, pos - 1]),
+            g, cfg[_I_ADX],
+        )  # fmt: skip
     out[k] = rsi_v
     out[k + 1] = stoch_k
     out[k + 2] = stoch_d

@@ -1,4 +1,4 @@
-"""ml._kernels' TA-Lib recurrences (EMA, MACD, RSI, ATR), shared by ml.features and ml.online."""
+"""ml._kernels' TA-Lib recurrences (EMA, MACD, RSI, ATR, ADX), shared by features and online."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def test_recurrences_when_run_over_long_series_then_equal_talib(name, spx):
         _assert_close(_kernels.ema(c, p), talib.EMA(c, timeperiod=p))
         _assert_close(_kernels.rsi(c, p), talib.RSI(c, timeperiod=p))
         _assert_close(_kernels.atr(h, lo, c, p), talib.ATR(h, lo, c, timeperiod=p))
+        _assert_close(_kernels.adx(h, lo, c, p), talib.ADX(h, lo, c, timeperiod=p))
     for fast, slow, sig in [(12, 26, 9), (3, 10, 16), (2, 3, 2), (50, 200, 1)]:
         got = _kernels.macd(c, fast, slow, sig)
         want = talib.MACD(c, fastperiod=fast, slowperiod=slow, signalperiod=sig)
@@ -42,7 +43,7 @@ def test_recurrences_when_run_over_long_series_then_equal_talib(name, spx):
             _assert_close(g, w)
 
 
-@pytest.mark.parametrize("n", [1, 13, 14, 15, 33, 34, 35])
+@pytest.mark.parametrize("n", [1, 13, 14, 15, 27, 28, 29, 33, 34, 35])
 def test_recurrences_when_series_shorter_than_period_then_nan_as_talib(n):
     # Arrange
     bars = synthetic_bars(n, seed=2)
@@ -51,6 +52,7 @@ def test_recurrences_when_series_shorter_than_period_then_nan_as_talib(n):
     _assert_close(_kernels.ema(c, 14), talib.EMA(c, timeperiod=14))
     _assert_close(_kernels.rsi(c, 14), talib.RSI(c, timeperiod=14))
     _assert_close(_kernels.atr(h, lo, c, 14), talib.ATR(h, lo, c, timeperiod=14))
+    _assert_close(_kernels.adx(h, lo, c, 14), talib.ADX(h, lo, c, timeperiod=14))
     for g, w in zip(_kernels.macd(c, 12, 26, 9), talib.MACD(c, 12, 26, 9), strict=True):
         _assert_close(g, w)
 

@@ -18,10 +18,12 @@ executor, W runs at once (max_concurrent_runs) and CPUs / W step processes per r
 command's start to the last research run's end (as Dagster recorded it), the command's wall
 time (the portfolio report follows the runs) and the sum of the runs' own durations, with the
 load average before and after; the 4-series ratio of 1 run at a time over 2 at once is checked
-against the goal (>= 1.7). `--start-methods default,spawn` times candleflow's forkserver start
-beside Dagster's spawn. `--series ''` skips them, `--sizes ''` the growth table.
-`--pooled 20` adds
-the pooled walk-forward (ml.pooled) of 20 such series, xgboost only: one fit per fold for all
+against the goal (>= 1.7). `--modes executor,spawn,in_process,in_process_steps` times, beside
+candleflow's multiprocess executor (its forkserver start), Dagster's spawn start, `cli_runs =
+"in_process"` (the series one after another in the CLI process; one row, W ignored) and the
+runs on Dagster's in_process executor (W runs at once, each run's steps in its own process).
+`--series ''` skips them, `--sizes ''` the growth table. `--pooled 20` adds the pooled
+walk-forward (ml.pooled) of 20 such series, xgboost only: one fit per fold for all
 of them, timed beside the per-series walk-forwards of the same series, with the fit counts.
 Writes var/bench/growth.json (under CANDLEFLOW_HOME).
 """
@@ -93,15 +95,15 @@ models = {models}
 cpcv_series = []
 
 [executor]
-kind = "multiprocess"
+kind = "{kind}"
 max_concurrent = {steps}
 max_concurrent_runs = {runs}
-cli_runs = "executor"
+cli_runs = "{cli_runs}"
 {start_method}"""
 
 
 def _series_run(
-    ingested: Path, n: int, families: list[str], workers: int, start_method: str
+    ingested: Path, n: int, families: list[str], workers: int, mode: str
 ) -> dict[str, float]:
     """`candleflow research` of every series ingested under `ingested`, in a copy of that home:
     one Dagster research run per series, `workers` at once, each run's steps at most
@@ -116,8 +118,10 @@ def _series_run(
     config = home / "candleflow.toml"
     config.write_text(_SERIES_CONFIG.format(
         models=json.dumps(families), steps=max(1, cpus // workers), runs=workers,
-        start_method="" if start_method == "default" else
-        f"config = {{ start_method = {{ {start_method} = {{}} }} }}\n",
+        cli_runs="in_process" if mode == "in_process" else "executor",
+        kind="in_process" if mode == "in_process_steps" else "multiprocess",
+        start_method="" if mode in ("executor", "in_process", "in_process_steps") else
+        f"config = {{ start_method = {{ {mode} = {{}} }} }}\n",
     ))  # fmt: skip
     env = {**os.environ, "CANDLEFLOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
     env.pop("CANDLEFLOW_CONFIG", None)
@@ -136,7 +140,7 @@ def _series_run(
     shutil.rmtree(home, ignore_errors=True)
     return {
         "series": times["runs"], "bars": n, "workers": workers, "steps_per_run": max(
-            1, cpus // workers), "start_method": start_method,
+            1, cpus // workers), "mode": mode,
         "research_s": times["last_end"] - started, "command_s": wall,
         "runs_s_sum": times["runs_s_sum"], "succeeded": times["succeeded"],
         "load_avg_1m_before": load_before, "load_avg_1m": os.getloadavg()[0],
@@ -202,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="series counts for the multi-series rows ('' for none)")
     parser.add_argument("--workers", default="1,2", help="concurrent runs for those rows")
     parser.add_argument("--series-bars", type=int, default=10_000)
-    parser.add_argument("--start-methods", default="default",
-                        help="multiprocess start methods of those rows: default (candleflow's: "
-                        "forkserver with preloaded modules), spawn (Dagster's), forkserver "
-                        "(Dagster's preload)")
+    parser.add_argument("--modes", default="executor",
+                        help="how those rows run: executor (candleflow's multiprocess executor, "
+                        "forkserver start), spawn (Dagster's start method), forkserver (Dagster's "
+                        "preload), in_process (cli_runs = in_process: one after another), "
+                        "in_process_steps (runs at once on the in_process executor)")
     parser.add_argument("--pooled", type=int, default=0,
                         help="also time the pooled walk-forward of this many series")
     parser.add_argument("--child-pooled", type=int, default=None, help=argparse.SUPPRESS)
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "series_rows": series_rows,
         "pooled": pooled,
         "four_series_speedup_2_vs_1": {
-            m: _speedup(series_rows, 4, m) for m in _start_methods(args)
+            m: _speedup(series_rows, 4, m) for m in _modes(args) if m != "in_process"
         },
         "goal_two_worker_speedup": GOAL_TWO_WORKER_SPEEDUP,
     }
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if speedup is not None:
             verdict = "met" if speedup >= GOAL_TWO_WORKER_SPEEDUP else "NOT met"
             print(
-                f"4 series through Dagster ({method} start): 1 run at a time / 2 at once = "
+                f"4 series through Dagster ({method}): 1 run at a time / 2 at once = "
                 f"{speedup:.2f}x (goal >= {GOAL_TWO_WORKER_SPEEDUP}): {verdict} on "
                 f"{os.cpu_count()} CPUs at load {os.getloadavg()[0]:.1f}"
             )
@@ -313,12 +318,12 @@ def _print_growth(rows: list[dict[str, float]], families: list[str], payload: di
 
 
 def _print_series(rows: list[dict[str, float]]) -> None:
-    print(f"{'series':>7}{'bars':>8}{'runs':>5}{'steps':>6}  {'start':<11}{'research s':>11}"
+    print(f"{'series':>7}{'bars':>8}{'runs':>5}{'steps':>6}  {'mode':<17}{'research s':>11}"
           f"{'command s':>10}{'sum runs s':>11}{'load':>11}")
     for r in rows:
         print(
             f"{r['series']:>7}{r['bars']:>8,}{r['workers']:>5}{r['steps_per_run']:>6}  "
-            f"{r['start_method']:<11}{r['research_s']:>11.1f}{r['command_s']:>10.1f}"
+            f"{r['mode']:<17}{r['research_s']:>11.1f}{r['command_s']:>10.1f}"
             f"{r['runs_s_sum']:>11.1f}{r['load_avg_1m_before']:>5.1f}->{r['load_avg_1m']:<4.1f}"
         )
     print("runs: research runs at once ([executor] max_concurrent_runs); steps: step processes "
@@ -326,8 +331,8 @@ def _print_series(rows: list[dict[str, float]]) -> None:
           "research run's end (the portfolio report after it is in command s only)")
 
 
-def _start_methods(args: argparse.Namespace) -> list[str]:
-    return [m for m in args.start_methods.split(",") if m]
+def _modes(args: argparse.Namespace) -> list[str]:
+    return [m for m in args.modes.split(",") if m]
 
 
 def _series_rows(
@@ -350,15 +355,15 @@ def _series_rows(
                  "--series", str(series), "--series-bars", str(args.series_bars)],
                 check=True, capture_output=True, text=True, env=env,
             )  # fmt: skip
-            for method in _start_methods(args):
+            for method in _modes(args):
                 for workers in sorted({int(w) for w in args.workers.split(",") if w}):
-                    if workers > series:
+                    if workers > series or (method == "in_process" and workers > 1):
                         continue  # more concurrent runs than series times the same as fewer
                     row = _series_run(ingested, args.series_bars, families, workers, method)
                     rows.append(row)
                     print(
                         f"[bench.growth] {series:>3} series x {args.series_bars:,} bars, "
-                        f"{workers} run(s) at once ({method} start): research "
+                        f"{workers} run(s) at once ({method}): research "
                         f"{row['research_s']:.1f} s, command {row['command_s']:.1f} s at load "
                         f"{row['load_avg_1m']:.1f}",
                         flush=True,
@@ -393,7 +398,7 @@ def _speedup(rows: list[dict[str, float]], series: int, method: str) -> float | 
     wall = {
         r["workers"]: r["research_s"]
         for r in rows
-        if r["series"] == series and r["start_method"] == method
+        if r["series"] == series and r["mode"] == method
     }
     return wall[1] / wall[2] if 1 in wall and 2 in wall else None
 

@@ -79,3 +79,4 @@ def test_multiprocess_run_when_default_executor_then_steps_fork_from_a_warm_fork
     assert seen["pid"] != os.getpid() and seen["ppid"] != os.getpid()  # forked by the server
     assert seen["xgboost"]  # preloaded: the step process did not import it itself
     assert seen["omp"] == "1"
+

@@ -84,7 +84,7 @@ def bare_talib(bars: pd.DataFrame, config: FeatureConfig) -> None:
 
 def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) -> dict[str, float]:
     """Median seconds of each statistical numba kernel alone, writing into pre-touched rows (and
-    of the EMA/MACD/RSI/ATR/ADX recurrences beside the TA-Lib calls they replaced)."""
+    of the SMA/EMA/MACD/RSI/ATR/ADX recurrences beside the TA-Lib calls they replaced)."""
     c = config
     h = bars["high"].to_numpy(np.float64)
     lo = bars["low"].to_numpy(np.float64)
@@ -132,14 +132,16 @@ def kernel_breakdown(bars: pd.DataFrame, config: FeatureConfig, repeats: int) ->
             _kernels.shifted_zscore(v, c.volume_z_window, two, flags),
         ),
         # the recurrences ml.features and ml.online share, against the TA-Lib calls they replace
-        "ema_macd_rsi_atr_adx": lambda: (
+        "sma_ema_macd_rsi_atr_adx": lambda: (
+            [_kernels.sma(cl, p) for p in (*c.sma_periods, c.bb_period)],
             [_kernels.ema(cl, p) for p in (*c.ema_periods, c.keltner_period)],
             _kernels.macd(cl, c.macd_fast, c.macd_slow, c.macd_signal),
             _kernels.rsi(cl, c.rsi_period),
             _kernels.atr(h, lo, cl, c.atr_period),
             _kernels.adx(h, lo, cl, c.adx_period),
         ),
-        "ema_macd_rsi_atr_adx_talib": lambda: (
+        "sma_ema_macd_rsi_atr_adx_talib": lambda: (
+            [talib.SMA(cl, timeperiod=p) for p in (*c.sma_periods, c.bb_period)],
             [talib.EMA(cl, timeperiod=p) for p in (*c.ema_periods, c.keltner_period)],
             talib.MACD(cl, c.macd_fast, c.macd_slow, c.macd_signal),
             talib.RSI(cl, timeperiod=c.rsi_period),

@@ -54,6 +54,8 @@ __all__ = [
     "rsi_fold",
     "rsi_value",
     "shifted_zscore",
+    "sma",
+    "sma_fold",
     "ta_is_zero",
     "true_range",
     "volatility_features",
@@ -993,4 +995,28 @@ def adx(high, low, close, p):  # pragma: no cover - jitted
             mdm, pdm, trs, sumdx, value, high[t] - high[t - 1], low[t - 1] - low[t],
             true_range(high[t], low[t], close[t - 1]), t, p,
         )  # fmt: skip
+    return out
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def sma_fold(total, x_new, x_first, full):  # pragma: no cover - jitted
+    """TA-Lib SMA's running total: add the newest value; once the window is `full`, read the
+    window's sum and let its first value `x_first` leave. Returns (total, the sum or NaN)."""
+    total += x_new
+    if not full:
+        return total, np.nan
+    return total - x_first, total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sma(x, p):  # pragma: no cover - jitted
+    """TA-Lib SMA(x, p): NaN for the first p - 1 rows, then a running total from the first row."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    total = 0.0
+    for t in range(n):
+        full = t >= p - 1
+        total, window = sma_fold(total, x[t], x[t - p + 1] if full else 0.0, full)
+        if full:
+            out[t] = window / p
     return out

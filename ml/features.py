@@ -53,6 +53,7 @@ from ml._kernels import (
     return_moments,
     rsi,
     shifted_zscore,
+    sma,
     volatility_features,
     wma_ratio,
 )
@@ -389,11 +390,11 @@ def _close_indicators(
 ) -> None:
     """Write the rows read from the close alone, made scale-free; mark NaN rows.
 
-    EMA, MACD and RSI run ml._kernels' recurrences, the ones ml.online steps bar by bar (equal to
-    TA-Lib's); the other indicators are TA-Lib's."""
+    SMA, EMA, MACD and RSI run ml._kernels' recurrences, the ones ml.online steps bar by bar
+    (equal to TA-Lib's); ROC and MAX are TA-Lib's."""
     cl = bars["close"]
     for p in c.sma_periods:
-        ratio_minus_one(cl, talib.SMA(cl, timeperiod=p), row(f"sma_{p}_ratio"), flags)
+        ratio_minus_one(cl, sma(cl, p), row(f"sma_{p}_ratio"), flags)
     for p in c.ema_periods:
         ratio_minus_one(cl, ema(cl, p), row(f"ema_{p}_ratio"), flags)
     wma_ratio(cl, c.wma_period, row(f"wma_{c.wma_period}_ratio"), flags)
@@ -405,7 +406,7 @@ def _close_indicators(
     copy_row(talib.ROC(cl, timeperiod=c.roc_period), row(f"roc_{c.roc_period}"), flags)
     bollinger_features(
         cl,
-        talib.SMA(cl, timeperiod=c.bb_period),
+        sma(cl, c.bb_period),
         c.bb_period,
         float(c.bb_k),
         row("bb_upper_ratio"),

@@ -8,9 +8,9 @@ algorithm carries from row to row, and this module repeats that algorithm one ro
 - TA-Lib's recursions as TA-Lib runs them: SMA and WMA as running totals from the first bar,
   EMA seeded with the SMA of its first period (MACD's fast EMA seeded where TA-Lib seeds it,
   `macd_slow - macd_fast` bars in), RSI, ATR and ADX with Wilder's smoothing after a summed seed,
-  the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The EMA,
-  MACD, RSI, ATR and ADX steps are ml._kernels' recurrences, the ones ml.features runs over whole
-  series.
+  the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The SMA,
+  EMA, MACD, RSI, ATR and ADX steps are ml._kernels' recurrences, the ones ml.features runs
+  over whole series (STOCH and Williams %R remain TA-Lib's there).
 - ml._kernels' rolling sums, with the same exact recompute every `w` rows counted from the first
   bar, so that add/subtract rounding is the batch kernels' own.
 
@@ -40,6 +40,7 @@ from ml._kernels import (
     macd_signal_fold,
     rsi_fold,
     rsi_value,
+    sma_fold,
     true_range,
     wilder_step,
     window_deviation,
@@ -273,12 +274,8 @@ def _update(
     # --- close / SMA - 1 (TA-Lib SMA: running total from the first bar) ---
     for j in range(sma_p.shape[0]):
         p = sma_p[j]
-        sma_s[j] += cl
-        v = _NAN
-        if g >= p - 1:
-            tmp = sma_s[j]
-            sma_s[j] -= buf[_C, pos - p + 1]
-            v = cl / (tmp / p) - 1.0
+        sma_s[j], window = sma_fold(sma_s[j], cl, buf[_C, pos - p + 1], g >= p - 1)
+        v = cl / (window / p) - 1.0 if g >= p - 1 else _NAN
         out[k] = v
         k += 1
     # --- close / EMA - 1 ---
@@ -397,15 +394,13 @@ def _update(
     # --- Bollinger (TA-Lib SMA middle, two-pass deviation as ml._kernels.bollinger_features) ---
     p = cfg[_I_BB]
     bk = kcfg[0]
-    fs[_F_BB_TOTAL] += cl
+    fs[_F_BB_TOTAL], window = sma_fold(fs[_F_BB_TOTAL], cl, buf[_C, pos - p + 1], g >= p - 1)
     a = _NAN
     b = _NAN
     x = _NAN
     y = _NAN
     if g >= p - 1:
-        tmp = fs[_F_BB_TOTAL]
-        fs[_F_BB_TOTAL] -= buf[_C, pos - p + 1]
-        middle = tmp / p
+        middle = window / p
         a, b, x, y = bollinger_row(cl, middle, window_deviation(buf[_C], pos, p) * bk)
     out[k] = a
     out[k + 1] = b

@@ -1,4 +1,4 @@
-"""ml._kernels' TA-Lib recurrences (EMA, MACD, RSI, ATR, ADX), shared by features and online."""
+"""ml._kernels' TA-Lib recurrences (SMA, EMA, MACD, RSI, ATR, ADX) of features and online."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def test_recurrences_when_run_over_long_series_then_equal_talib(name, spx):
     h, lo, c = (bars[k].to_numpy(np.float64) for k in ("high", "low", "close"))
     for p in PERIODS:
         # Act / Assert
+        _assert_close(_kernels.sma(c, p), talib.SMA(c, timeperiod=p))
         _assert_close(_kernels.ema(c, p), talib.EMA(c, timeperiod=p))
         _assert_close(_kernels.rsi(c, p), talib.RSI(c, timeperiod=p))
         _assert_close(_kernels.atr(h, lo, c, p), talib.ATR(h, lo, c, timeperiod=p))
@@ -49,6 +50,7 @@ def test_recurrences_when_series_shorter_than_period_then_nan_as_talib(n):
     bars = synthetic_bars(n, seed=2)
     h, lo, c = (bars[k].to_numpy(np.float64) for k in ("high", "low", "close"))
     # Act / Assert
+    _assert_close(_kernels.sma(c, 14), talib.SMA(c, timeperiod=14))
     _assert_close(_kernels.ema(c, 14), talib.EMA(c, timeperiod=14))
     _assert_close(_kernels.rsi(c, 14), talib.RSI(c, timeperiod=14))
     _assert_close(_kernels.atr(h, lo, c, 14), talib.ATR(h, lo, c, timeperiod=14))

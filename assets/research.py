@@ -188,19 +188,26 @@ def labels(
     description="The configured model families and baselines, one dynamic output each.",
 )
 def walk_forward_families(research: ResearchResource) -> Any:
-    keys: set[str] = set()
+    taken: set[str] = set()
     for family in core.families_of(research.config()):
-        yield dg.DynamicOutput(family, mapping_key=_mapping_key(family, keys))
+        yield _family_output(family, taken)
 
 
-def _mapping_key(family: str, taken: set[str]) -> str:
-    """A step-key-safe name for a family (`examples.user_model:LogisticModel` has `.` and `:`),
-    unique within the run."""
+def _family_output(family: str, taken: set[str]) -> dg.DynamicOutput:
+    """The family as a dynamic output whose mapping key (the step's `[...]`) is step-key-safe
+    (`examples.user_model:LogisticModel` has `.` and `:`), not a name Dagster reserves (`meta`,
+    `config`) and unique within the run."""
     key = re.sub(r"[^A-Za-z0-9_]", "_", family)
-    while key in taken:
+    while True:
+        if key not in taken:
+            try:
+                out = dg.DynamicOutput(family, mapping_key=key)
+            except dg.DagsterInvalidDefinitionError:  # reserved: Dagster's own check says so
+                pass
+            else:
+                taken.add(key)
+                return out
         key += "_"
-    taken.add(key)
-    return key
 
 
 @dg.op(description="Purged walk-forward of one family on one series: a fresh model per fold.")

@@ -124,3 +124,21 @@ def test_research_job_when_multiprocess_max_concurrent_2_then_one_step_per_famil
         assert par["oos_predictions"][family].attrs == seq["oos_predictions"][family].attrs
         assert par["params"][family] == seq["params"][family]
         assert _same_numbers(par["metrics"][family], seq["metrics"][family]), family
+
+
+def test_family_steps_when_names_are_reserved_or_not_step_safe_then_each_gets_a_valid_key():
+    # Arrange: `meta` (a default family) is a name Dagster reserves; an import path has . and :
+    from assets.research import walk_forward_families
+    from infra.config import CandleflowConfig
+    from orchestration.resources import ResearchResource
+
+    config = CandleflowConfig.from_mapping({})
+    families = ["xgboost", "meta", "examples.user_model:LogisticModel"]
+    research = ResearchResource(config_json=config.to_json(), models=families, reports_dir=".")
+    # Act
+    outputs = list(walk_forward_families(research=research))
+    # Assert: every configured family once, in order, each under its own valid step key
+    assert [o.value for o in outputs] == [*families, "buy_and_hold", "sma_crossover", "flat"]
+    keys = [o.mapping_key for o in outputs]
+    assert keys == ["xgboost", "meta_", "examples_user_model_LogisticModel", "buy_and_hold",
+                    "sma_crossover", "flat"]

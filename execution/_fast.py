@@ -49,6 +49,7 @@ __all__ = [
     "FastOutputs",
     "available",
     "client_ids",
+    "iso_utc",
     "prepare",
     "run_kernel",
 ]
@@ -1360,6 +1361,7 @@ _SHA_H = np.array(
     dtype=np.int64,
 )  # fmt: skip
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UTC_SUFFIX = np.frombuffer(b"+00:00", dtype=np.uint8)
 CLIENT_ID_LENGTH = 18
 
 
@@ -1375,6 +1377,57 @@ def client_ids(messages: np.ndarray) -> np.ndarray:
         lengths = np.char.str_len(messages).astype(np.int64)
         _client_id_digests(data, lengths, out)
     return out.view(f"S{CLIENT_ID_LENGTH}").reshape(n)
+
+
+def iso_utc(ns: np.ndarray) -> np.ndarray:
+    """datetime.isoformat() of UTC instants (whole microseconds, as ns since the epoch, years
+    1-9999), as bytes (an "S32" array): "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00"."""
+    out = np.zeros((len(ns), 32), dtype=np.uint8)
+    if len(ns):
+        _iso_utc_into(np.ascontiguousarray(ns, dtype=np.int64), out)
+    return out.view("S32").reshape(len(ns))
+
+
+def _py_put_digits(out, r, pos, value, width):
+    for k in range(width):
+        out[r, pos + width - 1 - k] = 48 + value % 10
+        value //= 10
+    return pos + width
+
+
+def _py_iso_utc_into(ns, out):
+    """The civil date of each day by H. Hinnant's days -> (y, m, d), then its isoformat."""
+    for r in range(ns.shape[0]):
+        us = ns[r] // 1000
+        days = us // 86_400_000_000
+        rest = us - days * 86_400_000_000
+        z = days + 719_468
+        era = z // 146_097
+        doe = z - era * 146_097
+        yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+        mp = (5 * doy + 2) // 153
+        day = doy - (153 * mp + 2) // 5 + 1
+        month = mp + 3 if mp < 10 else mp - 9
+        year = yoe + era * 400 + (1 if month <= 2 else 0)
+        secs = rest // 1_000_000
+        frac = rest - secs * 1_000_000
+        pos = _put_digits(out, r, 0, year, 4)
+        out[r, pos] = 45  # "-"
+        pos = _put_digits(out, r, pos + 1, month, 2)
+        out[r, pos] = 45
+        pos = _put_digits(out, r, pos + 1, day, 2)
+        out[r, pos] = 84  # "T"
+        pos = _put_digits(out, r, pos + 1, secs // 3600, 2)
+        out[r, pos] = 58  # ":"
+        pos = _put_digits(out, r, pos + 1, secs // 60 % 60, 2)
+        out[r, pos] = 58
+        pos = _put_digits(out, r, pos + 1, secs % 60, 2)
+        if frac:
+            out[r, pos] = 46  # "."
+            pos = _put_digits(out, r, pos + 1, frac, 6)
+        for k in range(6):
+            out[r, pos + k] = _UTC_SUFFIX[k]
 
 
 def _py_client_id_digests(data, lengths, out):
@@ -1510,5 +1563,7 @@ if numba is not None:
     _remove = _jit(_py_remove)
     _store_symbol = _jit(_py_store_symbol)
     _client_id_digests = _jit(_py_client_id_digests)
+    _put_digits = _jit_inline(_py_put_digits)
+    _iso_utc_into = _jit(_py_iso_utc_into)
     _kernel = _jit(_py_kernel)
     _kernel_one_symbol = _jit(_with_globals(_py_kernel, "_py_kernel_one_symbol", _ONE_SYMBOL=True))

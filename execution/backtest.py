@@ -366,28 +366,13 @@ def _try_fast(
     return _fast_result(inputs, out, config), ""
 
 
-def _iso_utc(ns: np.ndarray) -> np.ndarray:
-    """datetime.isoformat() of UTC instants given in whole microseconds as ns since the epoch,
-    as bytes (an "S" array)."""
-    us = ns // 1000
-    secs = np.datetime_as_string(us.astype("datetime64[us]").astype("datetime64[s]"), unit="s")
-    secs = secs.astype("S")
-    frac = us % 1_000_000
-    has_frac = frac != 0
-    if not has_frac.any():
-        return np.char.add(secs, b"+00:00")
-    digits = np.char.zfill(frac.astype("S6"), 6)
-    with_frac = np.char.add(np.char.add(np.char.add(secs, b"."), digits), b"+00:00")
-    return np.where(has_frac, with_frac, np.char.add(secs, b"+00:00"))
-
-
 def _client_ids(
     strategy: str, symbol: str, timeframe: str, bar_ns: np.ndarray, intents: np.ndarray
 ) -> np.ndarray:
     """make_client_id for many (bar ts, intent) pairs at once, as bytes (an "S18" array)."""
     prefix = f"{strategy}|{symbol}|{timeframe}|".encode()
     suffix = np.char.add(b"|", np.asarray(intents).astype("S"))
-    return _fast.client_ids(np.char.add(np.char.add(prefix, _iso_utc(bar_ns)), suffix))
+    return _fast.client_ids(np.char.add(np.char.add(prefix, _fast.iso_utc(bar_ns)), suffix))
 
 
 def _protective_client_ids(entry_ids: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -438,3 +438,21 @@ def test_single_value_when_arrow_strings_then_as_comparing_every_row(
     assert _fast._single_value(col) == expected
     assert _fast._single_value(col.iloc[1:]) == (values[1] if len(set(values[1:])) == 1 else None)
     assert _fast._single_value(col.astype(object)) == expected
+
+
+def test_iso_utc_when_any_instant_in_range_then_equals_isoformat() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    rng = np.random.default_rng(7)
+    lo, hi = pd.Timestamp.min.value // 1000 + 1, pd.Timestamp.max.value // 1000
+    us = rng.integers(lo, hi, 5000)
+    us[::2] = us[::2] // 1_000_000 * 1_000_000 + 1_000_000  # whole seconds: no fraction part
+    edges = [0, -1, 1, 951_782_400_000_000, 951_868_799_999_999, 4_102_444_800_000_000, lo, hi]
+    us = np.r_[us, edges]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+    got = _fast.iso_utc(us * 1000)
+
+    assert [x.decode() for x in got] == [
+        (epoch + timedelta(microseconds=int(u))).isoformat() for u in us
+    ]

@@ -18,10 +18,12 @@ executor, W runs at once (max_concurrent_runs) and CPUs / W step processes per r
 command's start to the last research run's end (as Dagster recorded it), the command's wall
 time (the portfolio report follows the runs) and the sum of the runs' own durations, with the
 load average before and after; the 4-series ratio of 1 run at a time over 2 at once is checked
-against the goal (>= 1.7). `--modes executor,spawn,in_process,in_process_steps` times, beside
-candleflow's multiprocess executor (its forkserver start), Dagster's spawn start, `cli_runs =
-"in_process"` (the series one after another in the CLI process; one row, W ignored) and the
-runs on Dagster's in_process executor (W runs at once, each run's steps in its own process).
+against the goal (>= 1.7) for each mode. The default `--modes executor,in_process_steps` times
+both ways of running the runs: candleflow's multiprocess executor (each step a process forked
+from its forkserver) and Dagster's in_process executor (W runs at once, each run's steps one
+after another in the run's own process); `spawn` adds Dagster's spawn start, `in_process`
+`cli_runs = "in_process"` (the series one after another in the CLI process; one row, W
+ignored).
 `--series ''` skips them, `--sizes ''` the growth table. `--pooled 20` adds the pooled
 walk-forward (ml.pooled) of 20 such series, xgboost only: one fit per fold for all
 of them, timed beside the per-series walk-forwards of the same series, with the fit counts.
@@ -142,6 +144,7 @@ def _series_run(
         "series": times["runs"], "bars": n, "workers": workers, "steps_per_run": max(
             1, cpus // workers), "mode": mode,
         "research_s": times["last_end"] - started, "command_s": wall,
+        "first_run_start_s": times["first_start"] - started,
         "runs_s_sum": times["runs_s_sum"], "succeeded": times["succeeded"],
         "load_avg_1m_before": load_before, "load_avg_1m": os.getloadavg()[0],
     }  # fmt: skip
@@ -198,21 +201,30 @@ def _fit_exponent(rows: list[dict[str, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
-    parser.add_argument("--sizes", default="10000,30000,100000",
-                        help="sizes of the growth table ('' for none)")
+    parser.add_argument(
+        "--sizes", default="10000,30000,100000", help="sizes of the growth table ('' for none)"
+    )
     parser.add_argument("--families", default="xgboost")
     parser.add_argument("--large", action="store_true", help="add 1,000,000 bars")
-    parser.add_argument("--series", default="1,4",
-                        help="series counts for the multi-series rows ('' for none)")
+    parser.add_argument(
+        "--series", default="1,4", help="series counts for the multi-series rows ('' for none)"
+    )
     parser.add_argument("--workers", default="1,2", help="concurrent runs for those rows")
     parser.add_argument("--series-bars", type=int, default=10_000)
-    parser.add_argument("--modes", default="executor",
-                        help="how those rows run: executor (candleflow's multiprocess executor, "
-                        "forkserver start), spawn (Dagster's start method), forkserver (Dagster's "
-                        "preload), in_process (cli_runs = in_process: one after another), "
-                        "in_process_steps (runs at once on the in_process executor)")
-    parser.add_argument("--pooled", type=int, default=0,
-                        help="also time the pooled walk-forward of this many series")
+    parser.add_argument(
+        "--modes",
+        default="executor",
+        help="how those rows run: executor (candleflow's multiprocess executor, "
+        "forkserver start), spawn (Dagster's start method), forkserver (Dagster's "
+        "preload), in_process (cli_runs = in_process: one after another), "
+        "in_process_steps (runs at once on the in_process executor)",
+    )
+    parser.add_argument(
+        "--pooled",
+        type=int,
+        default=0,
+        help="also time the pooled walk-forward of this many series",
+    )
     parser.add_argument("--child-pooled", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-ingest", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-run-times", type=Path, default=None, help=argparse.SUPPRESS)
@@ -296,8 +308,12 @@ def _growth_summary(rows: list[dict[str, float]]) -> dict[str, float | bool]:
     earlier = rows[:-1] or rows
     ref = next((r for r in earlier if r["bars"] == 100_000), earlier[-1])
     ratio = rows[-1]["us_per_bar"] / ref["us_per_bar"]
-    return {"exponent": exponent, "per_bar_ratio_largest_vs_ref": ratio,
-            "ref_bars": ref["bars"], "goal_met": ratio <= GOAL_PER_BAR_RATIO}
+    return {
+        "exponent": exponent,
+        "per_bar_ratio_largest_vs_ref": ratio,
+        "ref_bars": ref["bars"],
+        "goal_met": ratio <= GOAL_PER_BAR_RATIO,
+    }
 
 
 def _print_growth(rows: list[dict[str, float]], families: list[str], payload: dict) -> None:
@@ -318,17 +334,21 @@ def _print_growth(rows: list[dict[str, float]], families: list[str], payload: di
 
 
 def _print_series(rows: list[dict[str, float]]) -> None:
-    print(f"{'series':>7}{'bars':>8}{'runs':>5}{'steps':>6}  {'mode':<17}{'research s':>11}"
-          f"{'command s':>10}{'sum runs s':>11}{'load':>11}")
+    print(
+        f"{'series':>7}{'bars':>8}{'runs':>5}{'steps':>6}  {'mode':<17}{'research s':>11}"
+        f"{'command s':>10}{'sum runs s':>11}{'load':>11}"
+    )
     for r in rows:
         print(
             f"{r['series']:>7}{r['bars']:>8,}{r['workers']:>5}{r['steps_per_run']:>6}  "
             f"{r['mode']:<17}{r['research_s']:>11.1f}{r['command_s']:>10.1f}"
             f"{r['runs_s_sum']:>11.1f}{r['load_avg_1m_before']:>5.1f}->{r['load_avg_1m']:<4.1f}"
         )
-    print("runs: research runs at once ([executor] max_concurrent_runs); steps: step processes "
-          "per run (max_concurrent); research s: `candleflow research` start to the last "
-          "research run's end (the portfolio report after it is in command s only)")
+    print(
+        "runs: research runs at once ([executor] max_concurrent_runs); steps: step processes "
+        "per run (max_concurrent); research s: `candleflow research` start to the last "
+        "research run's end (the portfolio report after it is in command s only)"
+    )
 
 
 def _modes(args: argparse.Namespace) -> list[str]:
@@ -396,9 +416,7 @@ def _pooled_row(args: argparse.Namespace, env: dict[str, str]) -> dict[str, floa
 def _speedup(rows: list[dict[str, float]], series: int, method: str) -> float | None:
     """Research time of `series` series 1 run at a time over 2 at once (None unless both ran)."""
     wall = {
-        r["workers"]: r["research_s"]
-        for r in rows
-        if r["series"] == series and r["mode"] == method
+        r["workers"]: r["research_s"] for r in rows if r["series"] == series and r["mode"] == method
     }
     return wall[1] / wall[2] if 1 in wall and 2 in wall else None
 

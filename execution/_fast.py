@@ -571,7 +571,7 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 # The kernel. Each block names the reference step it sequences; the rules are the shared
 # functions, compiled below.
 
-_DUST = 1e-9
+_DUST = _ledger.DUST  # the engine's and the paper broker's threshold, frozen when compiled
 _END_OF_BAR_WORKING = _paper.END_OF_BAR_WORKING
 _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 # The kernel is compiled twice from the one function below: with this False for portfolios and

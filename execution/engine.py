@@ -33,6 +33,7 @@ from execution.decision import DecisionContext, apply_rule, resolve_rule
 from execution.domain import Fill, Order, OrderType, Position, Side, make_client_id
 from execution.instruments import InstrumentError, instrument_for
 from execution.ledger import (
+    DUST,
     OpenTrade,
     TradeRecord,
     add_entry_part,
@@ -76,8 +77,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Remainders below this many units are dust from float arithmetic, not quantities to trade.
-_DUST = 1e-9
+_DUST = DUST  # execution.ledger's: below it a remainder is float dust, not a quantity
 # Orders that protect a position; contingent, so not part of the position the engine expects.
 PROTECTIVE_INTENTS = frozenset({"stop", "take_profit"})
 _LIVE = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)

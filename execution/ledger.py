@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 # Remainders below this many units are dust from float arithmetic, not quantities to trade.
-_DUST = 1e-9
+# The one threshold: the engine, the paper broker and the compiled fast path import it.
+DUST = 1e-9
+_DUST = DUST
 
 __all__ = [
+    "DUST",
     "OpenTrade",
     "TradeRecord",
     "add_entry_part",

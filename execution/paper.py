@@ -54,7 +54,7 @@ from execution.domain import (
 )
 from execution.engine import bar_close_ts
 from execution.instruments import Instrument, instrument_for
-from execution.ledger import apply_to_position, closing_quantity, crosses_zero
+from execution.ledger import DUST, apply_to_position, closing_quantity, crosses_zero
 from execution.orders import (
     Cancel,
     OrderAccepted,
@@ -81,7 +81,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 2
-_DUST = 1e-9
+_DUST = DUST  # execution.ledger's dust threshold
 
 
 def protective_client_id(entry_client_id: str, kind: str) -> str:

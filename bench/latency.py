@@ -1,11 +1,12 @@
 """Benchmark: throughput and per-bar latency of the live dataflow, bar arrival to broker order.
 
-    python -m bench.latency [--bars N] [--train N] [--trees N] [--runs 1x1,10x1,10x2] [--out PATH]
+    python -m bench.latency [--bars N] [--train N] [--trees N] [--runs 1x1,10x1,10x2,10x2p] [--out PATH]
 
 Replays real S&P 500 daily bars through the dataflow (paper broker, no store) with an XGBoost
 bundle over the full feature set, once per run `SYMBOLSxWORKERS` (10 symbols: the S&P bars under
 ten names at ten price scales; two workers: Bytewax's -w 2, the replay split by symbol, with
-the reorder barrier). Measured with time.perf_counter_ns inside the dataflow: `bar`: arrival
+the reorder barrier; `10x2p`: a Bytewax cluster of two processes of one worker each, as -p 2
+runs it, forked from the bench and joined on 127.0.0.1). Measured with time.perf_counter_ns inside the dataflow: `bar`: arrival
 at the first step -> portfolio step done (every bar); `order`: arrival -> order handed to the
 broker (bars that trade);
 `bars_per_s`: bars / (last bar done - first bar arrived), the JIT caches loaded beforehand;
@@ -66,8 +67,22 @@ def _replicated(bars: Any, n_symbols: int) -> Any:
     return pd.concat(frames).sort_values(["ts", "symbol"]).reset_index(drop=True)
 
 
-def _run(bundle: Any, bars: Any, workers: int) -> dict[str, Any]:
-    """One replay through the dataflow; latencies and throughput."""
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _run(bundle: Any, bars: Any, workers: int, processes: int = 1) -> dict[str, Any]:
+    """One replay through the dataflow; latencies and throughput. `processes` > 1: a Bytewax
+    cluster of that many processes (forked from this one, `workers` each) on 127.0.0.1, each
+    sending back what it measured (perf_counter_ns is CLOCK_MONOTONIC, one clock for all)."""
     import gc
 
     from bytewax.testing import TestingSink, cluster_main, run_main
@@ -79,6 +94,7 @@ def _run(bundle: Any, bars: Any, workers: int) -> dict[str, Any]:
     from streaming.sources import ReplaySource
 
     symbols = tuple(sorted(bars["symbol"].unique()))
+    split = workers * processes > 1
     bar_ns: list[int] = []
     order_ns: list[int] = []
     span = [None, 0]  # first arrival, last done (perf_counter_ns)
@@ -93,10 +109,8 @@ def _run(bundle: Any, bars: Any, workers: int) -> dict[str, Any]:
     out: list = []
     provider = LocalBundleProvider(bundle)
     flow = build_flow(
-        StreamConfig(
-            strategy=StrategyConfig(), symbols=symbols, progress_every=0, reorder=workers > 1
-        ),
-        ReplaySource(bars, by_symbol=workers > 1),
+        StreamConfig(strategy=StrategyConfig(), symbols=symbols, progress_every=0, reorder=split),
+        ReplaySource(bars, by_symbol=split),
         TestingSink(out),
         {s: provider for s in symbols},
         router=router,
@@ -107,11 +121,37 @@ def _run(bundle: Any, bars: Any, workers: int) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     cpu_start = time.process_time()
-    if workers == 1:
+    if processes > 1:
+        import multiprocessing
+
+        addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
+
+        def member(proc_id: int, conn: Any) -> None:
+            cpu0 = time.process_time()
+            cluster_main(flow, addresses, proc_id, worker_count_per_proc=workers)
+            conn.send((bar_ns, order_ns, span, time.process_time() - cpu0))
+
+        ctx = multiprocessing.get_context("fork")  # the flow holds closures: no pickling
+        pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
+        members = [ctx.Process(target=member, args=(k, w)) for k, (_r, w) in enumerate(pipes)]
+        for proc in members:
+            proc.start()
+        parts = [r.recv() for r, _w in pipes]
+        for proc in members:
+            proc.join()
+        cpu = sum(p[3] for p in parts)
+        for part_bars, part_orders, part_span, _cpu in parts:
+            bar_ns.extend(part_bars)  # the portfolio step (one key) ran in one of them
+            order_ns.extend(part_orders)
+            if part_span[0] is not None:
+                span[0] = part_span[0] if span[0] is None else min(span[0], part_span[0])
+                span[1] = max(span[1], part_span[1])
+    elif workers == 1:
         run_main(flow)
+        cpu = time.process_time() - cpu_start
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    cpu = time.process_time() - cpu_start
+        cpu = time.process_time() - cpu_start
     wall = time.perf_counter() - start
     gc.unfreeze()
     hist = bundle.history
@@ -120,12 +160,14 @@ def _run(bundle: Any, bars: Any, workers: int) -> dict[str, Any]:
     return {
         "symbols": len(symbols),
         "workers": workers,
+        "processes": processes,
         "bars": len(bars),
         "orders": len(order_ns),
         "wall_s": wall,
         "bars_per_s": len(bar_ns) / busy_s,
         "bars_per_s_with_start": len(bars) / wall,
-        # CPU seconds of this process over the run (dataflow start included): what the work
+        # CPU seconds of this process (of the cluster's processes) over the run, dataflow start
+        # included: what the work
         # costs whatever share of a core the host's load left it; bars_per_s is wall-clock.
         "cpu_s": cpu,
         "bars_per_cpu_s": len(bars) / cpu,
@@ -141,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=1000, help="bars to train the model on")
     parser.add_argument("--trees", type=int, default=150, help="xgboost n_estimators")
     parser.add_argument(
-        "--runs", default="1x1,10x1,10x2", help="comma-separated SYMBOLSxWORKERS replays"
+        "--runs",
+        default="1x1,10x1,10x2,10x2p",
+        help="comma-separated SYMBOLSxWORKERS replays (SYMBOLSxNp: N processes of one worker)",
     )
     parser.add_argument("--baseline-samples", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("var/bench/latency.json"))
@@ -175,8 +219,13 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for spec in args.runs.split(","):
-        n_symbols, workers = (int(v) for v in spec.lower().split("x"))
-        runs.append(_run(bundle, _replicated(bars, n_symbols), workers))
+        text = spec.strip().lower()
+        processes = text.endswith("p")  # SYMBOLSxNp: N processes of one worker each
+        n_symbols, count = (int(v) for v in text.rstrip("p").split("x"))
+        runs.append(
+            _run(bundle, _replicated(bars, n_symbols), 1 if processes else count,
+                 count if processes else 1)
+        )  # fmt: skip
 
     # Baseline: the batch path on the same rolling buffers, in the same process.
     hist = bundle.history
@@ -224,12 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 
-    print(f"{'symbols':>8}{'workers':>8}{'bars':>8}{'bars/s':>9}{'bars/cpu-s':>11}"
+    print(f"{'symbols':>8}{'workers':>8}{'procs':>6}{'bars':>8}{'bars/s':>9}{'bars/cpu-s':>11}"
           f"  bar->done p50/p99 ms  bar->order p50/p99 ms  load")  # fmt: skip
     for r in runs:
         bl, ol = r["bar_latency"], r["order_latency"]
         print(
-            f"{r['symbols']:>8}{r['workers']:>8}{r['bars']:>8}{r['bars_per_s']:>9.0f}"
+            f"{r['symbols']:>8}{r['workers']:>8}{r['processes']:>6}{r['bars']:>8}{r['bars_per_s']:>9.0f}"
             f"{r['bars_per_cpu_s']:>11.0f}"
             f"  {bl['p50_ms']:.3f} / {bl['p99_ms']:.3f}"
             f"          {ol['p50_ms']:.3f} / {ol['p99_ms']:.3f}"

@@ -218,10 +218,21 @@ def _day_month_order(
     dayfirst: bool | None,
     where: str,
 ) -> bool:
-    """True for day-first: the caller's choice, or the only order the whole column fits."""
-    if dayfirst is not None:
-        return dayfirst
+    """True for day-first: the caller's choice (refused where the column cannot be in that
+    order), or the only order the whole column fits."""
     examples = pd.Series(example_text.to_pandas(), dtype=object)
+    if dayfirst is not None:
+        day, month = (first, second) if dayfirst else (second, first)
+        wrong = (month > 12) | (day > 31)
+        if wrong.any():
+            given, other = ("--dayfirst", "--no-dayfirst") if dayfirst else (
+                "--no-dayfirst", "--dayfirst")  # fmt: skip
+            msg = (
+                f"{where}: {given} cannot be right: it would read {examples[wrong].iloc[0]!r} "
+                f"with month {int(month[wrong].iloc[0])}; give {other} or --date-format"
+            )
+            raise SourceFormatError(msg)
+        return dayfirst
     day_first_fits = bool((second <= 12).all() and (first <= 31).all())
     month_first_fits = bool((first <= 12).all() and (second <= 31).all())
     if day_first_fits != month_first_fits:
@@ -263,7 +274,11 @@ def _day_month_order(
 
 def _monotonic(year: pd.Series, month: pd.Series, day: pd.Series, rest: pd.Series) -> bool:
     iso = (
-        year + "-" + month.astype(str).str.zfill(2) + "-" + day.astype(str).str.zfill(2)
+        year
+        + "-"
+        + month.astype(str).str.zfill(2)
+        + "-"
+        + day.astype(str).str.zfill(2)
         + rest.str.replace(_OFFSET.pattern, r"\g<clock>", regex=True)
     )
     stamps = pd.to_datetime(iso.astype(object), format="ISO8601", errors="coerce")

@@ -144,6 +144,22 @@ def test_load_file_when_order_given_then_used_as_given(tmp_path, options, expect
     assert raw.frame["ts"].iloc[1] == pd.Timestamp(expected, tz="UTC")
 
 
+@pytest.mark.parametrize(
+    ("fmt", "options", "flag"),
+    [("%d.%m.%Y", {"dayfirst": False}, "--no-dayfirst"), ("%m/%d/%Y", {"dayfirst": True},
+     "--dayfirst")],
+)  # fmt: skip
+def test_load_file_when_given_order_impossible_for_some_dates_then_refused_not_misread(
+    tmp_path, fmt, options, flag
+):
+    path = _dated_csv(tmp_path / "x.csv", fmt, "2024-01-10", 8)  # the 13th onwards fit one order
+
+    with pytest.raises(SourceFormatError, match=f"{flag} cannot be right") as info:
+        load_file(path, symbol="X", timeframe="1d", **options)
+
+    assert "month 13" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_load_file_when_orders_contradict_within_column_then_refused(tmp_path):
     path = write(
         tmp_path / "x.csv",

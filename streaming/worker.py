@@ -25,7 +25,9 @@ import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +108,7 @@ class WorkerArgs:
     poll_s: float | None = None  # live sources: seconds between polls (None: the source default)
     binance_url: str | None = None  # Binance REST base URL (None: api.binance.com)
     wait_for_champion_s: float = 0.0  # > 0: no champion yet, check again after this (compose)
+    no_recovery: bool = False  # run without a recovery directory (bytewax.run without -r)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -575,15 +578,55 @@ def _model_version(provider: ModelProvider) -> str:
 
 
 def _resume_point(settings: Settings, args: WorkerArgs, instance: str) -> str:
-    recovery = args.recovery_dir or settings.home / "live" / "recovery"
     last = live_status(settings, instance).last_ts
-    if not any(Path(recovery).glob("part-*.sqlite3")):
+    recovery = None if args.no_recovery else (
+        args.recovery_dir or settings.home / "live" / "recovery")  # fmt: skip
+    if recovery is None or not _holds_snapshot(Path(recovery)):
+        where = "no recovery directory" if recovery is None else f"no snapshot in {recovery}"
         if last is None:
-            return "fresh start"
-        # e.g. bytewax.run with its own -r directory: say what the store knows.
-        return f"no snapshot in {recovery}; the store's last live bar is {last.isoformat()}"
+            return "fresh start" if recovery is not None else f"fresh start ({where})"
+        # A replay from the first bar upserts into the book the store already holds: the same
+        # series and config give the same rows again; other series would mix into that book.
+        logger.warning(
+            "event=fresh_start_over_book instance=%s last_live_bar=%s reason=%s: this run starts "
+            "from the first bar and writes into that book; resume from the recovery directory "
+            "that wrote it, or trade another strategy name for a separate book",
+            instance, last.isoformat(), where,
+        )  # fmt: skip
+        return f"{where}; the store's last live bar is {last.isoformat()}"
     after = f" after the bar of {last.isoformat()}" if last is not None else ""
     return f"snapshot in {recovery}{after}"
+
+
+def _holds_snapshot(recovery: Path) -> bool:
+    """Whether Bytewax's recovery partitions in `recovery` hold any snapshot (freshly
+    initialised ones hold none); a partition that cannot be read counts as holding one."""
+    import sqlite3
+
+    for part in recovery.glob("part-*.sqlite3"):
+        try:
+            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+                if db.execute("SELECT 1 FROM snaps LIMIT 1").fetchone() is not None:
+                    return True
+        except sqlite3.Error:
+            return True
+    return False
+
+
+def bytewax_run_recovery_dir(argv: Sequence[str], env: Mapping[str, str]) -> Path | None:
+    """The recovery directory `python -m bytewax.run` was given (`-r DIR`, `-rDIR`,
+    `--recovery-directory[=]DIR`, else BYTEWAX_RECOVERY_DIRECTORY); None: it runs without one.
+    `argv` is read only when it is bytewax.run's (argv[0] its run.py)."""
+    ours = bool(argv) and Path(argv[0]).parts[-2:] == ("bytewax", "run.py")
+    for k, arg in enumerate(argv if ours else ()):
+        if arg in ("-r", "--recovery-directory") and k + 1 < len(argv):
+            return Path(argv[k + 1])
+        if arg.startswith("--recovery-directory="):
+            return Path(arg.split("=", 1)[1])
+        if arg.startswith("-r") and len(arg) > 2 and not arg.startswith("--"):
+            return Path(arg[2:])
+    raw = (env.get("BYTEWAX_RECOVERY_DIRECTORY") or "").strip()
+    return Path(raw) if raw else None
 
 
 def ensure_recovery_dir(path: Path, partitions: int = 1) -> Path:
@@ -921,7 +964,12 @@ def get_flow() -> Dataflow:
         },
         env,
     )
-    args = WorkerArgs(**{k: v for k, v in merged.items() if v is not None})
+    # bytewax.run owns the recovery: its -r (or none) is where this run resumes from.
+    recovery = bytewax_run_recovery_dir(sys.argv, env)
+    args = WorkerArgs(**{
+        **{k: v for k, v in merged.items() if v is not None},
+        "recovery_dir": recovery, "no_recovery": recovery is None,
+    })  # fmt: skip
     logging.basicConfig(
         level=env.get("CANDLEFLOW_LOG_LEVEL", "INFO"),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",

@@ -135,3 +135,42 @@ def test_worker_when_killed_repeatedly_then_result_equals_uninterrupted_run(tmp_
     log = (crash_home / "worker.log").read_text()
     assert "event=order_duplicate" not in log
     assert log.count("event=replay_start") >= KILLS + 1
+
+
+def test_bytewax_run_when_given_a_new_recovery_dir_then_banner_names_it_and_warns_of_the_book(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    env = {**_prepare_home(home, sma_bundle().save(tmp_path / "bundle")),
+           "CANDLEFLOW_STREAM_SPEED": "0", "CANDLEFLOW_STREAM_MAX_BARS": "300"}  # fmt: skip
+    assert _worker(home, env).wait(timeout=120) == 0
+    first = (home / "worker.log").read_text()
+    fresh = home / "recovery-new"
+    fresh.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(fresh), "1"], check=True,
+                   env=env, cwd=ROOT)  # fmt: skip
+    (home / "worker.log").write_text("")
+
+    second = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "streaming.worker:get_flow()", "-r", str(fresh),
+         "-s", "1", "-b", "0"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert "resume=fresh start" in first
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resume=no snapshot in {fresh};" in second.stderr
+    assert "event=fresh_start_over_book" in second.stderr
+    assert str(home / "recovery") + " " not in second.stderr  # not the default directory
+
+
+def test_bytewax_run_recovery_dir_when_parsed_then_only_from_bytewax_run_argv() -> None:
+    from streaming.worker import bytewax_run_recovery_dir
+
+    run_py = str(Path("/x/site-packages/bytewax/run.py"))
+    assert bytewax_run_recovery_dir([run_py, "m:f()", "-r", "d1"], {}) == Path("d1")
+    assert bytewax_run_recovery_dir([run_py, "-rd2"], {}) == Path("d2")
+    assert bytewax_run_recovery_dir([run_py, "--recovery-directory=d3"], {}) == Path("d3")
+    assert bytewax_run_recovery_dir([run_py], {"BYTEWAX_RECOVERY_DIRECTORY": "d4"}) == Path("d4")
+    assert bytewax_run_recovery_dir([run_py, "m:f()"], {}) is None
+    assert bytewax_run_recovery_dir(["pytest", "-rA"], {}) is None  # someone else's -r

@@ -131,7 +131,9 @@ class LSTMModel(BaseModel):
         seq_len = self._params["seq_len"]
         padded = np.concatenate([np.zeros((seq_len - 1, scaled.shape[1]), np.float32), scaled])
         view = np.lib.stride_tricks.sliding_window_view(padded, seq_len, axis=0)
-        return np.ascontiguousarray(view.transpose(0, 2, 1))
+        # A copy always: for one window the view is already contiguous, and read-only, which
+        # torch.from_numpy warns of on every live bar.
+        return np.array(view.transpose(0, 2, 1), order="C")
 
     def fit(
         self, X: pd.DataFrame, y: pd.Series, sample_weight: pd.Series | np.ndarray | None = None

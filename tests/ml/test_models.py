@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Self
 
@@ -107,6 +108,18 @@ def test_lstm_when_later_rows_change_then_probabilities_up_to_i_unchanged(datase
     np.testing.assert_array_equal(other[:50], base[:50])
     assert not np.allclose(other[50:], base[50:])
     _check_proba(base, 100)
+
+
+def test_lstm_when_one_row_predicted_then_no_warning(dataset):
+    # A live bar scores one row: its window must be a writable copy (torch warns of read-only).
+    X, y = dataset
+    model = tiny_lstm().fit(X.iloc[:300], y.iloc[:300])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = model.predict_proba(X.iloc[300:301])
+
+    _check_proba(proba, 1)
 
 
 def test_lstm_when_validation_tail_stops_improving_then_early_stops(dataset):

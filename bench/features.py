@@ -3,13 +3,15 @@
     python -m bench.features [--rows N] [--repeats R] [--out PATH]
 
 Prints both timings and their ratio (goal: <= 2.0) and writes them as JSON to
-var/bench/features.json. Numba kernels are compiled (or loaded from cache) before timing.
+$CANDLEFLOW_HOME/bench/features.json (default ./var). Numba kernels are compiled (or loaded
+from cache) before timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("var/bench/features.json"))
+    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    parser.add_argument("--out", type=Path, default=home / "bench" / "features.json")
     args = parser.parse_args(argv)
 
     config = FeatureConfig()

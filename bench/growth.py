@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series-bars", type=int, default=10_000)
     parser.add_argument(
         "--modes",
-        default="executor",
+        default="executor,in_process_steps",
         help="how those rows run: executor (candleflow's multiprocess executor, "
         "forkserver start), spawn (Dagster's start method), forkserver (Dagster's "
         "preload), in_process (cli_runs = in_process: one after another), "

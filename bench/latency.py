@@ -1,21 +1,22 @@
 """Benchmark: throughput and per-bar latency of the live dataflow, bar arrival to broker order.
 
-    python -m bench.latency [--bars N] [--train N] [--trees N] [--runs 1x1,10x1,10x2,10x2p] [--out PATH]
+    python -m bench.latency [--bars N] [--train N] [--trees N] [--runs 1x1,10x1,10x2,10x2p]
+                            [--out PATH]
 
 Replays real S&P 500 daily bars through the dataflow (paper broker, no store) with an XGBoost
 bundle over the full feature set, once per run `SYMBOLSxWORKERS` (10 symbols: the S&P bars under
 ten names at ten price scales; two workers: Bytewax's -w 2, the replay split by symbol, with
 the reorder barrier; `10x2p`: a Bytewax cluster of two processes of one worker each, as -p 2
-runs it, forked from the bench and joined on 127.0.0.1). Measured with time.perf_counter_ns inside the dataflow: `bar`: arrival
-at the first step -> portfolio step done (every bar); `order`: arrival -> order handed to the
-broker (bars that trade);
+runs it, forked from the bench and joined on 127.0.0.1). Measured with time.perf_counter_ns
+inside the dataflow: `bar`: arrival at the first step -> portfolio step done (every bar);
+`order`: arrival -> order handed to the broker (bars that trade);
 `bars_per_s`: bars / (last bar done - first bar arrived), the JIT caches loaded beforehand;
 `bars_per_cpu_s`: bars / the process's CPU seconds over the run (start included), the cost of
 the work whatever share of a core a loaded host leaves it; `wall_s` includes the dataflow's
 start; each run records the 1-minute load average before and after it. The baseline is the
 batch path the live step replaces, `bundle.predict_frame(buffer)` on rolling buffers, timed in
-the same run. Goals: p99 <= 1 ms
-and >= 5,000 bars/s per worker (1 symbol, 1 worker). Writes var/bench/latency.json.
+the same run. Goals: p99 <= 1 ms and >= 5,000 bars/s per worker (1 symbol, 1 worker). Writes
+$CANDLEFLOW_HOME/bench/latency.json (default ./var).
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated SYMBOLSxWORKERS replays (SYMBOLSxNp: N processes of one worker)",
     )
     parser.add_argument("--baseline-samples", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path("var/bench/latency.json"))
+    home = Path(os.environ.get("CANDLEFLOW_HOME", "var"))
+    parser.add_argument("--out", type=Path, default=home / "bench" / "latency.json")
     args = parser.parse_args(argv)
     # One bar at a time gains nothing from OpenMP threads; see streaming.worker.
     os.environ.setdefault("OMP_NUM_THREADS", "1")

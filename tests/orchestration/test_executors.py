@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 
 import dagster as dg
@@ -80,3 +81,24 @@ def test_multiprocess_run_when_default_executor_then_steps_fork_from_a_warm_fork
     assert seen["xgboost"]  # preloaded: the step process did not import it itself
     assert seen["omp"] == "1"
 
+
+
+def test_step_preload_when_imported_then_kernels_warm_and_no_thread_started():
+    # The forkserver forks every step after this import: a thread started here would be lost
+    # in the children (and could hold a lock they need), so none may exist afterwards.
+    code = (
+        "import threading, orchestration.step_preload as m\n"
+        "from ml import _kernels\n"
+        "fns = [f for f in vars(_kernels).values() if hasattr(f, 'overloads')]\n"
+        "loaded = sum(len(f.overloads) for f in fns)\n"
+        "print(threading.active_count(), loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+    threads, loaded = (int(v) for v in done.stdout.split())
+    assert threads == 1
+    assert loaded > 0  # the feature kernels were loaded (from numba's cache) before any fork
+    assert "not warmed" not in done.stderr

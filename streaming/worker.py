@@ -21,6 +21,7 @@ CANDLEFLOW_STREAM_POLL_S, CANDLEFLOW_BINANCE_URL).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
@@ -885,12 +886,23 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
             epoch_interval=timedelta(seconds=wargs.snapshot_s),
             recovery_config=RecoveryConfig(recovery, timedelta(0)),
         )
+    return _worker_done(settings, instance, before, metrics, stop.received)
+
+
+def _worker_done(
+    settings: Settings,
+    instance: str,
+    before: LiveStatus,
+    metrics: LiveMetrics,
+    stopped_by: str | None,
+) -> WorkerSummary:
+    """The run's summary (what the store gained since `before`), logged as event=worker_done."""
     after = live_status(settings, instance)
     summary = WorkerSummary(
         bars=_bars_processed(metrics),
         orders=after.orders - before.orders,
         fills=after.fills - before.fills,
-        stopped_by=stop.received,
+        stopped_by=stopped_by,
         status=after,
     )
     logger.info(
@@ -981,7 +993,10 @@ def get_flow() -> Dataflow:
     install_alert_logging()
     metrics = LiveMetrics.create()
     serve_metrics(metrics, args.metrics_port)
-    flow = build_worker_flow(settings, args, metrics=metrics).flow
-    # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too.
-    _StopOnSignal().__enter__()
-    return flow
+    built = build_worker_flow(settings, args, metrics=metrics)
+    before = live_status(settings, built.instance)
+    # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too,
+    # and once it has returned, the summary line `candleflow stream` logs closes the run.
+    stop = _StopOnSignal().__enter__()
+    atexit.register(lambda: _worker_done(settings, built.instance, before, metrics, stop.received))
+    return built.flow

@@ -161,6 +161,7 @@ def test_bytewax_run_when_given_a_new_recovery_dir_then_banner_names_it_and_warn
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resume=no snapshot in {fresh};" in second.stderr
     assert "event=fresh_start_over_book" in second.stderr
+    assert "event=worker_done stopped_by=end of source bars=300" in second.stderr
     assert str(home / "recovery") + " " not in second.stderr  # not the default directory
 
 

@@ -8,8 +8,8 @@ fails `dagster definitions validate`, not a run.
 
 The multiprocess executor starts its step processes from a forkserver that has imported
 `PRELOAD_MODULES` once (unless the config names a `start_method`), warm kernels included
-(orchestration.step_preload: a forked step of a 10k-bar run started in 0.7 s before, about
-0.1 s after): Dagster's default, spawn,
+(orchestration.step_preload: a forked step of a 10k-bar run started in ~0.65 s before, ~0.15 s
+after): Dagster's default, spawn,
 makes every step a fresh interpreter that imports the code location again (about 5 s on two
 busy cores; a research run has a dozen steps). The forkserver is a fresh interpreter too, so it
 holds no threads but the ones imports start: the run processes get the thread limits of

@@ -614,12 +614,16 @@ def _holds_snapshot(recovery: Path) -> bool:
     return False
 
 
+def _is_bytewax_run(argv: Sequence[str]) -> bool:
+    """Whether this process is `python -m bytewax.run` (argv[0] its run.py)."""
+    return bool(argv) and Path(argv[0]).parts[-2:] == ("bytewax", "run.py")
+
+
 def bytewax_run_recovery_dir(argv: Sequence[str], env: Mapping[str, str]) -> Path | None:
     """The recovery directory `python -m bytewax.run` was given (`-r DIR`, `-rDIR`,
     `--recovery-directory[=]DIR`, else BYTEWAX_RECOVERY_DIRECTORY); None: it runs without one.
     `argv` is read only when it is bytewax.run's (argv[0] its run.py)."""
-    ours = bool(argv) and Path(argv[0]).parts[-2:] == ("bytewax", "run.py")
-    for k, arg in enumerate(argv if ours else ()):
+    for k, arg in enumerate(argv if _is_bytewax_run(argv) else ()):
         if arg in ("-r", "--recovery-directory") and k + 1 < len(argv):
             return Path(argv[k + 1])
         if arg.startswith("--recovery-directory="):
@@ -998,5 +1002,8 @@ def get_flow() -> Dataflow:
     # bytewax.run runs the flow in this process next: Ctrl-C and SIGTERM stop it cleanly too,
     # and once it has returned, the summary line `candleflow stream` logs closes the run.
     stop = _StopOnSignal().__enter__()
-    atexit.register(lambda: _worker_done(settings, built.instance, before, metrics, stop.received))
+    if _is_bytewax_run(sys.argv):  # not when a caller (a test) only builds the flow
+        atexit.register(
+            lambda: _worker_done(settings, built.instance, before, metrics, stop.received)
+        )  # fmt: skip
     return built.flow

@@ -16,7 +16,10 @@ high and low. The ratio fast warm / vectorbt from_signals warm is measured in th
 <= 1.0, issue 8); vectorbt's ATR is timed apart and left out of that ratio (the fast path
 computes its ATR inside), and the ratio against ATR + from_signals is reported beside it, as is
 the ratio against vectorbt's from_signals on the same entries and exits without any stops (less
-work than the fast path does: the stricter baseline).
+work than the fast path does: the stricter baseline). The work is alike, not identical: the
+fast path's risk halts are off here (vectorbt has none), its ATR is Wilder's (vectorbt's an
+EMA), it sizes by risk per trade and re-enters after a stop while the signal holds (about 13k
+entries on 1M bars against vectorbt's ~6.9k), so it does at least as much as vectorbt.
 
 Then a portfolio: 5 symbols of `--portfolio-rows` bars each on one time axis, the same strategy,
 through the fast path and the reference loop (median of `--repeat` interleaved pairs, after one
@@ -47,6 +50,7 @@ from execution.backtest import BacktestResult, run_backtest
 from execution.config import (
     CostModel,
     DecisionConfig,
+    RiskLimits,
     SizingConfig,
     StopConfig,
     StrategyConfig,
@@ -163,7 +167,11 @@ def bench_config() -> StrategyConfig:
         sizing=SizingConfig(method="fixed_fractional", risk_per_trade=0.01),
         stops=StopConfig(kind="atr", atr_mult=2.0),
         decision=DecisionConfig(allow_short=False),
-    )
+        # vectorbt has no drawdown or daily-loss halt, no de-risking and no trade cap: with the
+        # defaults the fast path stopped trading at a 25% drawdown ~600k bars in, less work.
+        risk=RiskLimits(daily_loss_halt=1.0, max_drawdown_halt=1.0, drawdown_derisk_start=1.0,
+                        max_trades_per_day=1_000_000),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ algorithm carries from row to row, and this module repeats that algorithm one ro
   EMA seeded with the SMA of its first period (MACD's fast EMA seeded where TA-Lib seeds it,
   `macd_slow - macd_fast` bars in), RSI, ATR and ADX with Wilder's smoothing after a summed seed,
   the Bollinger deviation from a running sum of squares, STOCH's two SMAs over %K. The SMA,
-  EMA, MACD, RSI, ATR and ADX steps are ml._kernels' recurrences, the ones ml.features runs
-  over whole series (STOCH and Williams %R remain TA-Lib's there).
+  RSI, ATR, ADX and MACD-signal folds and the EMA step are ml._kernels' recurrences, the ones
+  ml.features runs over whole series (STOCH and Williams %R remain TA-Lib's there); the EMA's
+  SMA seed is summed here from the bar buffer, there from the series, in the same order.
 - ml._kernels' rolling sums, with the same exact recompute every `w` rows counted from the first
   bar, so that add/subtract rounding is the batch kernels' own.
 
@@ -32,6 +33,7 @@ from ml._kernels import (
     _flow_row,
     _vwap_row,
     adx_fold,
+    atr_fold,
     bar_looks_valid,
     bollinger_row,
     ema_k,
@@ -42,7 +44,6 @@ from ml._kernels import (
     rsi_value,
     sma_fold,
     true_range,
-    wilder_step,
     window_deviation,
     window_wma,
 )
@@ -411,13 +412,9 @@ def _update(
     p = cfg[_I_ATR]
     atr = _NAN
     if g >= 1:
-        tr = true_range(h, lo, buf[_C, pos - 1])
-        if g < p:
-            fs[_F_ATR_TOTAL] += tr
-        elif g == p:
-            fs[_F_ATR] = (fs[_F_ATR_TOTAL] + tr) / p
-        else:
-            fs[_F_ATR] = wilder_step(fs[_F_ATR], tr, p)
+        fs[_F_ATR_TOTAL], fs[_F_ATR] = atr_fold(
+            fs[_F_ATR_TOTAL], fs[_F_ATR], true_range(h, lo, buf[_C, pos - 1]), g, p
+        )
         if g >= p:
             atr = fs[_F_ATR]
     fs[_F_KC_EMA], mid = _ema_step(fs[_F_KC_EMA], cl, g, 0, cfg[_I_KC], buf, _C, pos)

@@ -12,8 +12,9 @@ The multiprocess executor starts its step processes from a forkserver that has i
 after): Dagster's default, spawn,
 makes every step a fresh interpreter that imports the code location again (about 5 s on two
 busy cores; a research run has a dozen steps). The forkserver is a fresh interpreter too, so it
-holds no threads but the ones imports start: the run processes get the thread limits of
-`orchestration.launch.thread_limits` before it starts, so no BLAS pool exists when it forks.
+holds no Python threads: runs launched by `candleflow research` get the thread limits of
+`orchestration.launch.thread_limits` before it starts, so no BLAS pool exists when it forks
+(runs launched from the UI or the daemon inherit their process's environment instead).
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ def thread_limits(section: ExecutorSection, cpus: int | None = None) -> dict[str
     times steps per run, a run's steps being one per CPU unless `max_concurrent` says), at least
     one, so concurrent steps do not oversubscribe the cores with OpenMP and BLAS pools."""
     cpus = cpus or os.cpu_count() or 1
-    steps = section.max_concurrent_runs * (section.max_concurrent or cpus)
+    per_run = (section.max_concurrent or cpus) if section.kind == "multiprocess" else 1
+    steps = section.max_concurrent_runs * per_run
     return dict.fromkeys(_THREAD_VARS, str(max(1, cpus // steps)))
 
 

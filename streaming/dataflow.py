@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zlib import adler32
 
 import bytewax.operators as op
 import pandas as pd
@@ -276,10 +275,9 @@ class StoreSink(FixedPartitionedSink[Record, None]):
         return list(LIVE_TABLES)
 
     def part_fn(self, item_key: str) -> int:
-        """A live table's own partition (adler32, the default, puts two tables in one)."""
-        if item_key in LIVE_TABLES:
-            return LIVE_TABLES.index(item_key)
-        return adler32(item_key.encode())
+        """A live table's own partition (adler32, the default, puts two tables in one); a table
+        that is not a live table fails here rather than writing into another's partition."""
+        return LIVE_TABLES.index(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
         return _StorePartition(

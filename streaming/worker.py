@@ -893,6 +893,16 @@ def run_worker(settings: Settings, args: Any) -> WorkerSummary:
     return _worker_done(settings, instance, before, metrics, stop.received)
 
 
+def _summary_at_exit(
+    settings: Settings, instance: str, before: LiveStatus, metrics: LiveMetrics, stop: Any
+) -> None:
+    """bytewax.run's end of run: the summary, or one line if the store cannot give it."""
+    try:
+        _worker_done(settings, instance, before, metrics, stop.received)
+    except Exception as exc:  # the process is exiting: a traceback here helps nobody
+        logger.warning("event=worker_done_unknown reason=%s", str(exc).splitlines()[0][:200])
+
+
 def _worker_done(
     settings: Settings,
     instance: str,
@@ -1003,7 +1013,5 @@ def get_flow() -> Dataflow:
     # and once it has returned, the summary line `candleflow stream` logs closes the run.
     stop = _StopOnSignal().__enter__()
     if _is_bytewax_run(sys.argv):  # not when a caller (a test) only builds the flow
-        atexit.register(
-            lambda: _worker_done(settings, built.instance, before, metrics, stop.received)
-        )  # fmt: skip
+        atexit.register(_summary_at_exit, settings, built.instance, before, metrics, stop)
     return built.flow

@@ -227,10 +227,13 @@ def _day_month_order(
         if wrong.any():
             given, other = ("--dayfirst", "--no-dayfirst") if dayfirst else (
                 "--no-dayfirst", "--dayfirst")  # fmt: skip
-            msg = (
-                f"{where}: {given} cannot be right: it would read {examples[wrong].iloc[0]!r} "
-                f"with month {int(month[wrong].iloc[0])}; give {other} or --date-format"
-            )
+            example = examples[wrong].iloc[0]
+            if ((day > 12) | (month > 31))[wrong].any():  # the other order fails there too
+                msg = (f"{where}: dates such as {example!r} fit neither day-first nor "
+                       f"month-first order; give --date-format (e.g. --date-format '%d.%m.%Y')")
+            else:  # the month is over 12 in the given order, and fits in the other
+                msg = (f"{where}: {given} cannot be right: it would read {example!r} with "
+                       f"month {int(month[wrong].iloc[0])}; give {other} or --date-format")
             raise SourceFormatError(msg)
         return dayfirst
     day_first_fits = bool((second <= 12).all() and (first <= 31).all())

@@ -160,6 +160,15 @@ def test_load_file_when_given_order_impossible_for_some_dates_then_refused_not_m
     assert "month 13" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_load_file_when_given_order_and_day_over_31_then_fits_neither_not_the_other_flag(
+    tmp_path,
+):
+    path = write(tmp_path / "x.csv", "Date,Open,High,Low,Close,Volume\n45/03/2024,1,2,0.5,1.5,1\n")
+
+    with pytest.raises(SourceFormatError, match="fit neither day-first nor month-first"):
+        load_file(path, symbol="X", timeframe="1d", dayfirst=True)
+
+
 def test_load_file_when_orders_contradict_within_column_then_refused(tmp_path):
     path = write(
         tmp_path / "x.csv",

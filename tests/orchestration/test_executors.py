@@ -49,6 +49,8 @@ def test_thread_limits_when_runs_times_steps_fill_the_cpus_then_one_thread_per_s
         ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "4"
     )
     assert thread_limits(ExecutorSection(), cpus=16)["OMP_NUM_THREADS"] == "1"  # 2 runs x 16
+    in_process = ExecutorSection(kind="in_process", max_concurrent_runs=2)
+    assert thread_limits(in_process, cpus=16)["OMP_NUM_THREADS"] == "8"  # one step per run
 
 
 @dg.op
@@ -84,8 +86,8 @@ def test_multiprocess_run_when_default_executor_then_steps_fork_from_a_warm_fork
 
 
 def test_step_preload_when_imported_then_kernels_warm_and_no_thread_started():
-    # The forkserver forks every step after this import: a thread started here would be lost
-    # in the children (and could hold a lock they need), so none may exist afterwards.
+    # The forkserver forks every step after this import: a Python thread started here would be
+    # lost in the children (and could hold a lock they need), so none may exist afterwards.
     code = (
         "import threading, orchestration.step_preload as m\n"
         "from ml import _kernels\n"

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, BacktestResult] = {}
     print("run_backtest path=fast (cold) ...", flush=True)
     times["fast_cold_s"], results["fast"] = _timed(fast)  # type: ignore[assignment]
-    cache_hits = sum(_fast._kernel_one_symbol.stats.cache_hits.values())
+    cache_hits = sum(_fast._kernel.stats.cache_hits.values())
     print("vectorbt from_signals (cold) ...", flush=True)
     times["vectorbt_cold_s"] = sum(run_vectorbt(bars, up, config))
     run_vectorbt(bars, up, config, stops=False)

@@ -528,10 +528,9 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
     pend = np.empty((n_sym, 16), dtype=np.int64)
     equity = np.empty(n)
     exposure = np.empty(n)
-    kernel = _kernel_one_symbol if n_sym == 1 else _kernel
     start = 0
     while True:
-        start, status = kernel(
+        start, status = _kernel(
             inputs.ts, inputs.close_ts, inputs.sym, inputs.last_of_ts, inputs.vsym,
             inputs.vrow, inputs.vstart, inputs.open, inputs.high, inputs.low, inputs.close,
             inputs.has_pred, inputs.proba, pf, pi, sp, start, gf, gi, syf, syi, posq, marks,
@@ -574,10 +573,6 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 _DUST = _ledger.DUST  # the engine's and the paper broker's threshold, frozen when compiled
 _END_OF_BAR_WORKING = _paper.END_OF_BAR_WORKING
 _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
-# The kernel is compiled twice from the one function below: with this False for portfolios and
-# True for one symbol, where numba, which reads globals as constants, drops the per-bar symbol
-# lookups (sym, vrow, last_of_ts, the queue's symbol checks) that always hold there.
-_ONE_SYMBOL = False
 
 
 def _py_kernel(
@@ -649,7 +644,7 @@ def _py_kernel(
     b_prot = b_has_stop = b_has_tp = e_has_stop = e_has_tp = e_has_prot_ts = False
     i = start
     while i < n:
-        s_bar = 0 if _ONE_SYMBOL else sym[i]
+        s_bar = sym[i]
         if s_bar != s:
             if s >= 0:
                 _store_symbol(
@@ -698,7 +693,7 @@ def _py_kernel(
             e_has_prot_ts = ci[YI_E_HAS_PROT_TS] != 0
         # the symbol's broker queue starts at its first order still queued
         while qhead < n_ord and (
-            orders_i[qhead, 6] == 0 or (not _ONE_SYMBOL and orders_i[qhead, 9] != s)
+            orders_i[qhead, 6] == 0 or orders_i[qhead, 9] != s
         ):
             qhead += 1
         queued = n_ord - qhead
@@ -732,7 +727,7 @@ def _py_kernel(
                     fts = ts[i]
                 # PaperBroker._known_volume: the mean of the volume_window bars before this one
                 known = 0.0
-                row = i if _ONE_SYMBOL else vrow[i]
+                row = vrow[i]
                 if row > v0:
                     j0 = row - vwindow if row - v0 > vwindow else v0
                     tot = 0.0
@@ -742,7 +737,7 @@ def _py_kernel(
                 budget = _volume_cap(known, vshare)
                 k = qhead
                 while k < n_ord and budget > _DUST:
-                    if orders_i[k, 6] == 0 or (not _ONE_SYMBOL and orders_i[k, 9] != s):
+                    if orders_i[k, 6] == 0 or orders_i[k, 9] != s:
                         k += 1
                         continue
                     rem = orders_f[k, 3]
@@ -872,14 +867,14 @@ def _py_kernel(
                     if kk >= 0:
                         orders_i[kk, 5] = 0
                 for kk in range(qhead, n_ord):
-                    if orders_i[kk, 6] != 0 and (_ONE_SYMBOL or orders_i[kk, 9] == s):
+                    if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s:
                         orders_i[kk, 6] = 0
                         n_ev += 1
                 n_pend = 0
                 qhead = n_ord
         # PaperBroker._end_of_bar: entries that had their bars stop working
         for kk in range(qhead, n_ord):
-            if orders_i[kk, 6] != 0 and (_ONE_SYMBOL or orders_i[kk, 9] == s):
+            if orders_i[kk, 6] != 0 and orders_i[kk, 9] == s:
                 orders_i[kk, 7], outcome = _end_of_bar_step(
                     orders_i[kk, 2] == 1, orders_i[kk, 7], keep_policy, keep_bars
                 )
@@ -1066,7 +1061,7 @@ def _py_kernel(
                             trades_today += 1
                 e_dir = _committed(pos_q, pe, n_pend, orders_i, orders_f)
         # run_backtest: equity and exposure after the last symbol of the bar's ts
-        if _ONE_SYMBOL or last_of_ts[i]:
+        if last_of_ts[i]:
             eq2 = cash
             gross = 0.0
             for j in range(n_open):
@@ -1566,4 +1561,3 @@ if numba is not None:
     _put_digits = _jit_inline(_py_put_digits)
     _iso_utc_into = _jit(_py_iso_utc_into)
     _kernel = _jit(_py_kernel)
-    _kernel_one_symbol = _jit(_with_globals(_py_kernel, "_py_kernel_one_symbol", _ONE_SYMBOL=True))

@@ -570,7 +570,9 @@ def run_kernel(inputs: FastInputs, config: StrategyConfig) -> FastOutputs:
 # The kernel. Each block names the reference step it sequences; the rules are the shared
 # functions, compiled below.
 
-_DUST = _ledger.DUST  # the engine's and the paper broker's threshold, frozen when compiled
+# The engine's and the paper broker's threshold, frozen into the compiled kernel: numba's cache
+# keys on this file only, so a change of ledger.DUST needs its cache cleared (as for every rule).
+_DUST = _ledger.DUST
 _END_OF_BAR_WORKING = _paper.END_OF_BAR_WORKING
 _SCAN_OK, _SCAN_SUB_US, _SCAN_UNSORTED, _SCAN_NOT_FINITE = range(4)
 

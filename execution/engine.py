@@ -77,7 +77,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_DUST = DUST  # execution.ledger's: below it a remainder is float dust, not a quantity
 # Orders that protect a position; contingent, so not part of the position the engine expects.
 PROTECTIVE_INTENTS = frozenset({"stop", "take_profit"})
 _LIVE = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
@@ -428,7 +427,7 @@ def _entry(
         p_loss=p_loss,
         periods_per_year=config.periods_per_year,
     )
-    if not (qty > _DUST):  # NaN included: sizing found nothing to trade
+    if not (qty > DUST):  # NaN included: sizing found nothing to trade
         return None
     positions = {s: _expected(state, s) for s in state.symbols}
     positions[sym] = 0.0  # the exit above flattens it first
@@ -443,14 +442,14 @@ def _entry(
     )
     side = Side.BUY if direction > 0 else Side.SELL
     approved, _reason = governor.check(OrderIntent(sym, side, qty, price, risk_dist), view)
-    if approved <= _DUST:
+    if approved <= DUST:
         return None
     try:
         units = instrument_for(sym, config).order_quantity(approved)
     except InstrumentError as exc:
         logger.warning("entry %s %s refused: %s", sym, bar.ts.isoformat(), exc)
         return None
-    if units <= _DUST:
+    if units <= DUST:
         return None
     stop, tp = initial_levels(config.stops, direction, price, dist)
     return _order(config, ss, bar, bar_close_ts(bar), side, units, "entry", stop, tp)

@@ -17,7 +17,6 @@ from datetime import datetime
 # Remainders below this many units are dust from float arithmetic, not quantities to trade.
 # The one threshold: the engine, the paper broker and the compiled fast path import it.
 DUST = 1e-9
-_DUST = DUST
 
 __all__ = [
     "DUST",
@@ -67,13 +66,13 @@ def in_flight_units(sign: int, remaining: float, cancel_requested: bool, protect
 def fully_filled(remaining: float) -> bool:
     """True when an order in flight with `remaining` units left is filled for its sender: the
     rest is dust, so it leaves the orders that count toward the position."""
-    return remaining <= _DUST
+    return remaining <= DUST
 
 
 def committed_direction(expected: float) -> int:
     """Sign of the position plus the orders in flight (-1, 0, +1; dust counts as flat). An exit
     of abs(expected) units on the other side flattens it."""
-    if abs(expected) <= _DUST:
+    if abs(expected) <= DUST:
         return 0
     return 1 if expected > 0 else -1
 

@@ -81,7 +81,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 2
-_DUST = DUST  # execution.ledger's dust threshold
 
 
 def protective_client_id(entry_client_id: str, kind: str) -> str:
@@ -141,7 +140,7 @@ def fill_complete(remaining: float, quantity: float) -> bool:
     """True when an order of `quantity` units with `remaining` units left is done at the venue:
     the rest is float dust relative to its size (a rest above 1e-9 units, which the engine still
     counts, is then cancelled as "dust"). Scalar, shared with the compiled backtest."""
-    return remaining <= _DUST * max(1.0, quantity)
+    return remaining <= DUST * max(1.0, quantity)
 
 
 # What the partial-fill policy makes of an order at the end of a bar (end_of_bar_step).
@@ -317,7 +316,7 @@ class PaperBroker(Broker):
         inst = self.instrument(bar.symbol)
         budget = volume_cap(self._known_volume(bar.symbol), inst.max_volume_share)
         k = 0
-        while k < len(queue) and budget > _DUST:
+        while k < len(queue) and budget > DUST:
             entry = queue[k]
             order, remaining = entry[0], entry[1]
             q = min(remaining, budget)
@@ -335,7 +334,7 @@ class PaperBroker(Broker):
                 costs.commission_min,
                 inst.quantity_step,
             )
-            if q > _DUST:
+            if q > DUST:
                 self._fill(order.client_id, bar.symbol, order.side, q, price, ref, ts, out, order)
                 budget -= q
                 remaining -= q
@@ -347,7 +346,7 @@ class PaperBroker(Broker):
                 continue
             if fill_complete(remaining, order.quantity):
                 del queue[k]
-                if remaining > _DUST:
+                if remaining > DUST:
                     # A rest too small to trade; say so, since the engine still counts it.
                     out.append(OrderCancelled(order.client_id, bar.symbol, ts, remaining, "dust"))
             else:

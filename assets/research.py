@@ -442,15 +442,15 @@ def _portfolio_backtest(
     oos_predictions = _by_partition(context, "oos_predictions", oos_predictions)
     bars_snapshot = _by_partition(context, "bars_snapshot", bars_snapshot)
     usable, left_out = usable_series(oos_predictions, bars_snapshot, known)
+    versions = {k: bars_version(bars_snapshot[k]) for k in usable}  # each series hashed once
     usable, left_out = same_version_only(
-        usable, left_out, _recorded_versions(context, "oos_predictions", usable),
-        {k: bars_version(bars_snapshot[k]) for k in usable},
+        usable, left_out, _recorded_versions(context, "oos_predictions", usable), versions
     )
     predictions = {k: oos_predictions[k] for k in usable}
     pooled_left_out: dict[str, dict[str, str]] = {}
     if pooled is not None:
         predictions, pooled_left_out = with_pooled(
-            predictions, pooled, {k: bars_version(bars_snapshot[k]) for k in usable}
+            predictions, pooled, {k: versions[k] for k in usable}
         )
     warnings = list(left_out.values())
     for warning in warnings:
@@ -467,7 +467,7 @@ def _portfolio_backtest(
     for tf, book in books.items():
         book["left_out"] = left_out_of(left_out, tf)
         book["config_hash"] = cfg.config_hash
-        book["data_versions"] = {k: bars_version(bars_snapshot[k]) for k in book["series"]}
+        book["data_versions"] = {k: versions[k] for k in book["series"]}
         # What this backtest traded, kept so `candleflow reproduce` can rebuild it exactly.
         book["inputs"] = archive_inputs(
             Path(research.reports_dir) / f"portfolio_{tf}",

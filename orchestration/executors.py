@@ -38,7 +38,7 @@ PRELOAD_MODULES = (
 )
 
 
-def executor_for(section: ExecutorSection) -> dg.ExecutorDefinition | None:
+def executor_for(section: ExecutorSection) -> dg.ExecutorDefinition:
     config: dict[str, Any] = dict(section.config)
     if section.kind == "in_process":
         return _configured(dg.in_process_executor, config, section.kind)
